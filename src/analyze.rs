@@ -1,0 +1,157 @@
+//! `exposure analyze`: flow records from files through the same engine as
+//! `exposure run`, printed as one full `DescribeInternetOpenPort` answer.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use ipnet::IpNet;
+
+use crate::catalog::Catalog;
+use crate::config::{Clock, Config};
+use crate::flow::{self, Flow, Format, Outcome};
+use crate::query::{self, PortQuery};
+use crate::source::file;
+use crate::state::{Engine, StatsSnapshot};
+
+/// The shipped catalog's path, used when no config names another.
+pub const DEFAULT_CATALOG: &str = "config/services.toml";
+
+/// What `exposure analyze` was asked to do.
+#[derive(Clone, Debug)]
+pub struct AnalyzeOptions {
+    /// A config file; without one, the defaults of SPEC §3 plus `assets`.
+    pub config: Option<PathBuf>,
+    /// Input format; default: the config's `kafka.format` (`auto`).
+    pub format: Option<Format>,
+    /// Our public ranges; override `network.assets`.
+    pub assets: Option<Vec<IpNet>>,
+    /// Where "now" comes from; default `event` (see [`load_config`]).
+    pub clock: Option<Clock>,
+    /// The query: filters, language, range. Paging is ignored: all rows are printed.
+    pub query: PortQuery,
+    /// Input files, `-` for stdin.
+    pub files: Vec<PathBuf>,
+}
+
+/// The config `analyze` runs with. Offline input is usually a capture of
+/// the past, so the clock defaults to `event` ("now" is the latest flow)
+/// unless `--clock` says otherwise; a config file's `window.clock` is for
+/// `exposure run`.
+pub fn load_config(opts: &AnalyzeOptions) -> anyhow::Result<Config> {
+    let mut config = match &opts.config {
+        Some(path) => {
+            Config::load(path).map_err(|e| anyhow::anyhow!("{}:\n{e}", path.display()))?
+        }
+        None => Config::default(),
+    };
+    if let Some(assets) = &opts.assets {
+        config.network.assets = assets.clone();
+    }
+    if config.network.assets.is_empty() {
+        anyhow::bail!("no asset ranges: pass --assets CIDR[,CIDR...] (e.g. --assets 203.0.113.0/24) or a --config with network.assets");
+    }
+    config.window.clock = opts.clock.unwrap_or(Clock::Event);
+    Ok(config)
+}
+
+/// Loads the catalog a config names; the default path falls back to the
+/// copy built into the binary when it does not exist (running from another
+/// directory), any other path must exist.
+pub fn load_catalog(path: &Path) -> anyhow::Result<Catalog> {
+    if path == Path::new(DEFAULT_CATALOG) && !path.exists() {
+        return Ok(Catalog::builtin());
+    }
+    Catalog::load(path).with_context(|| format!("loading the service catalog {}", path.display()))
+}
+
+/// Runs the analysis with `config` (from [`load_config`]) and `catalog`,
+/// writing the answer to `out` and the summary to `err`.
+pub fn run(
+    opts: &AnalyzeOptions,
+    config: &Config,
+    catalog: Catalog,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let catalog = Arc::new(catalog);
+    let engine = Engine::from_config(config, catalog);
+    let format = opts.format.unwrap_or(config.kafka.format);
+    let wall_now_ms = wall_now_ms();
+    let mut flows: Vec<Flow> = Vec::new();
+    for path in &opts.files {
+        let input = file::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let records =
+            file::records(input, format).with_context(|| format!("reading {}", path.display()))?;
+        for record in records {
+            let record = record.with_context(|| format!("reading {}", path.display()))?;
+            let stats = engine.stats();
+            stats.count_record();
+            let bytes = match record {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    stats.count_record_rejected(e.reason());
+                    writeln!(err, "{}: {e}", path.display())?;
+                    continue;
+                }
+            };
+            flows.clear();
+            match flow::decode(format, &bytes, None, &mut flows) {
+                Ok(Outcome::Flows) => {
+                    for f in &flows {
+                        engine.apply(f, wall_now_ms);
+                    }
+                }
+                Ok(Outcome::Marker) => stats.count_record_ignored("marker"),
+                Err(e) => stats.count_record_rejected(e.reason()),
+            }
+        }
+    }
+    let mut q = opts.query.clone();
+    q.current_page = 1;
+    q.page_size = u32::MAX;
+    let mut answer =
+        query::describe_internet_open_port(&engine, &q, wall_now_ms, query::new_request_id());
+    answer.page_info.page_size = u32::try_from(answer.page_info.total_count).unwrap_or(u32::MAX);
+    serde_json::to_writer_pretty(&mut *out, &answer)?;
+    writeln!(out)?;
+    writeln!(
+        err,
+        "{}",
+        summary(
+            &engine.stats().snapshot(),
+            engine.open_endpoints(),
+            answer.page_info.total_count
+        )
+    )?;
+    Ok(())
+}
+
+/// The one-line report on stderr.
+pub fn summary(stats: &StatsSnapshot, open_endpoints: usize, rows: u64) -> String {
+    let by_reason = |m: &std::collections::BTreeMap<&str, u64>| {
+        let total: u64 = m.values().sum();
+        if m.is_empty() {
+            return "0".to_owned();
+        }
+        let parts: Vec<String> = m.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        format!("{total} ({})", parts.join(", "))
+    };
+    format!(
+        "records read {}, flows applied {}, rejected {}, ignored {}, open endpoints {}, rows {}",
+        stats.records,
+        stats.applied,
+        by_reason(&stats.rejected),
+        by_reason(&stats.ignored),
+        open_endpoints,
+        rows
+    )
+}
+
+fn wall_now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

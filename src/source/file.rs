@@ -1,0 +1,242 @@
+//! Flow records from files: newline-delimited JSON (goflow2, pmacct), or a
+//! goflow2 `-format=bin` stream of varint-length-prefixed protobuf messages.
+//!
+//! A file is split into records the way a collector would have sent them to
+//! Kafka: one JSON object per line, one protobuf message per record. A bad
+//! record is handed on like any other, so the decoder can reject it by
+//! reason and the rest of the file still counts.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::Path;
+
+use crate::flow::Format;
+
+/// Largest protobuf message accepted from a stream; a larger length prefix
+/// means the stream is corrupt from there on.
+pub const MAX_PB_MESSAGE: usize = 64 * 1024;
+
+/// One record as read, or the reason the rest of the input is unreadable.
+pub type Record = Result<Vec<u8>, RecordError>;
+
+/// The input cannot be split into records past this point.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("protobuf length prefix {len} is larger than {MAX_PB_MESSAGE} bytes: the rest of the stream is not readable")]
+    Oversized { len: u64 },
+    #[error("protobuf stream ends inside a message")]
+    Truncated,
+    #[error("bad varint length prefix")]
+    BadVarint,
+}
+
+impl RecordError {
+    /// The rejection reason label.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            RecordError::Oversized { .. } => "oversized",
+            RecordError::Truncated | RecordError::BadVarint => "malformed_protobuf",
+        }
+    }
+}
+
+/// Opens `path` (`-` for stdin) for reading.
+pub fn open(path: &Path) -> io::Result<Box<dyn BufRead>> {
+    if path == Path::new("-") {
+        Ok(Box::new(BufReader::with_capacity(1 << 20, io::stdin())))
+    } else {
+        Ok(Box::new(BufReader::with_capacity(
+            1 << 20,
+            File::open(path)?,
+        )))
+    }
+}
+
+/// Splits `input` into records for `format`. With `Format::Auto` a stream
+/// whose first non-blank byte is `{` is read as JSON lines, anything else as
+/// a protobuf stream.
+pub fn records(
+    mut input: Box<dyn BufRead>,
+    format: Format,
+) -> io::Result<Box<dyn Iterator<Item = io::Result<Record>>>> {
+    let json = match format {
+        Format::Goflow2Json | Format::PmacctJson => true,
+        Format::Goflow2Pb => false,
+        Format::Auto => first_non_blank(&mut input)? == Some(b'{'),
+    };
+    Ok(if json {
+        Box::new(JsonLines { input })
+    } else {
+        Box::new(PbStream {
+            input,
+            broken: false,
+        })
+    })
+}
+
+fn first_non_blank(input: &mut Box<dyn BufRead>) -> io::Result<Option<u8>> {
+    loop {
+        let buf = input.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(None);
+        }
+        match buf.iter().position(|b| !b.is_ascii_whitespace()) {
+            Some(i) => return Ok(Some(buf[i])),
+            None => {
+                let n = buf.len();
+                input.consume(n);
+            }
+        }
+    }
+}
+
+struct JsonLines {
+    input: Box<dyn BufRead>,
+}
+
+impl Iterator for JsonLines {
+    type Item = io::Result<Record>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let mut line = Vec::new();
+            match self.input.read_until(b'\n', &mut line) {
+                Ok(0) => return None,
+                Ok(_) => {}
+                Err(e) => return Some(Err(e)),
+            }
+            while line.last().is_some_and(|b| b.is_ascii_whitespace()) {
+                line.pop();
+            }
+            if !line.iter().all(u8::is_ascii_whitespace) {
+                return Some(Ok(Ok(line)));
+            }
+        }
+    }
+}
+
+struct PbStream {
+    input: Box<dyn BufRead>,
+    /// Set after a framing error: nothing after it can be trusted.
+    broken: bool,
+}
+
+impl PbStream {
+    fn read_varint(&mut self) -> io::Result<Option<Result<u64, RecordError>>> {
+        let mut value = 0u64;
+        for i in 0..10 {
+            let mut byte = [0u8];
+            if self.input.read(&mut byte)? == 0 {
+                return Ok(if i == 0 {
+                    None
+                } else {
+                    Some(Err(RecordError::Truncated))
+                });
+            }
+            value |= u64::from(byte[0] & 0x7f) << (7 * i);
+            if byte[0] & 0x80 == 0 {
+                return Ok(Some(Ok(value)));
+            }
+        }
+        Ok(Some(Err(RecordError::BadVarint)))
+    }
+}
+
+impl Iterator for PbStream {
+    type Item = io::Result<Record>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.broken {
+            return None;
+        }
+        let len = match self.read_varint() {
+            Ok(None) => return None,
+            Ok(Some(Ok(len))) => len,
+            Ok(Some(Err(e))) => {
+                self.broken = true;
+                return Some(Ok(Err(e)));
+            }
+            Err(e) => return Some(Err(e)),
+        };
+        if len > MAX_PB_MESSAGE as u64 {
+            self.broken = true;
+            return Some(Ok(Err(RecordError::Oversized { len })));
+        }
+        // Keep the length prefix: a record is what goflow2 would have sent.
+        let mut record = Vec::with_capacity(len as usize + 10);
+        encode_varint(len, &mut record);
+        let start = record.len();
+        record.resize(start + len as usize, 0);
+        match self.input.read_exact(&mut record[start..]) {
+            Ok(()) => Some(Ok(Ok(record))),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                self.broken = true;
+                Some(Ok(Err(RecordError::Truncated)))
+            }
+            Err(e) => Some(Err(e)),
+        }
+    }
+}
+
+fn encode_varint(mut v: u64, out: &mut Vec<u8>) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+
+    fn read(bytes: &[u8], format: Format) -> Vec<Record> {
+        let input: Box<dyn BufRead> = Box::new(Cursor::new(bytes.to_vec()));
+        records(input, format)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    #[test]
+    fn json_lines_skip_blank_lines_and_trim_crlf() {
+        let got = read(b"{\"a\":1}\r\n\n   \n{\"b\":2}", Format::Auto);
+        let got: Vec<Vec<u8>> = got.into_iter().map(Result::unwrap).collect();
+        assert_eq!(got, vec![b"{\"a\":1}".to_vec(), b"{\"b\":2}".to_vec()]);
+    }
+
+    #[test]
+    fn pb_stream_splits_on_length_prefixes() {
+        let mut stream = Vec::new();
+        for body in [&b"abc"[..], &b""[..], &[7u8; 200][..]] {
+            encode_varint(body.len() as u64, &mut stream);
+            stream.extend_from_slice(body);
+        }
+        let got: Vec<Vec<u8>> = read(&stream, Format::Auto)
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[0], b"\x03abc");
+        assert_eq!(got[2].len(), 202, "two-byte prefix kept");
+    }
+
+    #[test]
+    fn truncated_pb_stream_ends_with_an_error() {
+        let got = read(b"\x03abc\x05ab", Format::Goflow2Pb);
+        assert_eq!(got.len(), 2);
+        assert!(got[0].is_ok());
+        assert_eq!(got[1].as_ref().unwrap_err().reason(), "malformed_protobuf");
+    }
+
+    #[test]
+    fn absurd_length_prefix_stops_the_stream() {
+        let mut stream = Vec::new();
+        encode_varint(1 << 40, &mut stream);
+        stream.extend_from_slice(b"whatever");
+        let got = read(&stream, Format::Goflow2Pb);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].as_ref().unwrap_err().reason(), "oversized");
+    }
+}

@@ -1,0 +1,3 @@
+//! Where flow records come from: files and stdin (for `exposure analyze`).
+
+pub mod file;

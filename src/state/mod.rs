@@ -1,0 +1,366 @@
+//! Sharded windowed state per endpoint, and the engine that applies flows.
+//!
+//! The [`Engine`] owns a `DashMap` from [`Endpoint`] to its [`EndpointState`]:
+//! ingest threads update different shards concurrently and queries read one
+//! shard at a time, so nothing takes a global lock. Each endpoint keeps a
+//! [`Series`] of hour buckets (see [`series`] for the day rollup).
+//!
+//! Endpoints that received traffic but never answered are *pending*: they are
+//! kept (up to `state.max_pending`) so that their inbound bytes count if a
+//! reply shows up later, whatever order the flows arrive in. Beyond the
+//! bound, inbound flows to new unanswered endpoints are only counted as
+//! probes of their port.
+
+pub mod series;
+mod stats;
+
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use dashmap::DashMap;
+
+use crate::catalog::{Catalog, Protocol};
+use crate::classify::{Classifier, Endpoint, Verdict};
+use crate::config::{Clock, Config};
+use crate::flow::Flow;
+pub use series::{HourRange, Resolution, Sample, Series, Tally};
+pub use stats::{Outcome, RejectReason, Stats, StatsSnapshot};
+
+const HOUR_MS: i64 = 3_600_000;
+const DAY_MS: i64 = 24 * HOUR_MS;
+/// A flow averaging more than this many bytes per packet carried payload.
+const PAYLOAD_BYTES_PER_PACKET: u64 = 60;
+
+/// The engine's settings, taken from [`Config`].
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Data older than this many days before "now" is dropped.
+    pub retention_days: u32,
+    /// Where "now" comes from.
+    pub clock: Clock,
+    /// Flows further than this ahead of the wall clock are rejected.
+    pub max_future_skew_ms: i64,
+    /// Bound on all endpoints held (open and pending).
+    pub max_endpoints: usize,
+    /// Bound on endpoints that have not answered yet.
+    pub max_pending: usize,
+}
+
+impl Settings {
+    pub fn from_config(config: &Config) -> Self {
+        Settings {
+            retention_days: config.window.retention_days,
+            clock: config.window.clock,
+            max_future_skew_ms: config
+                .window
+                .max_future_skew
+                .as_millis()
+                .min(i64::MAX as u128) as i64,
+            max_endpoints: config.state.max_endpoints,
+            max_pending: config.state.max_pending,
+        }
+    }
+}
+
+/// Everything known about one endpoint.
+#[derive(Clone, Debug, Default)]
+pub struct EndpointState {
+    /// Traffic and evidence by hour.
+    pub series: Series,
+    /// The latest L7 label a collector gave for this endpoint's flows.
+    pub label: Option<Arc<str>>,
+    /// Response evidence was seen at least once (not pending).
+    pub ever_open: bool,
+}
+
+/// Applies flows to the sharded state; shared by every ingest thread and
+/// every query.
+pub struct Engine {
+    classifier: Classifier,
+    catalog: Arc<Catalog>,
+    settings: Settings,
+    endpoints: DashMap<Endpoint, EndpointState, ahash::RandomState>,
+    /// Endpoints with response evidence.
+    open: AtomicUsize,
+    /// Endpoints without response evidence yet.
+    pending: AtomicUsize,
+    /// Latest accepted flow time (UNIX ms): "now" under `clock = "event"`.
+    event_now_ms: AtomicI64,
+    /// Set once any flow has been accepted, so an empty event clock is not 1970.
+    seen_any: AtomicBool,
+    /// Inbound flows to endpoints that had not answered, by `port * 2 + proto`.
+    probes: Box<[AtomicU64]>,
+    /// Interned L7 labels (few distinct values, many flows).
+    labels: DashMap<Box<str>, Arc<str>, ahash::RandomState>,
+    stats: Stats,
+}
+
+impl Engine {
+    pub fn new(classifier: Classifier, catalog: Arc<Catalog>, settings: Settings) -> Self {
+        Engine {
+            classifier,
+            catalog,
+            settings,
+            endpoints: DashMap::with_hasher(ahash::RandomState::new()),
+            open: AtomicUsize::new(0),
+            pending: AtomicUsize::new(0),
+            event_now_ms: AtomicI64::new(i64::MIN),
+            seen_any: AtomicBool::new(false),
+            probes: (0..65536 * 2).map(|_| AtomicU64::new(0)).collect(),
+            labels: DashMap::with_hasher(ahash::RandomState::new()),
+            stats: Stats::default(),
+        }
+    }
+
+    /// Builds the engine a config describes.
+    pub fn from_config(config: &Config, catalog: Arc<Catalog>) -> Self {
+        let classifier = Classifier::new(&config.network.assets, &config.network.internal);
+        Engine::new(classifier, catalog, Settings::from_config(config))
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// "Now" in UNIX ms: the wall clock, or the latest accepted flow time
+    /// under `clock = "event"` (the wall clock until a flow is accepted).
+    pub fn now_ms(&self, wall_now_ms: i64) -> i64 {
+        match self.settings.clock {
+            Clock::Wall => wall_now_ms,
+            Clock::Event if self.seen_any.load(Ordering::Acquire) => {
+                self.event_now_ms.load(Ordering::Acquire)
+            }
+            Clock::Event => wall_now_ms,
+        }
+    }
+
+    /// The resolution buckets are read at, given "now".
+    pub fn resolution(&self, now_ms: i64) -> Resolution {
+        Resolution::at(hour_of(now_ms), self.settings.retention_days)
+    }
+
+    /// Applies one decoded flow and counts what became of it.
+    pub fn apply(&self, flow: &Flow, wall_now_ms: i64) -> Outcome {
+        let outcome = self.apply_inner(flow, wall_now_ms);
+        self.stats.count(outcome);
+        outcome
+    }
+
+    fn apply_inner(&self, flow: &Flow, wall_now_ms: i64) -> Outcome {
+        if flow.time_ms > wall_now_ms.saturating_add(self.settings.max_future_skew_ms) {
+            return Outcome::Rejected(RejectReason::Future);
+        }
+        let retention_ms = i64::from(self.settings.retention_days) * DAY_MS;
+        let now = match self.settings.clock {
+            Clock::Wall => wall_now_ms,
+            Clock::Event => self.event_now_ms.load(Ordering::Acquire).max(flow.time_ms),
+        };
+        if flow.time_ms < now.saturating_sub(retention_ms) || flow.time_ms < 0 {
+            return Outcome::Rejected(RejectReason::TooOld);
+        }
+        if self.settings.clock == Clock::Event {
+            self.event_now_ms.fetch_max(flow.time_ms, Ordering::AcqRel);
+            self.seen_any.store(true, Ordering::Release);
+        }
+        let payload = has_payload(flow);
+        let (endpoint, sample, inbound) = match self.classifier.classify(flow, &self.catalog) {
+            Verdict::Ignored(reason) => return Outcome::Ignored(reason.into()),
+            Verdict::Inbound(endpoint) => (
+                endpoint,
+                Sample {
+                    in_bytes: flow.bytes,
+                    payload,
+                    ..Sample::default()
+                },
+                true,
+            ),
+            Verdict::Outbound { endpoint, evidence } => (
+                endpoint,
+                Sample {
+                    out_bytes: flow.bytes,
+                    evidence,
+                    payload,
+                    ..Sample::default()
+                },
+                false,
+            ),
+        };
+        self.update(
+            endpoint,
+            hour_of(flow.time_ms),
+            sample,
+            inbound,
+            flow.label.as_deref(),
+        )
+    }
+
+    fn update(
+        &self,
+        endpoint: Endpoint,
+        hour: u32,
+        sample: Sample,
+        inbound: bool,
+        label: Option<&str>,
+    ) -> Outcome {
+        let label = label.map(|l| self.intern(l));
+        if let Some(mut state) = self.endpoints.get_mut(&endpoint) {
+            if !state.ever_open {
+                self.count_probe(endpoint, inbound);
+            }
+            if sample.evidence && !state.ever_open {
+                state.ever_open = true;
+                self.pending.fetch_sub(1, Ordering::AcqRel);
+                self.open.fetch_add(1, Ordering::AcqRel);
+            }
+            state.series.add(hour, sample);
+            if label.is_some() {
+                state.label = label;
+            }
+            return Outcome::Applied;
+        }
+        // A new endpoint: reserve room for it under the bounds first.
+        let held = self.open.load(Ordering::Acquire) + self.pending.load(Ordering::Acquire);
+        if held >= self.settings.max_endpoints {
+            self.count_probe(endpoint, inbound);
+            return Outcome::Ignored(stats::IgnoredReason::EndpointLimit);
+        }
+        let counter = if sample.evidence {
+            &self.open
+        } else {
+            &self.pending
+        };
+        let bound = if sample.evidence {
+            usize::MAX
+        } else {
+            self.settings.max_pending
+        };
+        if !try_reserve(counter, bound) {
+            self.count_probe(endpoint, inbound);
+            return Outcome::Ignored(stats::IgnoredReason::PendingLimit);
+        }
+        self.count_probe(endpoint, inbound);
+        let mut series = Series::default();
+        series.add(hour, sample);
+        let state = EndpointState {
+            series,
+            label,
+            ever_open: sample.evidence,
+        };
+        // Another thread may have inserted the same endpoint meanwhile: merge.
+        match self.endpoints.entry(endpoint) {
+            dashmap::Entry::Vacant(v) => {
+                v.insert(state);
+            }
+            dashmap::Entry::Occupied(mut o) => {
+                counter.fetch_sub(1, Ordering::AcqRel);
+                let existing = o.get_mut();
+                existing.series.add(hour, sample);
+                if sample.evidence && !existing.ever_open {
+                    existing.ever_open = true;
+                    self.pending.fetch_sub(1, Ordering::AcqRel);
+                    self.open.fetch_add(1, Ordering::AcqRel);
+                }
+                if state.label.is_some() {
+                    existing.label = state.label;
+                }
+            }
+        }
+        Outcome::Applied
+    }
+
+    fn count_probe(&self, endpoint: Endpoint, inbound: bool) {
+        if inbound {
+            self.probes[probe_index(endpoint.port, endpoint.proto)].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn intern(&self, label: &str) -> Arc<str> {
+        if let Some(found) = self.labels.get(label) {
+            return found.clone();
+        }
+        self.labels
+            .entry(label.into())
+            .or_insert_with(|| Arc::from(label))
+            .clone()
+    }
+
+    /// Inbound flows to `port`/`proto` that reached an endpoint which had
+    /// not answered (yet): scans, and the first packets of real services.
+    pub fn probes(&self, port: u16, proto: Protocol) -> u64 {
+        self.probes[probe_index(port, proto)].load(Ordering::Relaxed)
+    }
+
+    /// Endpoints with response evidence (ever, within retention).
+    pub fn open_endpoints(&self) -> usize {
+        self.open.load(Ordering::Acquire)
+    }
+
+    /// Endpoints held that have not answered.
+    pub fn pending_endpoints(&self) -> usize {
+        self.pending.load(Ordering::Acquire)
+    }
+
+    /// Calls `f` for every endpoint, one shard locked (for reading) at a time.
+    pub fn for_each(&self, mut f: impl FnMut(&Endpoint, &EndpointState)) {
+        for entry in self.endpoints.iter() {
+            f(entry.key(), entry.value());
+        }
+    }
+
+    /// Rolls old hours into days and drops what is past retention; endpoints
+    /// left with no traffic are removed.
+    pub fn maintain(&self, wall_now_ms: i64) {
+        let res = self.resolution(self.now_ms(wall_now_ms));
+        self.endpoints.retain(|_, state| {
+            state.series.compact(res);
+            if !state.series.is_empty() {
+                return true;
+            }
+            let counter = if state.ever_open {
+                &self.open
+            } else {
+                &self.pending
+            };
+            counter.fetch_sub(1, Ordering::AcqRel);
+            false
+        });
+    }
+
+    /// Approximate heap bytes held per endpoint state, for the memory report.
+    pub fn state_bytes(&self) -> usize {
+        let per_entry = std::mem::size_of::<(Endpoint, EndpointState)>() + 8;
+        let mut total = 0;
+        self.for_each(|_, s| total += per_entry + s.series.heap_bytes());
+        total
+    }
+}
+
+/// Takes one slot in `counter` if it is below `bound`.
+fn try_reserve(counter: &AtomicUsize, bound: usize) -> bool {
+    counter
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < bound).then_some(n + 1)
+        })
+        .is_ok()
+}
+
+fn probe_index(port: u16, proto: Protocol) -> usize {
+    usize::from(port) * 2 + usize::from(proto == Protocol::Udp)
+}
+
+/// Hours since the epoch of a UNIX ms time (clamped at 0).
+pub fn hour_of(time_ms: i64) -> u32 {
+    (time_ms.max(0) / HOUR_MS).min(u32::MAX as i64) as u32
+}
+
+fn has_payload(flow: &Flow) -> bool {
+    flow.bytes > PAYLOAD_BYTES_PER_PACKET.saturating_mul(flow.packets.max(1))
+}

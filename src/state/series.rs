@@ -1,0 +1,416 @@
+//! One endpoint's traffic history: hour buckets, rolled up to UTC days
+//! beyond 48 hours, kept for the retention period.
+//!
+//! Resolution is decided at read time from "now", not from when a bucket was
+//! written: an hour bucket older than [`RECENT_HOURS`] reads as its whole UTC
+//! day. The answer therefore depends only on the flows and on "now", never on
+//! the order the flows arrived in; [`Series::compact`] merges such hours into
+//! day buckets to save memory without changing any answer.
+
+/// Hours kept at hour resolution, counting the hour that holds "now".
+pub const RECENT_HOURS: u32 = 48;
+
+const HOURS_PER_DAY: u32 = 24;
+const DAY_FLAG: u32 = 1 << 31;
+const EVIDENCE_FLAG: u32 = 1 << 30;
+const PAYLOAD_FLAG: u32 = 1 << 29;
+const HOUR_MASK: u32 = PAYLOAD_FLAG - 1;
+
+/// A time range in whole hours since the UNIX epoch, `[start, end)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HourRange {
+    pub start: u32,
+    pub end: u32,
+}
+
+impl HourRange {
+    fn overlaps(self, other: HourRange) -> bool {
+        self.start < other.end && other.start < self.end
+    }
+}
+
+/// How to read buckets: which hours are still at hour resolution, and which
+/// are past retention. Both follow from "now".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Resolution {
+    /// Hour buckets starting before this hour read as their whole day.
+    pub recent_from: u32,
+    /// Buckets ending at or before this hour are past retention.
+    pub retained_after: u32,
+}
+
+impl Resolution {
+    /// The resolution in force when "now" falls in hour `now_hour`.
+    pub fn at(now_hour: u32, retention_days: u32) -> Self {
+        Resolution {
+            recent_from: now_hour.saturating_sub(RECENT_HOURS - 1),
+            retained_after: (now_hour + 1).saturating_sub(retention_days * HOURS_PER_DAY),
+        }
+    }
+}
+
+/// Traffic of one bucket. Packed to 20 bytes: a full 30-day history is
+/// 48 hour buckets and 30 day buckets, about 1.5 KiB.
+#[derive(Clone, Copy, Debug)]
+#[repr(C, packed(4))]
+struct Bucket {
+    in_bytes: u64,
+    out_bytes: u64,
+    /// Start hour since the epoch in the low bits, then [`PAYLOAD_FLAG`],
+    /// [`EVIDENCE_FLAG`] and [`DAY_FLAG`].
+    tag: u32,
+}
+
+impl Bucket {
+    fn start(self) -> u32 {
+        self.tag & HOUR_MASK
+    }
+
+    fn is_day(self) -> bool {
+        self.tag & DAY_FLAG != 0
+    }
+
+    /// Sort key: by start hour, a day bucket before the hours of its day.
+    fn key(self) -> (u32, bool) {
+        (self.start(), !self.is_day())
+    }
+
+    /// The hours this bucket stands for under `res`.
+    fn span(self, res: Resolution) -> HourRange {
+        let start = self.start();
+        if self.is_day() || start < res.recent_from {
+            let day = start - start % HOURS_PER_DAY;
+            HourRange {
+                start: day,
+                end: day + HOURS_PER_DAY,
+            }
+        } else {
+            HourRange {
+                start,
+                end: start + 1,
+            }
+        }
+    }
+}
+
+/// What one flow adds to a bucket.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sample {
+    pub in_bytes: u64,
+    pub out_bytes: u64,
+    /// The flow is response evidence: the endpoint is open in this bucket.
+    pub evidence: bool,
+    /// The flow averaged more than 60 bytes per packet.
+    pub payload: bool,
+}
+
+/// Sums of a series over one window.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub in_bytes: u64,
+    pub out_bytes: u64,
+    /// Some bucket in the window holds response evidence.
+    pub open: bool,
+    /// Some bucket in the window holds a flow with payload.
+    pub payload: bool,
+}
+
+impl Tally {
+    pub fn total_bytes(&self) -> u64 {
+        self.in_bytes.saturating_add(self.out_bytes)
+    }
+}
+
+/// Buckets sorted by [`Bucket::key`]; writes almost always hit the last one.
+#[derive(Clone, Debug, Default)]
+pub struct Series {
+    buckets: Vec<Bucket>,
+}
+
+impl Series {
+    /// Adds a flow falling in hour `hour` (since the epoch).
+    pub fn add(&mut self, hour: u32, sample: Sample) {
+        debug_assert!(hour <= HOUR_MASK);
+        let key = (hour, true);
+        // Search from the end: flows mostly arrive in time order.
+        let pos = self.buckets.iter().rposition(|b| b.key() <= key);
+        let index = match pos {
+            Some(i) if self.buckets[i].key() == key => i,
+            _ => {
+                let at = pos.map_or(0, |i| i + 1);
+                self.buckets.insert(
+                    at,
+                    Bucket {
+                        in_bytes: 0,
+                        out_bytes: 0,
+                        tag: hour,
+                    },
+                );
+                at
+            }
+        };
+        let b = &mut self.buckets[index];
+        b.in_bytes = b.in_bytes.saturating_add(sample.in_bytes);
+        b.out_bytes = b.out_bytes.saturating_add(sample.out_bytes);
+        if sample.evidence {
+            b.tag |= EVIDENCE_FLAG;
+        }
+        if sample.payload {
+            b.tag |= PAYLOAD_FLAG;
+        }
+    }
+
+    /// Sums the buckets overlapping each window; buckets past retention are
+    /// left out.
+    pub fn tally<const N: usize>(&self, windows: &[HourRange; N], res: Resolution) -> [Tally; N] {
+        let mut out = [Tally::default(); N];
+        for &b in &self.buckets {
+            let span = b.span(res);
+            if span.end <= res.retained_after {
+                continue;
+            }
+            for (window, tally) in windows.iter().zip(out.iter_mut()) {
+                if span.overlaps(*window) {
+                    tally.in_bytes = tally.in_bytes.saturating_add(b.in_bytes);
+                    tally.out_bytes = tally.out_bytes.saturating_add(b.out_bytes);
+                    tally.open |= b.tag & EVIDENCE_FLAG != 0;
+                    tally.payload |= b.tag & PAYLOAD_FLAG != 0;
+                }
+            }
+        }
+        out
+    }
+
+    /// Drops buckets past retention and merges hours older than
+    /// [`RECENT_HOURS`] into their day. Changes no answer under `res` or any
+    /// later resolution.
+    pub fn compact(&mut self, res: Resolution) {
+        let needs_work = self.buckets.iter().any(|b| {
+            b.span(res).end <= res.retained_after || (!b.is_day() && b.start() < res.recent_from)
+        });
+        if !needs_work {
+            return;
+        }
+        let mut merged: Vec<Bucket> = Vec::with_capacity(self.buckets.len());
+        for &b in &self.buckets {
+            let span = b.span(res);
+            if span.end <= res.retained_after {
+                continue;
+            }
+            let b = if b.is_day() || b.start() >= res.recent_from {
+                b
+            } else {
+                Bucket {
+                    tag: (b.tag & !HOUR_MASK) | DAY_FLAG | span.start,
+                    ..b
+                }
+            };
+            match merged.last_mut() {
+                Some(last) if last.is_day() && b.is_day() && last.start() == b.start() => {
+                    last.in_bytes = last.in_bytes.saturating_add(b.in_bytes);
+                    last.out_bytes = last.out_bytes.saturating_add(b.out_bytes);
+                    last.tag |= b.tag & (EVIDENCE_FLAG | PAYLOAD_FLAG);
+                }
+                _ => merged.push(b),
+            }
+        }
+        merged.shrink_to_fit();
+        self.buckets = merged;
+    }
+
+    /// No bucket left (everything expired).
+    pub fn is_empty(&self) -> bool {
+        self.buckets.is_empty()
+    }
+
+    /// Number of buckets held.
+    pub fn len(&self) -> usize {
+        self.buckets.len()
+    }
+
+    /// Heap bytes held by the buckets.
+    pub fn heap_bytes(&self) -> usize {
+        self.buckets.capacity() * std::mem::size_of::<Bucket>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY0: u32 = 480_000; // a multiple of 24: hour 0 of a UTC day
+
+    fn range(start: u32, end: u32) -> HourRange {
+        HourRange { start, end }
+    }
+
+    fn traffic(n: u64) -> Sample {
+        Sample {
+            in_bytes: n,
+            out_bytes: 0,
+            evidence: false,
+            payload: false,
+        }
+    }
+
+    #[test]
+    fn bucket_is_twenty_bytes() {
+        assert_eq!(std::mem::size_of::<Bucket>(), 20);
+    }
+
+    #[test]
+    fn flows_in_one_hour_share_a_bucket() {
+        let mut s = Series::default();
+        s.add(DAY0 + 5, traffic(10));
+        s.add(DAY0 + 5, traffic(5));
+        assert_eq!(s.len(), 1);
+        let res = Resolution::at(DAY0 + 6, 30);
+        let [t] = s.tally(&[range(DAY0 + 5, DAY0 + 6)], res);
+        assert_eq!(t.in_bytes, 15);
+    }
+
+    #[test]
+    fn out_of_order_hours_stay_sorted() {
+        let mut s = Series::default();
+        for h in [7, 3, 9, 3, 1, 8] {
+            s.add(DAY0 + h, traffic(1));
+        }
+        let starts: Vec<u32> = s.buckets.iter().map(|b| b.start() - DAY0).collect();
+        assert_eq!(starts, vec![1, 3, 7, 8, 9]);
+    }
+
+    #[test]
+    fn recent_hours_keep_hour_resolution() {
+        let mut s = Series::default();
+        s.add(DAY0 + 30, traffic(7));
+        let res = Resolution::at(DAY0 + 40, 30);
+        let [hit, miss] = s.tally(
+            &[range(DAY0 + 30, DAY0 + 31), range(DAY0 + 29, DAY0 + 30)],
+            res,
+        );
+        assert_eq!(hit.in_bytes, 7);
+        assert_eq!(miss.in_bytes, 0);
+    }
+
+    #[test]
+    fn hours_older_than_48h_read_as_their_whole_day() {
+        let mut s = Series::default();
+        s.add(DAY0 + 2, traffic(7));
+        // "now" is three days later: hour 2 of DAY0 is beyond 48 hours.
+        let res = Resolution::at(DAY0 + 72, 30);
+        let [t] = s.tally(&[range(DAY0 + 20, DAY0 + 21)], res);
+        assert_eq!(t.in_bytes, 7, "any hour of the day covers the day bucket");
+    }
+
+    #[test]
+    fn the_48th_hour_back_is_still_hourly() {
+        let now = DAY0 + 100;
+        let res = Resolution::at(now, 30);
+        assert_eq!(res.recent_from, now - 47);
+        let mut s = Series::default();
+        s.add(now - 47, traffic(1));
+        let [t] = s.tally(&[range(now - 48, now - 47)], res);
+        assert_eq!(t.in_bytes, 0);
+    }
+
+    #[test]
+    fn compaction_changes_no_answer() {
+        let mut s = Series::default();
+        for h in 0..200 {
+            s.add(
+                DAY0 + h,
+                Sample {
+                    in_bytes: h as u64,
+                    out_bytes: 1,
+                    evidence: h % 50 == 0,
+                    payload: h == 3,
+                },
+            );
+        }
+        let res = Resolution::at(DAY0 + 199, 30);
+        let windows = [
+            range(DAY0, DAY0 + 1),
+            range(DAY0 + 30, DAY0 + 60),
+            range(DAY0 + 160, DAY0 + 170),
+            range(0, u32::MAX),
+        ];
+        let before = s.tally(&windows, res);
+        s.compact(res);
+        assert_eq!(s.tally(&windows, res), before);
+        // 8 full days before the 48 recent hours, plus the partial day
+        // holding the first recent hour, then 48 hour buckets.
+        assert_eq!(
+            s.len(),
+            6 + 1 + 48,
+            "{:?}",
+            s.buckets
+                .iter()
+                .map(|b| (b.start() - DAY0, b.is_day()))
+                .collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn flows_for_a_compacted_day_still_add_up() {
+        let mut s = Series::default();
+        s.add(DAY0 + 1, traffic(1));
+        let res = Resolution::at(DAY0 + 100, 30);
+        s.compact(res);
+        s.add(DAY0 + 5, traffic(2)); // a late flow for the same day
+        let [t] = s.tally(&[range(DAY0, DAY0 + 24)], res);
+        assert_eq!(t.in_bytes, 3);
+        s.compact(res);
+        assert_eq!(s.len(), 1);
+    }
+
+    #[test]
+    fn buckets_past_retention_are_dropped() {
+        let mut s = Series::default();
+        s.add(DAY0, traffic(1));
+        s.add(DAY0 + 24 * 10, traffic(2));
+        // Retention 5 days, now on day 11: day 0 is gone, day 10 stays.
+        let res = Resolution::at(DAY0 + 24 * 11, 5);
+        let [t] = s.tally(&[range(0, u32::MAX)], res);
+        assert_eq!(t.in_bytes, 2);
+        s.compact(res);
+        assert_eq!(s.len(), 1);
+    }
+
+    #[test]
+    fn evidence_and_payload_flags_survive_rollup() {
+        let mut s = Series::default();
+        s.add(
+            DAY0 + 1,
+            Sample {
+                evidence: true,
+                ..traffic(1)
+            },
+        );
+        s.add(
+            DAY0 + 2,
+            Sample {
+                payload: true,
+                ..traffic(1)
+            },
+        );
+        let res = Resolution::at(DAY0 + 24 * 5, 30);
+        s.compact(res);
+        let [t] = s.tally(&[range(DAY0, DAY0 + 1)], res);
+        assert!(t.open && t.payload);
+    }
+
+    #[test]
+    fn full_history_fits_in_under_two_kib() {
+        let mut s = Series::default();
+        let now = DAY0 + 30 * 24;
+        for h in (now - 30 * 24 + 1)..=now {
+            s.add(h, traffic(1));
+        }
+        s.compact(Resolution::at(now, 30));
+        assert!(
+            s.heap_bytes() + std::mem::size_of::<Series>() < 2048,
+            "{}",
+            s.heap_bytes()
+        );
+    }
+}

@@ -1,0 +1,173 @@
+//! What became of every record and flow: applied, ignored or rejected, by
+//! reason. The counts behind `exposure analyze`'s summary and the
+//! `exposure_records_*_total` metrics.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use crate::classify::IgnoreReason;
+
+/// Why the engine refused a flow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RejectReason {
+    /// More than `window.max_future_skew` ahead of the wall clock.
+    Future,
+    /// Older than `window.retention_days` before "now".
+    TooOld,
+}
+
+impl RejectReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::Future => "future_time",
+            RejectReason::TooOld => "too_old",
+        }
+    }
+}
+
+/// Why a flow (or record) was read but changed nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum IgnoredReason {
+    /// The classifier found it says nothing about exposure.
+    Classified(IgnoreReason),
+    /// `state.max_endpoints` is reached; the flow is counted as a probe only.
+    EndpointLimit,
+    /// `state.max_pending` is reached; the flow is counted as a probe only.
+    PendingLimit,
+}
+
+impl From<IgnoreReason> for IgnoredReason {
+    fn from(reason: IgnoreReason) -> Self {
+        IgnoredReason::Classified(reason)
+    }
+}
+
+impl IgnoredReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IgnoredReason::Classified(r) => r.as_str(),
+            IgnoredReason::EndpointLimit => "endpoint_limit",
+            IgnoredReason::PendingLimit => "pending_limit",
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            IgnoredReason::Classified(r) => {
+                IgnoreReason::ALL.iter().position(|&x| x == r).unwrap_or(0)
+            }
+            IgnoredReason::EndpointLimit => IgnoreReason::ALL.len(),
+            IgnoredReason::PendingLimit => IgnoreReason::ALL.len() + 1,
+        }
+    }
+
+    const COUNT: usize = IgnoreReason::ALL.len() + 2;
+
+    fn all() -> impl Iterator<Item = IgnoredReason> {
+        IgnoreReason::ALL
+            .into_iter()
+            .map(IgnoredReason::Classified)
+            .chain([IgnoredReason::EndpointLimit, IgnoredReason::PendingLimit])
+    }
+}
+
+/// What became of one flow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// It changed an endpoint's state.
+    Applied,
+    Ignored(IgnoredReason),
+    Rejected(RejectReason),
+}
+
+/// Lock-free counters on the flow path; a mutex only for decode rejections
+/// and markers, which are rare and whose reasons the decoders name.
+#[derive(Debug, Default)]
+pub struct Stats {
+    applied: AtomicU64,
+    ignored: [AtomicU64; IgnoredReason::COUNT],
+    future: AtomicU64,
+    too_old: AtomicU64,
+    records: AtomicU64,
+    records_other: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+}
+
+/// A consistent-enough copy of [`Stats`] for reports.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    /// Records (Kafka records or file lines) read.
+    pub records: u64,
+    /// Flows that changed state.
+    pub applied: u64,
+    /// Rejections by reason: records the decoders refused, flows the engine refused.
+    pub rejected: BTreeMap<&'static str, u64>,
+    /// Ignored records and flows by reason.
+    pub ignored: BTreeMap<&'static str, u64>,
+}
+
+impl Stats {
+    /// Counts one flow's outcome.
+    pub fn count(&self, outcome: Outcome) {
+        let counter = match outcome {
+            Outcome::Applied => &self.applied,
+            Outcome::Ignored(r) => &self.ignored[r.index()],
+            Outcome::Rejected(RejectReason::Future) => &self.future,
+            Outcome::Rejected(RejectReason::TooOld) => &self.too_old,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one record read, whatever became of it.
+    pub fn count_record(&self) {
+        self.records.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a record the decoder refused (`reason` from `DecodeError::reason`).
+    pub fn count_record_rejected(&self, reason: &'static str) {
+        self.count_other("rejected", reason);
+    }
+
+    /// Counts a record that carries no flow by design (a pmacct marker).
+    pub fn count_record_ignored(&self, reason: &'static str) {
+        self.count_other("ignored", reason);
+    }
+
+    fn count_other(&self, kind: &'static str, reason: &'static str) {
+        let mut map = self.records_other.lock().unwrap_or_else(|e| e.into_inner());
+        *map.entry((kind, reason)).or_default() += 1;
+    }
+
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let mut snap = StatsSnapshot {
+            records: self.records.load(Ordering::Relaxed),
+            applied: self.applied.load(Ordering::Relaxed),
+            ..StatsSnapshot::default()
+        };
+        for reason in IgnoredReason::all() {
+            let n = self.ignored[reason.index()].load(Ordering::Relaxed);
+            if n > 0 {
+                snap.ignored.insert(reason.as_str(), n);
+            }
+        }
+        for (reason, counter) in [
+            (RejectReason::Future, &self.future),
+            (RejectReason::TooOld, &self.too_old),
+        ] {
+            let n = counter.load(Ordering::Relaxed);
+            if n > 0 {
+                snap.rejected.insert(reason.as_str(), n);
+            }
+        }
+        let other = self.records_other.lock().unwrap_or_else(|e| e.into_inner());
+        for (&(kind, reason), &n) in other.iter() {
+            let map = if kind == "rejected" {
+                &mut snap.rejected
+            } else {
+                &mut snap.ignored
+            };
+            *map.entry(reason).or_default() += n;
+        }
+        snap
+    }
+}

@@ -1,0 +1,425 @@
+//! `exposure analyze` and `exposure check-config` as a user runs them: the
+//! real binary, real files, stdin, bad input.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use exposure::flow::tcp_flags::{ACK, PSH, RST, SYN};
+use exposure::flow::{
+    encode_goflow2_json, encode_goflow2_pb, encode_pmacct_json, Flow, PROTO_TCP, PROTO_UDP,
+};
+use serde_json::Value;
+
+const ASSETS: &str = "203.0.113.0/24,2001:db8:100::/48";
+/// 2026-01-05T10:00:00Z
+const T: i64 = 1_767_607_200_000;
+
+fn exposure(args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_exposure"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.unwrap_or_default()).unwrap();
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn flow(src: &str, sport: u16, dst: &str, dport: u16, proto: u8, flags: u16, bytes: u64) -> Flow {
+    Flow {
+        src_addr: src.parse().unwrap(),
+        dst_addr: dst.parse().unwrap(),
+        src_port: sport,
+        dst_port: dport,
+        proto,
+        tcp_flags: flags,
+        bytes,
+        packets: 2,
+        time_ms: T,
+        label: None,
+    }
+}
+
+/// SSH open on .10 (request + reply), Telnet refused with RST on .11,
+/// a DNS server on v6, a host of ours browsing the web, and a SYN scan.
+fn world() -> Vec<Flow> {
+    let mut flows = vec![
+        flow(
+            "198.51.100.1",
+            40000,
+            "203.0.113.10",
+            22,
+            PROTO_TCP,
+            SYN | ACK | PSH,
+            1200,
+        ),
+        flow(
+            "203.0.113.10",
+            22,
+            "198.51.100.1",
+            40000,
+            PROTO_TCP,
+            SYN | ACK | PSH,
+            3400,
+        ),
+        flow(
+            "198.51.100.1",
+            40001,
+            "203.0.113.11",
+            23,
+            PROTO_TCP,
+            SYN,
+            120,
+        ),
+        flow(
+            "203.0.113.11",
+            23,
+            "198.51.100.1",
+            40001,
+            PROTO_TCP,
+            RST | ACK,
+            80,
+        ),
+        flow(
+            "2001:db8::1",
+            5353,
+            "2001:db8:100::53",
+            53,
+            PROTO_UDP,
+            0,
+            150,
+        ),
+        flow(
+            "2001:db8:100::53",
+            53,
+            "2001:db8::1",
+            5353,
+            PROTO_UDP,
+            0,
+            450,
+        ),
+        flow(
+            "203.0.113.12",
+            50123,
+            "198.51.100.9",
+            443,
+            PROTO_TCP,
+            SYN | ACK | PSH,
+            900,
+        ),
+        flow(
+            "198.51.100.9",
+            443,
+            "203.0.113.12",
+            50123,
+            PROTO_TCP,
+            SYN | ACK | PSH,
+            90000,
+        ),
+    ];
+    for port in 1000..1100 {
+        flows.push(flow(
+            "198.51.100.66",
+            61000,
+            "203.0.113.20",
+            port,
+            PROTO_TCP,
+            SYN,
+            44,
+        ));
+    }
+    flows
+}
+
+fn json_lines(flows: &[Flow], encode: fn(&Flow) -> String) -> Vec<u8> {
+    let mut out = Vec::new();
+    for f in flows {
+        out.extend_from_slice(encode(f).as_bytes());
+        out.push(b'\n');
+    }
+    out
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+fn rows(out: &Output) -> Vec<Value> {
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let body: Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+    let list = body["DataList"].as_array().unwrap().clone();
+    assert_eq!(
+        body["PageInfo"]["TotalCount"],
+        list.len() as u64,
+        "all rows on one page"
+    );
+    list
+}
+
+fn ports(rows: &[Value]) -> Vec<(u64, String)> {
+    rows.iter()
+        .map(|r| {
+            (
+                r["Port"].as_u64().unwrap(),
+                r["Protocol"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn analyze_lists_served_ports_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "flows.json",
+        &json_lines(&world(), encode_goflow2_json),
+    );
+    let out = exposure(
+        &["analyze", "--assets", ASSETS, file.to_str().unwrap()],
+        None,
+    );
+    let rows = rows(&out);
+    let mut got = ports(&rows);
+    got.sort();
+    assert_eq!(got, vec![(22, "tcp".to_owned()), (53, "udp".to_owned())]);
+    let ssh = rows.iter().find(|r| r["Port"] == 22).unwrap();
+    assert_eq!(
+        (
+            ssh["InBytes"].as_u64(),
+            ssh["OutBytes"].as_u64(),
+            ssh["TotalBytes"].as_u64()
+        ),
+        (Some(1200), Some(3400), Some(4600))
+    );
+    assert_eq!(ssh["PublicIpNum"], 1);
+    assert_eq!(ssh["ServiceNameList"], serde_json::json!(["SSH"]));
+    assert!(ssh["TrafficPercent1Day"].is_string());
+    let summary = String::from_utf8_lossy(&out.stderr);
+    assert!(summary.contains("records read 108"), "{summary}");
+    assert!(summary.contains("asset_is_client=2"), "{summary}");
+}
+
+#[test]
+fn analyze_reads_stdin_and_every_format_alike() {
+    let flows = world();
+    let dir = tempfile::tempdir().unwrap();
+    let mut pb = Vec::new();
+    for f in &flows {
+        encode_goflow2_pb(f, &mut pb);
+    }
+    let pmacct = write(
+        dir.path(),
+        "pmacct.json",
+        &json_lines(&flows, encode_pmacct_json),
+    );
+    let goflow_pb = write(dir.path(), "flows.bin", &pb);
+    let from_stdin = exposure(
+        &["analyze", "--assets", ASSETS, "-"],
+        Some(&json_lines(&flows, encode_goflow2_json)),
+    );
+    let from_pmacct = exposure(
+        &[
+            "analyze",
+            "--assets",
+            ASSETS,
+            "--format",
+            "pmacct-json",
+            pmacct.to_str().unwrap(),
+        ],
+        None,
+    );
+    let from_pb = exposure(
+        &["analyze", "--assets", ASSETS, goflow_pb.to_str().unwrap()],
+        None,
+    );
+    let strip = |mut r: Vec<Value>| {
+        for row in &mut r {
+            row.as_object_mut().unwrap().remove("RequestId");
+        }
+        r
+    };
+    let expected = strip(rows(&from_stdin));
+    assert_eq!(expected.len(), 2);
+    assert_eq!(strip(rows(&from_pmacct)), expected);
+    assert_eq!(strip(rows(&from_pb)), expected);
+}
+
+#[test]
+fn several_files_add_up() {
+    let flows = world();
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = flows.split_at(3);
+    let fa = write(dir.path(), "a.json", &json_lines(a, encode_goflow2_json));
+    let fb = write(dir.path(), "b.json", &json_lines(b, encode_pmacct_json));
+    let out = exposure(
+        &[
+            "analyze",
+            "--assets",
+            ASSETS,
+            fa.to_str().unwrap(),
+            fb.to_str().unwrap(),
+        ],
+        None,
+    );
+    let rows = rows(&out);
+    let ssh = rows.iter().find(|r| r["Port"] == 22).unwrap();
+    assert_eq!(
+        ssh["TotalBytes"], 4600,
+        "request in one file, reply in the other"
+    );
+}
+
+#[test]
+fn malformed_records_are_counted_and_the_rest_still_counts() {
+    let mut input = json_lines(&world()[..2], encode_goflow2_json);
+    input.extend_from_slice(b"{\"src_addr\": \"not an address\"\nthis is not json\n{\"src_addr\":\"198.51.100.1\",\"dst_addr\":\"203.0.113.10\",\"bytes\":-5}\n");
+    input.extend_from_slice(&json_lines(&world()[2..], encode_goflow2_json));
+    let out = exposure(
+        &[
+            "analyze",
+            "--assets",
+            ASSETS,
+            "--format",
+            "goflow2-json",
+            "-",
+        ],
+        Some(&input),
+    );
+    let rows = rows(&out);
+    assert_eq!(rows.len(), 2);
+    let summary = String::from_utf8_lossy(&out.stderr);
+    assert!(summary.contains("rejected 3"), "{summary}");
+}
+
+#[test]
+fn filters_narrow_the_answer() {
+    let input = json_lines(&world(), encode_goflow2_json);
+    let out = exposure(
+        &["analyze", "--assets", ASSETS, "--port", "53", "-"],
+        Some(&input),
+    );
+    assert_eq!(ports(&rows(&out)), vec![(53, "udp".to_owned())]);
+    let out = exposure(
+        &[
+            "analyze",
+            "--assets",
+            ASSETS,
+            "--service-name",
+            "ssh",
+            "--lang",
+            "en",
+            "-",
+        ],
+        Some(&input),
+    );
+    let rows = rows(&out);
+    assert_eq!(ports(&rows), vec![(22, "tcp".to_owned())]);
+    assert!(
+        rows[0]["ProbRisk"].as_str().unwrap().is_ascii(),
+        "English texts"
+    );
+}
+
+#[test]
+fn time_range_excludes_other_hours() {
+    let input = json_lines(&world(), encode_goflow2_json);
+    let before = (T / 1000 - 7200).to_string();
+    let just_before = (T / 1000 - 3600).to_string();
+    let out = exposure(
+        &[
+            "analyze",
+            "--assets",
+            ASSETS,
+            "--start-time",
+            &before,
+            "--end-time",
+            &just_before,
+            "-",
+        ],
+        Some(&input),
+    );
+    assert!(rows(&out).is_empty());
+}
+
+#[test]
+fn bad_filter_exits_2_naming_the_flag() {
+    let out = exposure(
+        &["analyze", "--assets", ASSETS, "--port", "70000", "-"],
+        Some(b""),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--port") && err.contains("0 to 65535"),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_assets_exits_2_with_a_hint() {
+    let out = exposure(&["analyze", "-"], Some(b""));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--assets"));
+}
+
+#[test]
+fn missing_input_file_is_a_runtime_error_naming_it() {
+    let out = exposure(
+        &["analyze", "--assets", ASSETS, "/nonexistent/flows.json"],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/flows.json"));
+}
+
+#[test]
+fn check_config_accepts_the_shipped_example() {
+    let out = exposure(&["check-config", "--config", "config/exposure.toml"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn check_config_reports_every_problem_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write(
+        dir.path(),
+        "bad.toml",
+        b"[network]\nassets = [\"203.0.113.0/33\"]\n[window]\nmax_future_skew = \"5 parsecs\"\nbogus = 1\n",
+    );
+    let out = exposure(&["check-config", "--config", bad.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for key in [
+        "network.assets[0]",
+        "window.max_future_skew",
+        "window.bogus",
+    ] {
+        assert!(err.contains(key), "{key} missing from:\n{err}");
+    }
+}
+
+#[test]
+fn analyze_with_config_file_uses_its_assets() {
+    let input = json_lines(&world(), encode_goflow2_json);
+    let out = exposure(
+        &["analyze", "--config", "config/exposure.toml", "-"],
+        Some(&input),
+    );
+    assert_eq!(rows(&out).len(), 2);
+}
