@@ -4,17 +4,16 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use ipnet::IpNet;
 
 use crate::catalog::Catalog;
 use crate::config::{Clock, Config};
-use crate::flow::{self, Flow, Format, Outcome};
+use crate::flow::{Flow, Format};
 use crate::query::{self, PortQuery};
 use crate::source::file;
-use crate::state::{Engine, StatsSnapshot};
+use crate::state::{wall_now_ms, Engine, StatsSnapshot};
 
 /// The shipped catalog's path, used when no config names another.
 pub const DEFAULT_CATALOG: &str = "config/services.toml";
@@ -87,25 +86,17 @@ pub fn run(
             file::records(input, format).with_context(|| format!("reading {}", path.display()))?;
         for record in records {
             let record = record.with_context(|| format!("reading {}", path.display()))?;
-            let stats = engine.stats();
-            stats.count_record();
-            let bytes = match record {
-                Ok(bytes) => bytes,
+            match record {
+                // Decode errors are counted in the summary, not printed one by one.
+                Ok(bytes) => {
+                    let _ = engine.ingest(format, &bytes, None, wall_now_ms, &mut flows);
+                }
                 Err(e) => {
-                    stats.count_record_rejected(e.reason());
+                    // The rest of this file cannot be split into records.
+                    engine.stats().count_record();
+                    engine.stats().count_record_rejected(e.reason());
                     writeln!(err, "{}: {e}", path.display())?;
-                    continue;
                 }
-            };
-            flows.clear();
-            match flow::decode(format, &bytes, None, &mut flows) {
-                Ok(Outcome::Flows) => {
-                    for f in &flows {
-                        engine.apply(f, wall_now_ms);
-                    }
-                }
-                Ok(Outcome::Marker) => stats.count_record_ignored("marker"),
-                Err(e) => stats.count_record_rejected(e.reason()),
             }
         }
     }
@@ -148,10 +139,4 @@ pub fn summary(stats: &StatsSnapshot, open_endpoints: usize, rows: u64) -> Strin
         open_endpoints,
         rows
     )
-}
-
-fn wall_now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }

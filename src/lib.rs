@@ -24,14 +24,29 @@
 //!   rolled up to days beyond 48 hours) and the engine that applies flows.
 //! - [`query`]: `DescribeInternetOpenPort`: parameters, filters, ordering,
 //!   paging and the response body.
+//! - [`api`]: HTTP: RPC-style `DescribeInternetOpen*` on `/`, rate limits,
+//!   error mapping, `/healthz`, `/readyz`, `/metrics`.
 //! - [`source`]: where records come from (files and stdin for `analyze`).
 //! - [`analyze`]: the offline `exposure analyze` command.
+//! - [`service`]: `exposure run`: the Kafka source feeding the engine, the
+//!   API reading it, maintenance, orderly shutdown.
+//! - [`demo`]: `exposure demo`: the service with an embedded broker and
+//!   generated traffic.
+//! - [`metrics`]: every Prometheus metric, defined in one place.
+//! - [`health`]: the readiness flags behind `/readyz`.
+//! - [`generate`]: a seeded, realistic world of flows for benches, tests and demos.
 
 pub mod analyze;
+pub mod api;
 pub mod catalog;
 pub mod classify;
 pub mod config;
+pub mod demo;
 pub mod flow;
+pub mod generate;
+pub mod health;
+pub mod metrics;
 pub mod query;
+pub mod service;
 pub mod source;
 pub mod state;

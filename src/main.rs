@@ -3,15 +3,18 @@
 //! 1 runtime failure).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use exposure::analyze::{self, AnalyzeOptions};
-use exposure::config::{self, Clock};
+use exposure::config::{self, Clock, Config};
 use exposure::flow::Format;
 use exposure::query::PortQuery;
+use exposure::service;
 use ipnet::IpNet;
+use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
 #[command(
@@ -26,6 +29,18 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Consume flow records from Kafka, serve the API and /metrics (production).
+    Run {
+        /// The config file.
+        #[arg(long, default_value = "config/exposure.toml")]
+        config: PathBuf,
+    },
+    /// Zero setup: embedded broker, generated traffic, the API on 127.0.0.1:8080.
+    Demo {
+        /// Where the API listens.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+    },
     /// Read flow records from files and print the DescribeInternetOpenPort answer (all rows) as JSON.
     Analyze(Box<AnalyzeArgs>),
     /// Validate a config file and print every problem with its key path.
@@ -118,6 +133,7 @@ fn kebab(param: &str) -> String {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
@@ -125,6 +141,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig { config } => config::check_config(&config),
+        Command::Run { config } => run_command(&config),
+        Command::Demo { listen } => serve_until_signal(|stop| exposure::demo::run(listen, stop)),
         Command::Analyze(args) => analyze_command(*args),
     }
 }
@@ -159,6 +177,55 @@ fn analyze_command(args: AnalyzeArgs) -> ExitCode {
         &mut stdout.lock(),
         &mut stderr.lock(),
     ) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run_command(path: &Path) -> ExitCode {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            for problem in &e.0 {
+                eprintln!("{}: {problem}", path.display());
+            }
+            return ExitCode::from(2);
+        }
+    };
+    let catalog = match analyze::load_catalog(&config.services.catalog) {
+        Ok(c) => c,
+        Err(e) => return usage_error(&format!("{e:#}")),
+    };
+    serve_until_signal(move |stop| service::run(config, catalog, stop, |_, _| {}))
+}
+
+/// Runs a service future on a multi-threaded runtime until SIGINT/SIGTERM.
+fn serve_until_signal<F, Fut>(start: F) -> ExitCode
+where
+    F: FnOnce(CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async {
+        let stop = CancellationToken::new();
+        service::cancel_on_signals(stop.clone());
+        start(stop).await
+    });
+    // Threads still blocked on I/O must not hold the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

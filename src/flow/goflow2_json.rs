@@ -3,7 +3,8 @@
 //! as names (`"TCP"`, `"IPv4"`; `""` when it has no name) and times as
 //! nanosecond numbers, or as RFC 3339 text with the `datetimenano` renderer.
 
-use super::json::{self, Record};
+use super::json::Record;
+use super::value;
 use super::{DecodeError, Flow, Parts};
 
 /// Reads a goflow2 flow from a parsed record. `proto` is required (without it
@@ -13,18 +14,18 @@ pub(super) fn interpret(
     fallback_time_ms: Option<i64>,
 ) -> Result<Flow, DecodeError> {
     Parts {
-        src_addr: json::address(&record.src_addr, "src_addr")?,
-        dst_addr: json::address(&record.dst_addr, "dst_addr")?,
-        src_port: json::port(&record.src_port, "src_port")?,
-        dst_port: json::port(&record.dst_port, "dst_port")?,
-        proto: json::proto(&record.proto, "proto")?,
-        tcp_flags: json::flags(&record.tcp_flags, "tcp_flags")?,
-        bytes: json::counter(&record.bytes, "bytes")?,
-        packets: json::counter(&record.packets, "packets")?,
-        sampling_rate: json::counter(&record.sampling_rate, "sampling_rate")?,
-        end_ms: json::goflow2_time(&record.time_flow_end_ns, "time_flow_end_ns")?,
-        start_ms: json::goflow2_time(&record.time_flow_start_ns, "time_flow_start_ns")?,
-        received_ms: json::goflow2_time(&record.time_received_ns, "time_received_ns")?,
+        src_addr: value::address(&record.src_addr, "src_addr")?,
+        dst_addr: value::address(&record.dst_addr, "dst_addr")?,
+        src_port: value::port(&record.src_port, "src_port")?,
+        dst_port: value::port(&record.dst_port, "dst_port")?,
+        proto: value::proto(&record.proto, "proto")?,
+        tcp_flags: value::flags(&record.tcp_flags, "tcp_flags")?,
+        bytes: value::counter(&record.bytes, "bytes")?,
+        packets: value::counter(&record.packets, "packets")?,
+        sampling_rate: value::counter(&record.sampling_rate, "sampling_rate")?,
+        end_ms: value::goflow2_time(&record.time_flow_end_ns, "time_flow_end_ns")?,
+        start_ms: value::goflow2_time(&record.time_flow_start_ns, "time_flow_start_ns")?,
+        received_ms: value::goflow2_time(&record.time_received_ns, "time_received_ns")?,
         label: None,
     }
     .into_flow(fallback_time_ms)
@@ -121,7 +122,7 @@ mod tests {
         assert_eq!(with(r#""tcp""#).unwrap().proto, PROTO_TCP);
         assert_eq!(with("6").unwrap().proto, PROTO_TCP);
         assert_eq!(with(r#""ICMPv6""#).unwrap().proto, 58);
-        assert_eq!(with(r#""""#).unwrap().proto, json::PROTO_UNNAMED);
+        assert_eq!(with(r#""""#).unwrap().proto, value::PROTO_UNNAMED);
         assert_eq!(with("256").unwrap_err().reason(), "invalid_value");
     }
 

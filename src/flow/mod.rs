@@ -54,6 +54,8 @@ mod goflow2_json;
 mod goflow2_pb;
 mod json;
 mod pmacct_json;
+mod time;
+mod value;
 
 use std::fmt;
 use std::str::FromStr;
@@ -135,7 +137,7 @@ pub enum Outcome {
 /// Why a record was rejected. [`DecodeError::reason`] is the metric label.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
-    /// Not JSON, not an object, or a key given twice.
+    /// Not JSON, or not a JSON object.
     #[error("malformed json: {0}")]
     MalformedJson(serde_json::Error),
     /// Not a sequence of length-delimited protobuf messages.
@@ -251,12 +253,14 @@ fn decode_into(
     match format {
         Format::Goflow2Pb => goflow2_pb::decode(payload, fallback_time_ms, out),
         Format::Goflow2Json => {
-            let record = json::parse(payload)?;
+            let mut record = json::Record::default();
+            json::parse(payload, &mut record)?;
             out.push(goflow2_json::interpret(&record, fallback_time_ms)?);
             Ok(Outcome::Flows)
         }
         Format::PmacctJson => {
-            let record = json::parse(payload)?;
+            let mut record = json::Record::default();
+            json::parse(payload, &mut record)?;
             pmacct_json::interpret(&record, fallback_time_ms, out)
         }
         Format::Auto => decode_auto(payload, fallback_time_ms, out),
@@ -272,8 +276,9 @@ fn decode_auto(
     if first != Some(&b'{') {
         return goflow2_pb::decode(payload, fallback_time_ms, out);
     }
-    let record = match json::parse(payload) {
-        Ok(record) => record,
+    let mut record = json::Record::default();
+    match json::parse(payload, &mut record) {
+        Ok(()) => {}
         Err(json_error @ DecodeError::MalformedJson(_)) => {
             // Maybe a 123-byte protobuf message: its length prefix is `{`.
             let len_before = out.len();
@@ -283,7 +288,7 @@ fn decode_auto(
             });
         }
         Err(other) => return Err(other),
-    };
+    }
     if record.has_goflow2_keys() {
         out.push(goflow2_json::interpret(&record, fallback_time_ms)?);
         Ok(Outcome::Flows)
@@ -349,201 +354,4 @@ impl Parts {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn flow() -> Flow {
-        Flow {
-            src_addr: IpAddr::from([198, 51, 100, 7]),
-            dst_addr: IpAddr::from([203, 0, 113, 10]),
-            src_port: 51000,
-            dst_port: 443,
-            proto: PROTO_TCP,
-            tcp_flags: tcp_flags::SYN | tcp_flags::ACK,
-            bytes: 1500,
-            packets: 3,
-            time_ms: 1_700_000_000_123,
-            label: None,
-        }
-    }
-
-    fn auto(payload: &[u8]) -> Result<(Outcome, Vec<Flow>), DecodeError> {
-        let mut out = Vec::new();
-        let outcome = decode(Format::Auto, payload, None, &mut out)?;
-        Ok((outcome, out))
-    }
-
-    #[test]
-    fn format_names_parse_print_and_deserialize_alike() {
-        for format in Format::ALL {
-            assert_eq!(format.as_str().parse::<Format>(), Ok(format));
-            assert_eq!(format.to_string(), format.as_str());
-            let quoted = format!("\"{}\"", format.as_str());
-            assert_eq!(serde_json::from_str::<Format>(&quoted).unwrap(), format);
-            assert_eq!(serde_json::to_string(&format).unwrap(), quoted);
-        }
-    }
-
-    #[test]
-    fn unknown_format_name_lists_the_valid_ones() {
-        let message = "netflow".parse::<Format>().unwrap_err().to_string();
-        for format in Format::ALL {
-            assert!(message.contains(format.as_str()), "{message}");
-        }
-    }
-
-    #[test]
-    fn auto_detects_each_format() {
-        let mut pb = Vec::new();
-        encode_goflow2_pb(&flow(), &mut pb);
-        encode_goflow2_pb(&flow(), &mut pb);
-        assert_eq!(auto(&pb).unwrap(), (Outcome::Flows, vec![flow(), flow()]));
-        let goflow2 = format!("  \n{}\n", encode_goflow2_json(&flow()));
-        assert_eq!(
-            auto(goflow2.as_bytes()).unwrap(),
-            (Outcome::Flows, vec![flow()])
-        );
-        let pmacct = encode_pmacct_json(&flow());
-        assert_eq!(
-            auto(pmacct.as_bytes()).unwrap(),
-            (Outcome::Flows, vec![flow()])
-        );
-    }
-
-    #[test]
-    fn auto_json_without_known_keys_is_unknown_format() {
-        let err = auto(br#"{"src":"198.51.100.7","bytes":1}"#).unwrap_err();
-        assert_eq!(err.reason(), "unknown_format");
-        assert_eq!(auto(b"{\"src\":").unwrap_err().reason(), "malformed_json");
-    }
-
-    #[test]
-    fn auto_reads_a_123_byte_protobuf_message_whose_length_is_a_brace() {
-        let mut pb = Vec::new();
-        encode_goflow2_pb(&flow(), &mut pb);
-        // Pad the message with an unknown string field (1001) to 123 bytes.
-        let pad = 123 - (pb.len() - 1) - 3;
-        pb.extend_from_slice(&[0xca, 0x3e, pad as u8]);
-        pb.resize(pb.len() + pad, b'x');
-        pb[0] = 123;
-        assert_eq!(pb[0], b'{');
-        assert_eq!(auto(&pb).unwrap(), (Outcome::Flows, vec![flow()]));
-    }
-
-    #[test]
-    fn oversized_json_is_rejected() {
-        let line = encode_goflow2_json(&flow());
-        let padded = format!("{}{}}}", &line[..line.len() - 1], ",\"x\":0".repeat(12_000));
-        assert!(padded.len() > MAX_JSON_RECORD_BYTES);
-        let mut out = Vec::new();
-        for format in [Format::Goflow2Json, Format::PmacctJson, Format::Auto] {
-            let err = decode(format, padded.as_bytes(), None, &mut out).unwrap_err();
-            assert_eq!(err.reason(), "oversized", "{format}");
-        }
-    }
-
-    #[test]
-    fn reasons_are_distinct_snake_case_labels() {
-        let json_error = serde_json::from_str::<u8>("x").unwrap_err();
-        let errors = [
-            DecodeError::MalformedJson(json_error),
-            DecodeError::MalformedProtobuf {
-                offset: 0,
-                what: "x",
-            },
-            DecodeError::MissingField { field: "x" },
-            DecodeError::InvalidAddress {
-                field: "x",
-                what: "x",
-            },
-            DecodeError::InvalidValue {
-                field: "x",
-                what: "x",
-            },
-            DecodeError::NoTimestamp,
-            DecodeError::UnknownFormat,
-            DecodeError::Oversized { size: 2, limit: 1 },
-        ];
-        let mut reasons: Vec<&str> = errors.iter().map(DecodeError::reason).collect();
-        assert!(reasons
-            .iter()
-            .all(|r| r.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')));
-        reasons.sort_unstable();
-        reasons.dedup();
-        assert_eq!(reasons.len(), errors.len());
-        for error in &errors {
-            let message = error.to_string();
-            assert!(
-                !message.ends_with('.') && message.starts_with(|c: char| c.is_lowercase()),
-                "{message}"
-            );
-        }
-    }
-}
-#[cfg(test)]
-mod tmp_throughput {
-    use super::*;
-    #[test]
-    #[ignore]
-    fn throughput() {
-        let n = 200_000usize;
-        let flows: Vec<Flow> = (0..n)
-            .map(|i| Flow {
-                src_addr: IpAddr::from([198, 51, (i >> 8) as u8, i as u8]),
-                dst_addr: IpAddr::from([203, 0, 113, (i % 251) as u8]),
-                src_port: (i % 60000) as u16 + 1024,
-                dst_port: 443,
-                proto: PROTO_TCP,
-                tcp_flags: 0x12,
-                bytes: 1500 + i as u64,
-                packets: 3,
-                time_ms: 1_700_000_000_000 + i as i64,
-                label: if i % 2 == 0 {
-                    None
-                } else {
-                    Some("https".into())
-                },
-            })
-            .collect();
-        let pb: Vec<Vec<u8>> = flows
-            .iter()
-            .map(|f| {
-                let mut b = Vec::new();
-                encode_goflow2_pb(f, &mut b);
-                b
-            })
-            .collect();
-        let gj: Vec<String> = flows.iter().map(encode_goflow2_json).collect();
-        // goflow2 default full-field line style (~1 KB)
-        let gj_full: Vec<String> = gj.iter().map(|l| format!("{},\"in_if\":11,\"out_if\":12,\"src_mac\":\"42:61:64:55:53:42\",\"dst_mac\":\"48:6f:73:74:50:43\",\"src_vlan\":0,\"dst_vlan\":0,\"vlan_id\":0,\"ip_tos\":0,\"forwarding_status\":0,\"ip_ttl\":0,\"ip_flags\":0,\"icmp_type\":0,\"icmp_code\":0,\"ipv6_flow_label\":0,\"fragment_id\":0,\"fragment_offset\":0,\"src_as\":0,\"dst_as\":0,\"next_hop\":\"0.0.0.0\",\"next_hop_as\":0,\"src_net\":\"0.0.0.0/0\",\"dst_net\":\"0.0.0.0/0\",\"bgp_next_hop\":\"\",\"bgp_communities\":[],\"as_path\":[],\"mpls_ttl\":[],\"mpls_label\":[],\"mpls_ip\":[],\"observation_domain_id\":0,\"observation_point_id\":0,\"layer_stack\":[],\"layer_size\":[],\"ipv6_routing_header_addresses\":[],\"ipv6_routing_header_seg_left\":0}}", &l[..l.len()-1])).collect();
-        let pm: Vec<String> = flows.iter().map(encode_pmacct_json).collect();
-        let mut out = Vec::with_capacity(16);
-        let mut run = |name: &str, format: Format, recs: &[&[u8]]| {
-            let mut best = f64::MAX;
-            for _ in 0..5 {
-                let t = std::time::Instant::now();
-                for r in recs {
-                    out.clear();
-                    decode(format, r, None, &mut out).unwrap();
-                }
-                best = best.min(t.elapsed().as_secs_f64());
-            }
-            let avg = recs.iter().map(|r| r.len()).sum::<usize>() / recs.len();
-            println!(
-                "{name:28} {:6.2} M rec/s  ({avg} B/rec)",
-                recs.len() as f64 / best / 1e6
-            );
-        };
-        let v: Vec<&[u8]> = pb.iter().map(|b| &b[..]).collect();
-        run("goflow2-pb", Format::Goflow2Pb, &v);
-        run("goflow2-pb (auto)", Format::Auto, &v);
-        let v: Vec<&[u8]> = gj.iter().map(|b| b.as_bytes()).collect();
-        run("goflow2-json", Format::Goflow2Json, &v);
-        run("goflow2-json (auto)", Format::Auto, &v);
-        let v: Vec<&[u8]> = gj_full.iter().map(|b| b.as_bytes()).collect();
-        run("goflow2-json full fields", Format::Goflow2Json, &v);
-        let v: Vec<&[u8]> = pm.iter().map(|b| b.as_bytes()).collect();
-        run("pmacct-json", Format::PmacctJson, &v);
-        run("pmacct-json (auto)", Format::Auto, &v);
-    }
-}
+mod tests;

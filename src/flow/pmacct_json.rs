@@ -1,7 +1,8 @@
 //! pmacct's JSON (kafka and print plugins of nfacctd, sfacctd and pmacctd):
 //! one aggregate per line, keys named after pmacct's primitives.
 
-use super::json::{self, Record};
+use super::json::Record;
+use super::{time, value};
 use super::{DecodeError, Flow, Outcome, Parts};
 
 /// Reads a pmacct record. `event_type` other than `purge` (`purge_init`,
@@ -19,30 +20,30 @@ pub(super) fn interpret(
     fallback_time_ms: Option<i64>,
     out: &mut Vec<Flow>,
 ) -> Result<Outcome, DecodeError> {
-    if let Some(event) = json::text(&record.event_type, "event_type")? {
+    if let Some(event) = value::text(&record.event_type, "event_type")? {
         if !event.eq_ignore_ascii_case("purge") {
             return Ok(Outcome::Marker);
         }
     }
-    json::counter(&record.flows, "flows")?;
-    let label = json::text(&record.class, "class")?
+    value::counter(&record.flows, "flows")?;
+    let label = value::text(&record.class, "class")?
         .filter(|class| !class.is_empty() && !class.eq_ignore_ascii_case("unknown"))
         .map(Box::from);
-    let start_ms = json::pmacct_time(&record.timestamp_start, "timestamp_start")?;
-    let bin_start_ms = json::pmacct_time(&record.stamp_inserted, "stamp_inserted")?;
-    let arrival_ms = json::pmacct_time(&record.timestamp_arrival, "timestamp_arrival")?;
-    let bin_updated_ms = json::pmacct_time(&record.stamp_updated, "stamp_updated")?;
+    let start_ms = value::pmacct_time(&record.timestamp_start, "timestamp_start")?;
+    let bin_start_ms = value::pmacct_time(&record.stamp_inserted, "stamp_inserted")?;
+    let arrival_ms = value::pmacct_time(&record.timestamp_arrival, "timestamp_arrival")?;
+    let bin_updated_ms = value::pmacct_time(&record.stamp_updated, "stamp_updated")?;
     let flow = Parts {
-        src_addr: json::address(&record.ip_src, "ip_src")?,
-        dst_addr: json::address(&record.ip_dst, "ip_dst")?,
-        src_port: json::port(&record.port_src, "port_src")?,
-        dst_port: json::port(&record.port_dst, "port_dst")?,
-        proto: json::proto(&record.ip_proto, "ip_proto")?,
-        tcp_flags: json::flags(&record.tcp_flags, "tcp_flags")?,
-        bytes: json::counter(&record.bytes, "bytes")?,
-        packets: json::counter(&record.packets, "packets")?,
-        sampling_rate: json::counter(&record.sampling_rate, "sampling_rate")?,
-        end_ms: json::pmacct_time(&record.timestamp_end, "timestamp_end")?,
+        src_addr: value::address(&record.ip_src, "ip_src")?,
+        dst_addr: value::address(&record.ip_dst, "ip_dst")?,
+        src_port: value::port(&record.port_src, "port_src")?,
+        dst_port: value::port(&record.port_dst, "port_dst")?,
+        proto: value::proto(&record.ip_proto, "ip_proto")?,
+        tcp_flags: value::flags(&record.tcp_flags, "tcp_flags")?,
+        bytes: value::counter(&record.bytes, "bytes")?,
+        packets: value::counter(&record.packets, "packets")?,
+        sampling_rate: value::counter(&record.sampling_rate, "sampling_rate")?,
+        end_ms: value::pmacct_time(&record.timestamp_end, "timestamp_end")?,
         start_ms: start_ms.or(bin_start_ms),
         received_ms: arrival_ms.or(bin_updated_ms),
         label,
@@ -57,18 +58,32 @@ pub(super) fn interpret(
 /// numeric string, `ip_proto` as pmacct's name, times with `timestamps_utc`).
 /// `class` is written only when the flow has a label.
 pub fn encode_pmacct_json(flow: &Flow) -> String {
-    let proto = json::proto_name(flow.proto).map_or_else(|| flow.proto.to_string(), str::to_owned);
+    let proto = match value::proto_name(flow.proto) {
+        Some(name) => name.to_owned(),
+        None => flow.proto.to_string(),
+    };
     let class = match &flow.label {
         Some(label) => format!(", \"class\": {}", serde_json::Value::from(&**label)),
         None => String::new(),
     };
-    let time = json::format_datetime(flow.time_ms);
+    let time = time::format_datetime(flow.time_ms);
+    let Flow {
+        src_addr,
+        dst_addr,
+        src_port,
+        dst_port,
+        tcp_flags,
+        packets,
+        bytes,
+        ..
+    } = flow;
     format!(
-        "{{\"event_type\": \"purge\"{class}, \"ip_src\": \"{}\", \"ip_dst\": \"{}\", \"port_src\": {}, \
-         \"port_dst\": {}, \"tcp_flags\": \"{}\", \"ip_proto\": \"{proto}\", \"sampling_rate\": 1, \
-         \"timestamp_start\": \"{time}\", \"timestamp_end\": \"{time}\", \"packets\": {}, \"flows\": 1, \
-         \"bytes\": {}, \"writer_id\": \"default_kafka/1\"}}",
-        flow.src_addr, flow.dst_addr, flow.src_port, flow.dst_port, flow.tcp_flags, flow.packets, flow.bytes,
+        "{{\"event_type\": \"purge\"{class}, \"ip_src\": \"{src_addr}\", \
+         \"ip_dst\": \"{dst_addr}\", \"port_src\": {src_port}, \"port_dst\": {dst_port}, \
+         \"tcp_flags\": \"{tcp_flags}\", \"ip_proto\": \"{proto}\", \"sampling_rate\": 1, \
+         \"timestamp_start\": \"{time}\", \"timestamp_end\": \"{time}\", \
+         \"packets\": {packets}, \"flows\": 1, \"bytes\": {bytes}, \
+         \"writer_id\": \"default_kafka/1\"}}"
     )
 }
 

@@ -22,7 +22,7 @@ use dashmap::DashMap;
 use crate::catalog::{Catalog, Protocol};
 use crate::classify::{Classifier, Endpoint, Verdict};
 use crate::config::{Clock, Config};
-use crate::flow::Flow;
+use crate::flow::{self, DecodeError, Flow, Format};
 pub use series::{HourRange, Resolution, Sample, Series, Tally};
 pub use stats::{Outcome, RejectReason, Stats, StatsSnapshot};
 
@@ -145,6 +145,38 @@ impl Engine {
     /// The resolution buckets are read at, given "now".
     pub fn resolution(&self, now_ms: i64) -> Resolution {
         Resolution::at(hour_of(now_ms), self.settings.retention_days)
+    }
+
+    /// Decodes one record (a Kafka record or a file line) and applies its
+    /// flows, counting the record and what became of it. A record is applied
+    /// whole or not at all; the decode error is returned for the caller to
+    /// log or copy to a dead-letter topic. `scratch` is reused between calls.
+    pub fn ingest(
+        &self,
+        format: Format,
+        payload: &[u8],
+        fallback_time_ms: Option<i64>,
+        wall_now_ms: i64,
+        scratch: &mut Vec<Flow>,
+    ) -> Result<(), DecodeError> {
+        self.stats.count_record();
+        scratch.clear();
+        match flow::decode(format, payload, fallback_time_ms, scratch) {
+            Ok(flow::Outcome::Flows) => {
+                for f in scratch.iter() {
+                    self.apply(f, wall_now_ms);
+                }
+                Ok(())
+            }
+            Ok(flow::Outcome::Marker) => {
+                self.stats.count_record_ignored("marker");
+                Ok(())
+            }
+            Err(e) => {
+                self.stats.count_record_rejected(e.reason());
+                Err(e)
+            }
+        }
     }
 
     /// Applies one decoded flow and counts what became of it.
@@ -354,6 +386,13 @@ fn try_reserve(counter: &AtomicUsize, bound: usize) -> bool {
 
 fn probe_index(port: u16, proto: Protocol) -> usize {
     usize::from(port) * 2 + usize::from(proto == Protocol::Udp)
+}
+
+/// The wall clock in UNIX ms.
+pub fn wall_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Hours since the epoch of a UNIX ms time (clamped at 0).

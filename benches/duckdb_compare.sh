@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# `exposure analyze` against DuckDB's NDJSON reader + GROUP BY, on the same
+# generated files (SPEC §11: >= 1 M records/s for JSON on one core; DuckDB
+# on one thread is the yardstick).
+#
+#   benches/duckdb_compare.sh            # 1 M records per format, 5 runs each
+#   RECORDS=200000 RUNS=3 benches/duckdb_compare.sh
+#
+# exposure: `exposure analyze` on one core (taskset -c 0), timed by hyperfine
+# (or /usr/bin/time when hyperfine is missing), whole process: read the
+# file, split it into records, decode, classify, aggregate, print the full
+# answer.
+#
+# DuckDB: the closest equivalent aggregate, in a Python process, timed
+# around the query only (median of RUNS after one warm-up):
+#   goflow2-json: SELECT dst_addr, dst_port, proto, sum(bytes), count(*)
+#                 FROM read_json(FILE, format='newline_delimited') GROUP BY ALL
+#   pmacct-json:  the same with ip_dst, port_dst, ip_proto
+# It groups every flow by its destination and sums bytes; exposure does more
+# per flow (direction, which side serves, evidence, hour buckets), so the
+# comparison flatters DuckDB a little. Run with `SET threads=1` and with the
+# default (one thread per core).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+RECORDS=${RECORDS:-1000000}
+ENDPOINTS=${ENDPOINTS:-10000}
+RUNS=${RUNS:-5}
+DATA=target/bench-data
+VENV=target/bench-venv
+ASSETS=203.0.113.0/24,2001:db8:100::/48
+
+cargo build --release --bin exposure --example gen_flows
+mkdir -p "$DATA"
+
+file_for() {
+    case "$1" in
+        goflow2-pb) echo "$DATA/flows-$1-$RECORDS.bin" ;;
+        *) echo "$DATA/flows-$1-$RECORDS.json" ;;
+    esac
+}
+
+for format in goflow2-json pmacct-json goflow2-pb; do
+    file=$(file_for "$format")
+    target/release/examples/gen_flows --format "$format" --records "$RECORDS" \
+        --seed 1 --endpoints "$ENDPOINTS" >"$file" 2>/dev/null
+    echo "generated $file: $(du -h "$file" | cut -f1)"
+done
+
+if [ ! -x "$VENV/bin/python" ]; then
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet duckdb
+fi
+echo "duckdb $("$VENV/bin/python" -c 'import duckdb; print(duckdb.__version__)')"
+
+declare -A RATE
+echo
+echo "== exposure analyze, one core =="
+for format in goflow2-pb goflow2-json pmacct-json; do
+    file=$(file_for "$format")
+    cmd="taskset -c 0 target/release/exposure analyze --assets $ASSETS --format $format $file"
+    if command -v hyperfine >/dev/null; then
+        hyperfine -N --warmup 1 --runs "$RUNS" --export-json "$DATA/analyze-$format.json" "$cmd"
+        secs=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['results'][0]['median'])" \
+            "$DATA/analyze-$format.json")
+    else
+        secs=$( { /usr/bin/time -f '%e' $cmd >/dev/null 2>/dev/null; } 2>&1 | tail -1)
+    fi
+    RATE[$format]=$(python3 -c "print(f'{$RECORDS / $secs / 1e6:.2f}')")
+    echo "exposure $format: median ${secs} s, ${RATE[$format]} M records/s"
+done
+
+echo
+echo "== DuckDB read_json + GROUP BY =="
+"$VENV/bin/python" - "$RECORDS" "$RUNS" "$(file_for goflow2-json)" "$(file_for pmacct-json)" \
+    >"$DATA/duckdb.txt" <<'EOF'
+import statistics
+import sys
+import time
+
+import duckdb
+
+records, runs = int(sys.argv[1]), int(sys.argv[2])
+queries = {
+    "goflow2-json": (sys.argv[3], "dst_addr, dst_port, proto"),
+    "pmacct-json": (sys.argv[4], "ip_dst, port_dst, ip_proto"),
+}
+for threads in ("1", "default"):
+    con = duckdb.connect()
+    if threads == "1":
+        con.execute("SET threads=1")
+    n = con.execute("SELECT current_setting('threads')").fetchone()[0]
+    for fmt, (path, keys) in queries.items():
+        sql = (
+            f"SELECT {keys}, sum(bytes) AS bytes, count(*) AS flows "
+            f"FROM read_json('{path}', format='newline_delimited') GROUP BY ALL"
+        )
+        rows = con.execute(sql).fetchall()  # warm-up: page cache, schema sniffing
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            con.execute(sql).fetchall()
+            times.append(time.perf_counter() - start)
+        med = statistics.median(times)
+        print(f"{fmt} {n} {med:.3f} {records / med / 1e6:.2f} {len(rows)}")
+EOF
+while read -r fmt threads secs rate groups; do
+    echo "duckdb $fmt threads=$threads: median ${secs} s, ${rate} M records/s ($groups groups)"
+done <"$DATA/duckdb.txt"
+
+echo
+echo "== summary, M records/s ($RECORDS records, $(nproc) cores) =="
+printf '%-14s %10s %12s %12s\n' format exposure duckdb-1t "duckdb-$(nproc)t"
+printf '%-14s %10s %12s %12s\n' goflow2-pb "${RATE[goflow2-pb]}" - -
+for format in goflow2-json pmacct-json; do
+    one=$(awk -v f="$format" '$1 == f && $2 == 1 { print $4 }' "$DATA/duckdb.txt")
+    all=$(awk -v f="$format" '$1 == f && $2 != 1 { print $4 }' "$DATA/duckdb.txt")
+    printf '%-14s %10s %12s %12s\n' "$format" "${RATE[$format]}" "$one" "$all"
+done

@@ -1,0 +1,149 @@
+//! Memory per open endpoint with a full 30-day history (SPEC §11: <= 2 KiB).
+//!
+//! Builds 100 k open endpoints (on 5 k ports) that each answer a session
+//! every hour for 30 days, fed in time order as a live stream would be,
+//! with `Engine::maintain` every `--maintain-hours` (rolling hours older
+//! than 48 into days), and once more at the end. Reports the growth of the
+//! process's resident set (from `/proc/self/statm`) and the engine's own
+//! estimate, `Engine::state_bytes`, per open endpoint; then times the
+//! default `DescribeInternetOpenPort` on that state.
+//!
+//! ```text
+//! cargo run --release --example memory -- --endpoints 100000
+//! ```
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use clap::Parser;
+use exposure::catalog::Catalog;
+use exposure::classify::Classifier;
+use exposure::config::Clock;
+use exposure::generate::World;
+use exposure::query::{self, PortQuery};
+use exposure::state::{Engine, Settings};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+const HOUR_MS: i64 = 3_600_000;
+/// Linux's page size on x86-64 and most arm64 kernels.
+const PAGE_BYTES: u64 = 4096;
+
+#[derive(Parser, Debug)]
+#[command(about = "Bytes per open endpoint with a full 30-day history")]
+struct Args {
+    /// Open endpoints.
+    #[arg(long, default_value_t = 100_000)]
+    endpoints: usize,
+    /// Days of hourly history.
+    #[arg(long, default_value_t = 30)]
+    days: i64,
+    /// Hours between two `maintain` calls while feeding.
+    #[arg(long, default_value_t = 1)]
+    maintain_hours: i64,
+}
+
+/// Resident set size of this process, in bytes.
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").expect("/proc/self/statm is readable");
+    let resident: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("statm's second field is the resident page count");
+    resident * PAGE_BYTES
+}
+
+fn main() {
+    let args = Args::parse();
+    let wall = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as i64;
+    // The end of the current hour: every flow is in the past of "now".
+    let now = (wall / HOUR_MS + 1) * HOUR_MS;
+    let hours = args.days * 24;
+    let start = now - hours * HOUR_MS;
+
+    let world = World::new(1, args.endpoints);
+    let settings = Settings {
+        retention_days: 30,
+        clock: Clock::Event,
+        max_future_skew_ms: 5 * 60_000,
+        max_endpoints: 5_000_000,
+        max_pending: 1_000_000,
+    };
+    let classifier = Classifier::new(&world.assets(), &[]);
+    let engine = Engine::new(classifier, Arc::new(Catalog::builtin()), settings);
+    let mut rng = StdRng::seed_from_u64(1);
+    let before = rss_bytes();
+
+    let fed = Instant::now();
+    let mut maintaining = Duration::ZERO;
+    for hour in 0..hours {
+        let hour_start = start + hour * HOUR_MS;
+        for index in 0..world.servers().len() {
+            let at = hour_start + (index as i64 * 7_919) % (HOUR_MS - 60_000);
+            for f in world.exchange(index, at, &mut rng) {
+                engine.apply(&f, now);
+            }
+        }
+        if (hour + 1) % args.maintain_hours.max(1) == 0 {
+            let m = Instant::now();
+            engine.maintain(now);
+            maintaining += m.elapsed();
+        }
+    }
+    engine.maintain(now);
+    let fed = fed.elapsed();
+    let after = rss_bytes();
+
+    let open = engine.open_endpoints();
+    assert_eq!(open, args.endpoints, "every endpoint is open");
+    let mut buckets = 0;
+    engine.for_each(|_, state| buckets += state.series.len());
+    let flows = 2 * hours as u64 * args.endpoints as u64;
+    println!(
+        "fed {flows} flows ({} hours x {} endpoints x 2) in {:.1} s ({:.2} M flows/s), maintain {:.1} s of it",
+        hours,
+        args.endpoints,
+        fed.as_secs_f64(),
+        flows as f64 / fed.as_secs_f64() / 1e6,
+        maintaining.as_secs_f64()
+    );
+    println!(
+        "open endpoints {open}, buckets per endpoint {:.1}",
+        buckets as f64 / open as f64
+    );
+    println!(
+        "rss: {:.1} MiB before, {:.1} MiB after: {:.0} bytes per open endpoint",
+        before as f64 / (1 << 20) as f64,
+        after as f64 / (1 << 20) as f64,
+        after.saturating_sub(before) as f64 / open as f64
+    );
+    println!(
+        "engine.state_bytes(): {:.0} bytes per open endpoint",
+        engine.state_bytes() as f64 / open as f64
+    );
+
+    let q = PortQuery::default();
+    let mut times: Vec<Duration> = (0..100)
+        .map(|_| {
+            let t = Instant::now();
+            black_box(query::describe_internet_open_port(
+                &engine,
+                &q,
+                now,
+                String::new(),
+            ));
+            t.elapsed()
+        })
+        .collect();
+    times.sort_unstable();
+    println!(
+        "DescribeInternetOpenPort (default query, PageSize 10) on this state: p50 {:.2} ms, p99 {:.2} ms",
+        times[50].as_secs_f64() * 1e3,
+        times[99].as_secs_f64() * 1e3
+    );
+}

@@ -1,0 +1,114 @@
+//! The HTTP API (SPEC §7): Alibaba Cloud RPC-style `GET`/`POST /` for the
+//! `DescribeInternetOpen*` Actions, plus `/healthz`, `/readyz` and `/metrics`.
+//!
+//! A request to `/` flows through [`envelope`] (request id, content type,
+//! error body, metric, log line) into [`actions`] (method, [`rpc`]
+//! decoding, [`ratelimit`], dispatch on `Action`), which answers from the
+//! engine through [`crate::query`]. Every refusal is an [`ApiError`]
+//! ([`error`]). The operations endpoints are in [`ops`].
+//!
+//! This is the `api.auth = "none"` surface: requests are not signed and the
+//! rate limit applies per client address. The signature variants of
+//! [`ApiError`] are defined for the signed surface to come.
+
+pub mod actions;
+pub mod envelope;
+pub mod error;
+pub mod ops;
+pub mod ratelimit;
+pub mod rpc;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use axum::routing::{any, get};
+use axum::Router;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ApiConfig;
+use crate::health::Health;
+use crate::metrics::Metrics;
+use crate::state::Engine;
+pub use error::ApiError;
+use ratelimit::RateLimiter;
+
+/// Everything the API answers from.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The state the answers are computed from.
+    pub engine: Arc<Engine>,
+    /// Where API requests and throttles are counted, and what `/metrics` renders.
+    pub metrics: Arc<Metrics>,
+    /// Readiness flags: queries are refused until the state is restored.
+    pub health: Arc<Health>,
+    /// `[api]`: listen address (the `HostId` fallback), auth, limits.
+    pub config: ApiConfig,
+    /// Wall clock in UNIX ms (injected for tests).
+    pub wall_clock: fn() -> i64,
+}
+
+/// The shared state of the handlers: the caller's [`ApiState`] and the
+/// rate limiter that lives as long as the router.
+pub struct App {
+    pub(crate) state: ApiState,
+    /// Token buckets per client address (`auth = "none"`).
+    limiter: RateLimiter<IpAddr>,
+}
+
+/// The wall clock in UNIX ms, for [`ApiState::wall_clock`].
+pub fn system_wall_clock() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The API's routes. Serve it with [`serve`] (or
+/// `into_make_service_with_connect_info::<SocketAddr>()`): the rate limit
+/// needs the client's address.
+pub fn router(state: ApiState) -> Router {
+    if state.config.auth == crate::config::Auth::Acs {
+        tracing::warn!(
+            "api.auth = \"acs\": signature verification is not built yet, every request to / \
+             will be refused; set api.auth = \"none\" for unsigned local use"
+        );
+    }
+    let app = Arc::new(App {
+        state,
+        limiter: RateLimiter::new(ratelimit::DEFAULT_MAX_KEYS),
+    });
+    let rpc = Router::new()
+        .route("/", any(actions::rpc))
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&app),
+            envelope::envelope,
+        ))
+        .with_state(Arc::clone(&app));
+    Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .with_state(app)
+        .merge(rpc)
+}
+
+/// Serves until `shutdown` is cancelled (graceful: in-flight requests finish).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "api listening");
+    }
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { shutdown.cancelled_owned().await })
+    .await?;
+    tracing::info!("api stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

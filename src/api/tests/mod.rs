@@ -1,0 +1,200 @@
+//! The API through `Router::oneshot`, without a socket: each behaviour of
+//! SPEC §7 as a caller sees it (status, headers, body).
+
+mod errors;
+mod limits;
+mod ops;
+mod success;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{HeaderMap, Request, StatusCode};
+use axum::Router;
+use serde_json::Value;
+use tower::ServiceExt;
+
+use super::{router, ApiState};
+use crate::catalog::Catalog;
+use crate::classify::Classifier;
+use crate::config::{ApiConfig, Auth, Clock};
+use crate::flow::tcp_flags::{ACK, PSH, SYN};
+use crate::flow::{Flow, PROTO_TCP};
+use crate::health::Health;
+use crate::metrics::Metrics;
+use crate::state::{Engine, Settings};
+
+/// 2024-03-01T12:00:00Z: the injected wall clock.
+const NOW_MS: i64 = 1_709_294_400_000;
+const HOUR_MS: i64 = 3_600_000;
+/// An ephemeral port above every server port used here.
+const CLIENT_PORT: u16 = 61000;
+const CLIENT_A: &str = "198.51.100.7:50000";
+const CLIENT_B: &str = "198.51.100.8:50000";
+
+fn wall_clock() -> i64 {
+    NOW_MS
+}
+
+fn flow(src: &str, sport: u16, dst: &str, dport: u16, bytes: u64, packets: u64) -> Flow {
+    Flow {
+        src_addr: src.parse().unwrap(),
+        dst_addr: dst.parse().unwrap(),
+        src_port: sport,
+        dst_port: dport,
+        proto: PROTO_TCP,
+        tcp_flags: SYN | ACK | PSH,
+        bytes,
+        packets,
+        time_ms: NOW_MS - HOUR_MS,
+        label: None,
+    }
+}
+
+/// Four open TCP ports: SSH, HTTPS (on two IPs), MySQL, and an unknown
+/// port that only ever saw handshakes.
+fn engine() -> Arc<Engine> {
+    let classifier = Classifier::new(&["203.0.113.0/24".parse().unwrap()], &[]);
+    let settings = Settings {
+        retention_days: 30,
+        clock: Clock::Wall,
+        max_future_skew_ms: 5 * 60_000,
+        max_endpoints: 10_000,
+        max_pending: 10_000,
+    };
+    let engine = Engine::new(classifier, Arc::new(Catalog::builtin()), settings);
+    let client = "192.0.2.50";
+    for (server, port, request, reply, packets) in [
+        ("203.0.113.10", 22, 4_000, 6_000, 10),
+        ("203.0.113.11", 443, 10_000, 90_000, 100),
+        ("203.0.113.12", 443, 1_000, 9_000, 10),
+        ("203.0.113.13", 3306, 2_000, 3_000, 10),
+        ("203.0.113.14", 40000, 40, 40, 1),
+    ] {
+        engine.apply(
+            &flow(client, CLIENT_PORT, server, port, request, packets),
+            NOW_MS,
+        );
+        engine.apply(
+            &flow(server, port, client, CLIENT_PORT, reply, packets),
+            NOW_MS,
+        );
+    }
+    Arc::new(engine)
+}
+
+struct Harness {
+    router: Router,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+}
+
+fn harness(default_qps: u32) -> Harness {
+    harness_with(Auth::None, default_qps)
+}
+
+fn harness_with(auth: Auth, default_qps: u32) -> Harness {
+    let engine = engine();
+    let metrics = Arc::new(Metrics::new(Arc::clone(&engine)));
+    let health = Arc::new(Health::default());
+    health.set_restored(true);
+    health.set_assigned(true);
+    let config = ApiConfig {
+        listen: "127.0.0.1:8080".parse().unwrap(),
+        auth,
+        default_qps,
+        max_page_size: 100,
+        users: Vec::new(),
+    };
+    let router = router(ApiState {
+        engine,
+        metrics: Arc::clone(&metrics),
+        health: Arc::clone(&health),
+        config,
+        wall_clock,
+    });
+    Harness {
+        router,
+        metrics,
+        health,
+    }
+}
+
+/// What came back.
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8(self.body.clone()).unwrap()
+    }
+
+    /// The error body's `Code`, after checking the error envelope.
+    fn error_code(&self) -> String {
+        let v = self.json();
+        let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            ["Code", "HostId", "Message", "Recommend", "RequestId"]
+        );
+        assert_eq!(
+            self.headers["x-acs-request-id"],
+            v["RequestId"].as_str().unwrap()
+        );
+        assert_eq!(
+            self.headers["content-type"],
+            "application/json;charset=utf-8"
+        );
+        v["Code"].as_str().unwrap().to_owned()
+    }
+
+    fn message(&self) -> String {
+        self.json()["Message"].as_str().unwrap().to_owned()
+    }
+}
+
+impl Harness {
+    /// Sends `req` as if from `client`.
+    async fn send_from(&self, client: &str, mut req: Request<Body>) -> Reply {
+        let addr: SocketAddr = client.parse().unwrap();
+        req.extensions_mut().insert(ConnectInfo(addr));
+        let response = self.router.clone().oneshot(req).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap()
+            .to_vec();
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn send(&self, req: Request<Body>) -> Reply {
+        self.send_from(CLIENT_A, req).await
+    }
+
+    async fn get(&self, uri: &str) -> Reply {
+        self.send(Request::get(uri).body(Body::empty()).unwrap())
+            .await
+    }
+
+    fn metrics_text(&self) -> String {
+        self.metrics.render()
+    }
+}
+
+const PORT_QUERY: &str = "/?Action=DescribeInternetOpenPort&Version=2017-12-07";
