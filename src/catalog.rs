@@ -7,6 +7,7 @@
 //! [`Catalog::service_for_port`] runs for every flow the engine ingests, so it
 //! is one index into a flat table rather than a map or a range search.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::ops::RangeInclusive;
@@ -270,6 +271,58 @@ impl fmt::Debug for Catalog {
         f.debug_struct("Catalog")
             .field("services", &names)
             .finish_non_exhaustive()
+    }
+}
+
+/// The service an endpoint runs, and the catalog entry its risk comes from.
+#[derive(Clone, Debug)]
+pub struct EndpointService<'a> {
+    /// The name shown in `ServiceNameList`.
+    pub name: Cow<'a, str>,
+    /// The catalog entry giving risk, suggestion and texts.
+    pub risk: &'a Service,
+    /// Nothing named it: the name is `Unknown` (and `UnknownReason` applies).
+    pub unknown: bool,
+}
+
+impl Catalog {
+    /// An endpoint's service (SPEC §5 Services): the collector's L7 label
+    /// when there is one (named as the catalog names it when the catalog
+    /// knows the label), else the catalog's service for its port, else
+    /// `Unknown`. A label the catalog does not know keeps the collector's
+    /// name and takes the port's risk (or `Unknown`'s).
+    pub fn endpoint_service(
+        &self,
+        port: u16,
+        proto: Protocol,
+        label: Option<&str>,
+    ) -> EndpointService<'_> {
+        let by_port = self.service_for_port(port, proto).map(|id| self.get(id));
+        fn known(s: &Service) -> EndpointService<'_> {
+            EndpointService {
+                name: Cow::Borrowed(s.name.as_str()),
+                risk: s,
+                unknown: false,
+            }
+        }
+        if let Some(label) = label {
+            if let Some(id) = self.service_by_name(label) {
+                return known(self.get(id));
+            }
+            return EndpointService {
+                name: Cow::Owned(label.to_owned()),
+                risk: by_port.unwrap_or_else(|| self.unknown()),
+                unknown: false,
+            };
+        }
+        match by_port {
+            Some(s) => known(s),
+            None => EndpointService {
+                name: Cow::Borrowed(self.unknown().name.as_str()),
+                risk: self.unknown(),
+                unknown: true,
+            },
+        }
     }
 }
 

@@ -34,6 +34,7 @@
 //!   generated traffic.
 //! - [`metrics`]: every Prometheus metric, defined in one place.
 //! - [`health`]: the readiness flags behind `/readyz`.
+//! - [`logging`]: structured `tracing` logs, as text or JSON lines.
 //! - [`generate`]: a seeded, realistic world of flows for benches, tests and demos.
 
 pub mod analyze;
@@ -45,6 +46,7 @@ pub mod demo;
 pub mod flow;
 pub mod generate;
 pub mod health;
+pub mod logging;
 pub mod metrics;
 pub mod query;
 pub mod service;

@@ -1,19 +1,50 @@
-//! Every metric `exposure` exports, defined in one place (SPEC §8).
+//! Every metric `exposure` exports, defined in one place (SPEC §8). The
+//! reference, with what each means, is `docs/operations.md` ("Metrics").
 //!
-//! Counters on the ingest hot path live in the engine as plain atomics
-//! ([`crate::state::Stats`]); an [`EngineCollector`] turns them into
-//! Prometheus families at scrape time, so ingest never touches a label map.
-//! Metrics of the API and the Kafka source are ordinary `prometheus` vectors.
+//! Three kinds, by how they are fed:
+//! - counters on the ingest hot path live in the engine as plain atomics
+//!   ([`crate::state::Stats`]); the [`EngineCollector`] turns them, and the
+//!   exposure gauges computed from the state, into Prometheus families at
+//!   scrape time, so ingest never touches a label map;
+//! - latency distributions are `hdrhistogram`s exported as summaries
+//!   ([`latency`]); ingest workers hand theirs over once per batch through
+//!   an [`IngestRecorder`];
+//! - the API, the Kafka source and checkpoints update ordinary `prometheus`
+//!   metrics, the pub fields and methods of [`Metrics`].
 
-use std::collections::HashSet;
+mod engine;
+pub mod latency;
+
 use std::sync::Arc;
+use std::time::Duration;
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
-use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 
-use crate::catalog::Protocol;
+pub use engine::{EngineCollector, DEFAULT_MAX_PORT_SERIES};
+pub use latency::{IngestRecorder, Latency, Unit};
+
+use crate::flow::Format;
 use crate::state::Engine;
+
+/// Choices made when the metrics are built.
+#[derive(Clone, Copy, Debug)]
+pub struct MetricsOptions {
+    /// At most this many `exposure_port_*` series (port, protocol, service,
+    /// risk level), highest risk first.
+    pub max_port_series: usize,
+}
+
+impl Default for MetricsOptions {
+    fn default() -> Self {
+        MetricsOptions {
+            max_port_series: DEFAULT_MAX_PORT_SERIES,
+        }
+    }
+}
 
 /// The metric registry and the metrics updated outside the engine.
 pub struct Metrics {
@@ -23,6 +54,8 @@ pub struct Metrics {
     /// Requests refused for going over the QPS limit, by user (`anonymous`
     /// when `api.auth = "none"`: client addresses would be unbounded labels).
     pub api_throttled: IntCounterVec,
+    /// Time from a request's arrival to its response, by Action.
+    pub api_latency: Arc<Latency>,
     /// Records between the consumer's position and the high watermark.
     pub kafka_lag: IntGaugeVec,
     /// The next offset to apply, per partition.
@@ -33,24 +66,55 @@ pub struct Metrics {
     pub kafka_assigned_partitions: IntGauge,
     /// Records copied to the dead-letter topic.
     pub dead_letters: IntCounter,
+    /// Kafka records taken by the ingest workers, by configured format.
+    pub ingest_records: IntCounterVec,
+    /// Payload bytes of those records, by configured format.
+    pub ingest_bytes: IntCounterVec,
+    /// From a flow's end time to its record being applied.
+    pub ingest_latency: Arc<Latency>,
+    /// From a record's Kafka timestamp (produce time) to its being applied.
+    pub ingest_freshness: Arc<Latency>,
+    /// When the last checkpoint was written whole (UNIX s; 0: never).
+    pub checkpoint_last_success: Gauge,
+    /// How long the last successful checkpoint took.
+    pub checkpoint_duration: Gauge,
+    /// Size of the last successful checkpoint.
+    pub checkpoint_size: IntGauge,
+    /// Checkpoints attempted, by result (`success`, `failure`).
+    pub checkpoints: IntCounterVec,
+    /// `state.checkpoint_interval` in seconds; 0 while checkpoints are off
+    /// (the "never checkpointed" alert only looks at processes where it is set).
+    pub checkpoint_interval: Gauge,
 }
 
 impl Metrics {
     /// Registers every metric; engine metrics are read from `engine` at scrape time.
     pub fn new(engine: Arc<Engine>) -> Self {
+        Self::with_options(engine, MetricsOptions::default())
+    }
+
+    /// [`Metrics::new`] with the choices in `options`.
+    pub fn with_options(engine: Arc<Engine>, options: MetricsOptions) -> Self {
         let registry = Registry::new();
+        let register = |m: Box<dyn Collector>| registry.register(m).expect("unique metric");
         let counter_vec = |name: &str, help: &str, labels: &[&str]| {
             let m = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-            registry
-                .register(Box::new(m.clone()))
-                .expect("unique metric");
+            register(Box::new(m.clone()));
             m
         };
         let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
             let m = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
-            registry
-                .register(Box::new(m.clone()))
-                .expect("unique metric");
+            register(Box::new(m.clone()));
+            m
+        };
+        let int_gauge = |name: &str, help: &str| {
+            let m = IntGauge::new(name, help).expect("valid metric");
+            register(Box::new(m.clone()));
+            m
+        };
+        let gauge = |name: &str, help: &str| {
+            let m = Gauge::new(name, help).expect("valid metric");
+            register(Box::new(m.clone()));
             m
         };
         let api_requests = counter_vec(
@@ -73,41 +137,128 @@ impl Metrics {
             "Next offset to apply, per partition.",
             &["topic", "partition"],
         );
-        let kafka_connected = IntGauge::new(
+        let kafka_connected = int_gauge(
             "exposure_kafka_connected",
             "1 while the consumer reaches the Kafka brokers, 0 otherwise.",
-        )
-        .expect("valid metric");
-        let kafka_assigned_partitions = IntGauge::new(
+        );
+        let kafka_assigned_partitions = int_gauge(
             "exposure_kafka_assigned_partitions",
             "Partitions assigned to this consumer.",
-        )
-        .expect("valid metric");
+        );
         let dead_letters = IntCounter::new(
             "exposure_dead_letter_records_total",
             "Rejected records copied to the dead-letter topic.",
         )
         .expect("valid metric");
-        for m in [&kafka_connected, &kafka_assigned_partitions] {
-            registry
-                .register(Box::new(m.clone()))
-                .expect("unique metric");
+        register(Box::new(dead_letters.clone()));
+        let ingest_records = counter_vec(
+            "exposure_ingest_records_total",
+            "Kafka records taken by the ingest workers, by the configured kafka.format.",
+            &["format"],
+        );
+        let ingest_bytes = counter_vec(
+            "exposure_ingest_bytes_total",
+            "Payload bytes of the Kafka records taken by the ingest workers, by the configured kafka.format.",
+            &["format"],
+        );
+        let checkpoint_last_success = gauge(
+            "exposure_checkpoint_last_success_timestamp_seconds",
+            "When the last checkpoint was written whole (UNIX time); 0 until the first.",
+        );
+        let checkpoint_duration = gauge(
+            "exposure_checkpoint_duration_seconds",
+            "How long the last successful checkpoint took to write, fsync and rename.",
+        );
+        let checkpoint_size = int_gauge(
+            "exposure_checkpoint_size_bytes",
+            "Size of the last successful checkpoint.",
+        );
+        let checkpoints = counter_vec(
+            "exposure_checkpoints_total",
+            "Checkpoints attempted, by result (success, failure).",
+            &["result"],
+        );
+        for result in ["success", "failure"] {
+            checkpoints.with_label_values(&[result]);
         }
-        registry
-            .register(Box::new(dead_letters.clone()))
-            .expect("unique metric");
-        registry
-            .register(Box::new(EngineCollector::new(engine)))
-            .expect("unique metric");
+        let checkpoint_interval = gauge(
+            "exposure_checkpoint_interval_seconds",
+            "The configured state.checkpoint_interval; 0 while checkpoints are not taken.",
+        );
+        let start_time = gauge(
+            "exposure_start_time_seconds",
+            "When this process started (UNIX time).",
+        );
+        start_time.set(crate::state::wall_now_ms() as f64 / 1e3);
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "exposure_build_info",
+                "Always 1; the version of the running exposure binary as a label.",
+            ),
+            &["version"],
+        )
+        .expect("valid metric");
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        register(Box::new(build_info));
+
+        let api_latency = Arc::new(Latency::new(
+            "exposure_api_request_duration_seconds",
+            "Time from an API request's arrival to its response, by Action.",
+            Some("action"),
+            Unit::Micros,
+        ));
+        let ingest_latency = Arc::new(Latency::new(
+            "exposure_ingest_latency_seconds",
+            "Time from a flow's end to its record being applied (every decoded flow).",
+            None,
+            Unit::Millis,
+        ));
+        let ingest_freshness = Arc::new(Latency::new(
+            "exposure_ingest_freshness_seconds",
+            "Time from a record's Kafka timestamp (produce time) to its being applied.",
+            None,
+            Unit::Millis,
+        ));
+        register(Box::new(latency::LatencyCollector::new(vec![
+            api_latency.clone(),
+            ingest_latency.clone(),
+            ingest_freshness.clone(),
+        ])));
+        register(Box::new(CheckpointAge {
+            last_success: checkpoint_last_success.clone(),
+            desc: Desc::new(
+                CHECKPOINT_AGE.0.to_owned(),
+                CHECKPOINT_AGE.1.to_owned(),
+                vec![],
+                Default::default(),
+            )
+            .expect("valid metric"),
+        }));
+        register(Box::new(EngineCollector::with_max_port_series(
+            engine,
+            options.max_port_series,
+        )));
         Metrics {
             registry,
             api_requests,
             api_throttled,
+            api_latency,
             kafka_lag,
             kafka_next_offset,
             kafka_connected,
             kafka_assigned_partitions,
             dead_letters,
+            ingest_records,
+            ingest_bytes,
+            ingest_latency,
+            ingest_freshness,
+            checkpoint_last_success,
+            checkpoint_duration,
+            checkpoint_size,
+            checkpoints,
+            checkpoint_interval,
         }
     }
 
@@ -117,94 +268,76 @@ impl Metrics {
             .encode_to_string(&self.registry.gather())
             .unwrap_or_else(|e| format!("# metrics could not be encoded: {e}\n"))
     }
-}
 
-/// Reads the engine's counters and sizes at scrape time.
-pub struct EngineCollector {
-    engine: Arc<Engine>,
-    descs: Vec<Desc>,
-}
+    /// A recorder for one ingest worker reading records of `format`: keep
+    /// it for the worker's life, [`IngestRecorder::record`] every record,
+    /// [`IngestRecorder::flush`] once per batch.
+    pub fn ingest_recorder(&self, format: Format) -> IngestRecorder {
+        IngestRecorder {
+            records: self.ingest_records.with_label_values(&[format.as_str()]),
+            bytes: self.ingest_bytes.with_label_values(&[format.as_str()]),
+            latency: self.ingest_latency.clone(),
+            freshness: self.ingest_freshness.clone(),
+            pending_records: 0,
+            pending_bytes: 0,
+            flow_ends: Vec::new(),
+            produced: Vec::new(),
+        }
+    }
 
-/// (name, help) of every family the engine collector produces.
-const ENGINE_FAMILIES: [(&str, &str); 7] = [
-    ("exposure_records_consumed_total", "Records read (Kafka records or file lines), whatever became of them."),
-    ("exposure_flows_applied_total", "Flows that changed an endpoint's state."),
-    ("exposure_records_rejected_total", "Records the decoders refused, and flows the engine refused (too old, in the future), by reason."),
-    ("exposure_records_ignored_total", "Records and flows that say nothing about exposure, by reason."),
-    ("exposure_open_endpoints", "Endpoints (asset IP, port, protocol) with response evidence within retention."),
-    ("exposure_pending_endpoints", "Endpoints held that received traffic but have not answered."),
-    ("exposure_open_ports", "Distinct open ports, by protocol."),
-];
+    /// Records how long an API request took; `action` is the bounded label
+    /// the envelope counts requests under.
+    pub fn record_api_latency(&self, action: &'static str, elapsed: Duration) {
+        self.api_latency.record_duration(action, elapsed);
+    }
 
-impl EngineCollector {
-    pub fn new(engine: Arc<Engine>) -> Self {
-        let descs = ENGINE_FAMILIES
-            .iter()
-            .map(|(name, help)| {
-                Desc::new(
-                    name.to_string(),
-                    help.to_string(),
-                    vec![],
-                    Default::default(),
-                )
-                .expect("valid metric")
-            })
-            .collect();
-        EngineCollector { engine, descs }
+    /// Records a checkpoint written whole: now is its time of success.
+    pub fn record_checkpoint_success(&self, duration: Duration, size_bytes: u64) {
+        self.checkpoint_last_success
+            .set(crate::state::wall_now_ms() as f64 / 1e3);
+        self.checkpoint_duration.set(duration.as_secs_f64());
+        self.checkpoint_size
+            .set(i64::try_from(size_bytes).unwrap_or(i64::MAX));
+        self.checkpoints.with_label_values(&["success"]).inc();
+    }
+
+    /// Records a checkpoint that failed (the previous one stays in force).
+    pub fn record_checkpoint_failure(&self) {
+        self.checkpoints.with_label_values(&["failure"]).inc();
+    }
+
+    /// Says checkpoints are taken every `interval` (call once, when the
+    /// checkpoint task starts).
+    pub fn set_checkpoint_interval(&self, interval: Duration) {
+        self.checkpoint_interval.set(interval.as_secs_f64());
     }
 }
 
-impl Collector for EngineCollector {
+/// (name, help) of the checkpoint age, computed at scrape time.
+const CHECKPOINT_AGE: (&str, &str) = (
+    "exposure_checkpoint_age_seconds",
+    "Seconds since the last successful checkpoint; absent until the first.",
+);
+
+/// Exports the checkpoint's age at scrape time.
+struct CheckpointAge {
+    last_success: Gauge,
+    desc: Desc,
+}
+
+impl Collector for CheckpointAge {
     fn desc(&self) -> Vec<&Desc> {
-        self.descs.iter().collect()
+        vec![&self.desc]
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
-        let stats = self.engine.stats().snapshot();
-        let counter = |name: &str, help: &str, v: u64| {
-            let c = IntCounter::new(name, help).expect("valid metric");
-            c.inc_by(v);
-            c.collect()
-        };
-        let by_reason =
-            |name: &str, help: &str, map: &std::collections::BTreeMap<&'static str, u64>| {
-                let c =
-                    IntCounterVec::new(Opts::new(name, help), &["reason"]).expect("valid metric");
-                for (reason, n) in map {
-                    c.with_label_values(&[*reason]).inc_by(*n);
-                }
-                c.collect()
-            };
-        let gauge = |name: &str, help: &str, v: i64| {
-            let g = IntGauge::new(name, help).expect("valid metric");
-            g.set(v);
-            g.collect()
-        };
-        let [consumed, applied, rejected, ignored, open, pending, ports] = ENGINE_FAMILIES;
-        let mut open_ports: HashSet<(u16, Protocol)> = HashSet::new();
-        self.engine.for_each(|endpoint, state| {
-            if state.ever_open {
-                open_ports.insert((endpoint.port, endpoint.proto));
-            }
-        });
-        let ports_vec =
-            IntGaugeVec::new(Opts::new(ports.0, ports.1), &["protocol"]).expect("valid metric");
-        for proto in Protocol::ALL {
-            let n = open_ports.iter().filter(|(_, p)| *p == proto).count();
-            ports_vec.with_label_values(&[proto.as_str()]).set(n as i64);
+        let last = self.last_success.get();
+        if last <= 0.0 {
+            return Vec::new();
         }
-        let mut out = Vec::new();
-        out.extend(counter(consumed.0, consumed.1, stats.records));
-        out.extend(counter(applied.0, applied.1, stats.applied));
-        out.extend(by_reason(rejected.0, rejected.1, &stats.rejected));
-        out.extend(by_reason(ignored.0, ignored.1, &stats.ignored));
-        out.extend(gauge(open.0, open.1, self.engine.open_endpoints() as i64));
-        out.extend(gauge(
-            pending.0,
-            pending.1,
-            self.engine.pending_endpoints() as i64,
-        ));
-        out.extend(ports_vec.collect());
-        out
+        let now = crate::state::wall_now_ms() as f64 / 1e3;
+        let age = Gauge::new(CHECKPOINT_AGE.0, CHECKPOINT_AGE.1).expect("valid metric");
+        age.set((now - last).max(0.0));
+        age.collect()
     }
 }

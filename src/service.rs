@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::source::kafka;
+use crate::state::checkpoint::Store;
 use crate::state::{wall_now_ms, Engine};
 
 /// How often old hours are rolled into days and expired data dropped.
@@ -50,7 +51,10 @@ pub async fn run(
     let engine = Arc::new(Engine::from_config(&config, Arc::new(catalog)));
     let metrics = Arc::new(Metrics::new(engine.clone()));
     let health = Arc::new(Health::default());
-    // State starts empty: there is nothing to restore yet.
+    let progress = Arc::new(kafka::Progress::default());
+    let store = Store::open(&config.state.dir)
+        .with_context(|| format!("state.dir: cannot use {}", config.state.dir.display()))?;
+    restore(&store, &engine, &progress)?;
     health.set_restored(true);
     let handles = Handles {
         engine: engine.clone(),
@@ -64,10 +68,16 @@ pub async fn run(
     let bound = listener.local_addr()?;
 
     let consumer_stop = CancellationToken::new();
+    let checkpointing = kafka::Checkpointing {
+        store,
+        interval: config.state.checkpoint_interval,
+    };
     let source = kafka::start(
         &config.kafka,
         default_workers(),
         engine.clone(),
+        progress,
+        Some(checkpointing),
         metrics.clone(),
         health.clone(),
         consumer_stop.clone(),
@@ -142,6 +152,25 @@ pub async fn run(
         Err(_) => warn!("api server did not stop in time"),
     }
     consumer_result
+}
+
+/// Restores the newest usable checkpoint into the (empty) engine. No
+/// checkpoint at all is a first start; checkpoints that exist but cannot be
+/// read stop the service with every file and problem named.
+fn restore(store: &Store, engine: &Engine, progress: &kafka::Progress) -> anyhow::Result<()> {
+    let Some((path, decoded, skipped)) = store.load_latest()? else {
+        info!(dir = %store.dir().display(), "no checkpoint: starting with empty state");
+        return Ok(());
+    };
+    for problem in &skipped {
+        error!("unusable checkpoint skipped, falling back to an older one: {problem}");
+    }
+    let endpoints = decoded.endpoints.len();
+    progress.restore(&decoded.offsets);
+    let partitions = decoded.offsets.len();
+    engine.restore(decoded);
+    info!(path = %path.display(), endpoints, partitions, "state restored from checkpoint");
+    Ok(())
 }
 
 /// Cancels `token` on SIGINT or SIGTERM; a second signal exits at once.

@@ -29,12 +29,14 @@ pub struct RequestId(pub String);
 
 /// What the handler learned, handed back to the envelope for the metric and
 /// the log line.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct CallInfo {
     /// The Action as a bounded metric label (`unknown` for others).
     pub action: &'static str,
     /// The `SourceIp` parameter, once validated.
     pub source_ip: Option<IpAddr>,
+    /// The user whose signature was verified (`auth = "acs"`).
+    pub user: Option<Arc<str>>,
 }
 
 impl Default for CallInfo {
@@ -42,6 +44,7 @@ impl Default for CallInfo {
         CallInfo {
             action: "unknown",
             source_ip: None,
+            user: None,
         }
     }
 }
@@ -84,6 +87,9 @@ pub async fn envelope(State(app): State<Arc<App>>, mut req: Request, next: Next)
         .api_requests
         .with_label_values(&[info.action, code])
         .inc();
+    app.state
+        .metrics
+        .record_api_latency(info.action, started.elapsed());
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     // Throttled requests are counted, and logged only at debug level, so
     // that a flood does not flood the log too.
@@ -96,6 +102,7 @@ pub async fn envelope(State(app): State<Arc<App>>, mut req: Request, next: Next)
                 status = response.status().as_u16(),
                 elapsed_ms,
                 source_ip = info.source_ip.map(tracing::field::display),
+                user = info.user.as_deref(),
                 client = peer.map(tracing::field::display),
                 request_id,
                 "api request"

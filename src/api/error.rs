@@ -31,7 +31,10 @@ pub enum ApiError {
          or in the x-acs-action header"
     )]
     MissingAction,
-    /// An `Action` this service does not serve (yet).
+    /// A parameter (or header) a signed request needs is missing.
+    #[error("{param} is missing: {hint}")]
+    MissingParameter { param: String, hint: String },
+    /// An `Action` this service does not serve.
     #[error(
         "the Action {:?} does not exist here; supported Actions: {}",
         echo(.action),
@@ -47,6 +50,13 @@ pub enum ApiError {
     /// Over the caller's requests per second.
     #[error("too many requests: more than {qps} per second; retry after {} ms", retry_ms(.retry_after))]
     Throttled { qps: u32, retry_after: Duration },
+    /// The AccessKey sent more distinct requests within the timestamp
+    /// window than the service remembers nonces for.
+    #[error(
+        "too many distinct requests with this AccessKey within 30 minutes; retry after {} ms",
+        retry_ms(.retry_after)
+    )]
+    TooManyNonces { retry_after: Duration },
     /// The signature does not match the one computed with the user's secret;
     /// `detail` is safe to show (e.g. the string to sign the server used).
     #[error("the request signature does not match: {detail}")]
@@ -99,6 +109,11 @@ impl ApiError {
                 "MissingParameter",
                 "send Action=DescribeInternetOpenPort; see docs/api.md#calling",
             ),
+            ApiError::MissingParameter { .. } => (
+                S::BAD_REQUEST,
+                "MissingParameter",
+                "send the named parameter; see docs/api.md#signed-requests",
+            ),
             ApiError::InvalidAction { .. } => (
                 S::NOT_FOUND,
                 "InvalidAction.NotFound",
@@ -109,7 +124,7 @@ impl ApiError {
                 "UnsupportedHTTPMethod",
                 "call / with GET or POST; see docs/api.md#calling",
             ),
-            ApiError::Throttled { .. } => (
+            ApiError::Throttled { .. } | ApiError::TooManyNonces { .. } => (
                 S::BAD_REQUEST,
                 "Throttling.User",
                 "wait for x-acs-retry-after milliseconds, then retry; see docs/api.md#rate-limits",
@@ -212,7 +227,7 @@ impl IntoResponse for ApiError {
         let mut response = kind.status.into_response();
         let headers = response.headers_mut();
         match &self {
-            ApiError::Throttled { retry_after, .. } => {
+            ApiError::Throttled { retry_after, .. } | ApiError::TooManyNonces { retry_after } => {
                 let ms = retry_ms(retry_after);
                 headers.insert("x-acs-retry-after", HeaderValue::from(ms));
                 headers.insert(
@@ -290,6 +305,21 @@ mod tests {
                 "ErrorParameters",
             ),
             (ApiError::MissingAction, 400, "MissingParameter"),
+            (
+                ApiError::MissingParameter {
+                    param: s("x-acs-date"),
+                    hint: s("h"),
+                },
+                400,
+                "MissingParameter",
+            ),
+            (
+                ApiError::TooManyNonces {
+                    retry_after: Duration::from_secs(1),
+                },
+                400,
+                "Throttling.User",
+            ),
             (
                 ApiError::MethodNotAllowed { method: s("PUT") },
                 405,

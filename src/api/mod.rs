@@ -3,15 +3,17 @@
 //!
 //! A request to `/` flows through [`envelope`] (request id, content type,
 //! error body, metric, log line) into [`actions`] (method, [`rpc`]
-//! decoding, [`ratelimit`], dispatch on `Action`), which answers from the
-//! engine through [`crate::query`]. Every refusal is an [`ApiError`]
-//! ([`error`]). The operations endpoints are in [`ops`].
+//! decoding, [`auth`] signatures and permissions, [`ratelimit`], dispatch
+//! on `Action`), which answers from the engine through [`crate::query`].
+//! Every refusal is an [`ApiError`] ([`error`]). The operations endpoints
+//! are in [`ops`].
 //!
-//! This is the `api.auth = "none"` surface: requests are not signed and the
-//! rate limit applies per client address. The signature variants of
-//! [`ApiError`] are defined for the signed surface to come.
+//! With `api.auth = "acs"` every request is signed with a user's AccessKey
+//! and the rate limit applies per user; with `api.auth = "none"` nothing is
+//! signed and the limit applies per client address.
 
 pub mod actions;
+pub mod auth;
 pub mod envelope;
 pub mod error;
 pub mod ops;
@@ -29,6 +31,7 @@ use crate::config::ApiConfig;
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::state::Engine;
+use auth::Authenticator;
 pub use error::ApiError;
 use ratelimit::RateLimiter;
 
@@ -51,8 +54,12 @@ pub struct ApiState {
 /// rate limiter that lives as long as the router.
 pub struct App {
     pub(crate) state: ApiState,
+    /// The users and their nonces (`auth = "acs"`).
+    auth: Option<Authenticator>,
     /// Token buckets per client address (`auth = "none"`).
     limiter: RateLimiter<IpAddr>,
+    /// Token buckets per user, by index (`auth = "acs"`).
+    user_limiter: RateLimiter<usize>,
 }
 
 /// The wall clock in UNIX ms, for [`ApiState::wall_clock`].
@@ -66,15 +73,14 @@ pub fn system_wall_clock() -> i64 {
 /// `into_make_service_with_connect_info::<SocketAddr>()`): the rate limit
 /// needs the client's address.
 pub fn router(state: ApiState) -> Router {
-    if state.config.auth == crate::config::Auth::Acs {
-        tracing::warn!(
-            "api.auth = \"acs\": signature verification is not built yet, every request to / \
-             will be refused; set api.auth = \"none\" for unsigned local use"
-        );
-    }
+    let auth = (state.config.auth == crate::config::Auth::Acs)
+        .then(|| Authenticator::new(&state.config));
+    let users = auth.as_ref().map_or(0, Authenticator::users);
     let app = Arc::new(App {
         state,
+        auth,
         limiter: RateLimiter::new(ratelimit::DEFAULT_MAX_KEYS),
+        user_limiter: RateLimiter::new(users.max(1)),
     });
     let rpc = Router::new()
         .route("/", any(actions::rpc))

@@ -179,6 +179,16 @@ fn check_form_type(headers: &HeaderMap) -> Result<(), ApiError> {
 
 /// Decodes `name=value&...` (form encoding: `+` is a space) into `params`.
 fn decode_pairs(input: &[u8], params: &mut Params) -> Result<(), ApiError> {
+    for (name, value) in decode_pairs_list(input)? {
+        params.insert(name, value)?;
+    }
+    Ok(())
+}
+
+/// Decodes `name=value&...` (form encoding: `+` is a space) into its pairs,
+/// in order, repeats kept; pairs without a name are skipped.
+pub fn decode_pairs_list(input: &[u8]) -> Result<Vec<(String, String)>, ApiError> {
+    let mut pairs = Vec::new();
     for pair in input.split(|&b| b == b'&') {
         if pair.is_empty() {
             continue;
@@ -198,9 +208,9 @@ fn decode_pairs(input: &[u8], params: &mut Params) -> Result<(), ApiError> {
             param: shorten(&name).into_owned(),
             message: "is not valid UTF-8 once percent-decoded".to_owned(),
         })?;
-        params.insert(name, value)?;
+        pairs.push((name, value));
     }
-    Ok(())
+    Ok(pairs)
 }
 
 /// Percent-decodes one form component; `None` when it is not UTF-8.

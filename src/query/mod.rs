@@ -1,15 +1,187 @@
 //! The `DescribeInternetOpen*` answers, computed from the engine's state:
-//! parameters, time windows, filters, ordering and paging (SPEC §6).
+//! parameters, time windows, filters, ordering and paging (SPEC §6, §7).
+//!
+//! Every Action reads the state through one walk, [`scan::scan`], which
+//! yields each endpoint open in the range with its traffic and service;
+//! [`scan::Group`] sums endpoints into the rows of `DescribeInternetOpenPort`
+//! (by port), `DescribeInternetOpenIp` (by address) and
+//! `DescribeInternetOpenService` (by service). `DescribeInternetOpenDetail`
+//! lists the endpoints themselves and `DescribeInternetOpenStatistic` counts
+//! them.
 
+pub mod detail;
+pub mod ip;
 pub mod params;
 pub mod port;
+pub mod scan;
+pub mod service;
+pub mod statistic;
 
 use serde::Serialize;
 
-pub use params::{ParamError, PortQuery};
+pub use detail::{describe_internet_open_detail, DetailResponse, DetailRow};
+pub use ip::{describe_internet_open_ip, IpResponse, IpRow};
+pub use params::{ParamError, PortQuery, Query};
 pub use port::{describe_internet_open_port, PortResponse, PortRow};
+pub use service::{describe_internet_open_service, ServiceResponse, ServiceRow};
+pub use statistic::{describe_internet_open_statistic, StatisticResponse};
 
-use crate::state::{hour_of, HourRange};
+use crate::state::{hour_of, Engine, HourRange};
+
+/// The Actions answered, as in the `cloudfw` API version `2017-12-07`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Action {
+    Port,
+    Ip,
+    Service,
+    Detail,
+    Statistic,
+}
+
+impl Action {
+    /// Every Action, in the order of [`Action::NAMES`].
+    pub const ALL: [Action; 5] = [
+        Action::Port,
+        Action::Ip,
+        Action::Service,
+        Action::Detail,
+        Action::Statistic,
+    ];
+
+    /// The Action names, as sent in `Action` or `x-acs-action`.
+    pub const NAMES: [&'static str; 5] = [
+        "DescribeInternetOpenPort",
+        "DescribeInternetOpenIp",
+        "DescribeInternetOpenService",
+        "DescribeInternetOpenDetail",
+        "DescribeInternetOpenStatistic",
+    ];
+
+    pub const fn name(self) -> &'static str {
+        Action::NAMES[self as usize]
+    }
+
+    /// The Action called `name` (case-sensitive, as Alibaba Cloud).
+    pub fn from_name(name: &str) -> Option<Action> {
+        Action::ALL.into_iter().find(|a| a.name() == name)
+    }
+
+    /// The request parameters of the Action's SDK model that this service
+    /// reads (`alibabacloud_cloudfw20171207.models`).
+    pub fn params(self) -> &'static [params::Param] {
+        use params::Param::*;
+        match self {
+            Action::Port => &[
+                SourceIp,
+                Lang,
+                ServiceName,
+                ServiceNameFuzzy,
+                RiskLevel,
+                SuggestLevel,
+                Port,
+                StartTime,
+                EndTime,
+                CurrentPage,
+                PageSize,
+            ],
+            Action::Ip => &[
+                Lang,
+                ServiceName,
+                RiskLevel,
+                Port,
+                PublicIp,
+                Inventory,
+                StartTime,
+                EndTime,
+                CurrentPage,
+                PageSize,
+            ],
+            Action::Service => &[
+                SourceIp,
+                Lang,
+                ServiceName,
+                ServiceNameFuzzy,
+                RiskLevel,
+                SuggestLevel,
+                Port,
+                StartTime,
+                EndTime,
+                CurrentPage,
+                PageSize,
+            ],
+            Action::Detail => &[
+                SourceIp,
+                Lang,
+                ServiceName,
+                ServiceNameFuzzy,
+                RiskLevel,
+                SuggestLevel,
+                Port,
+                PublicIp,
+                Inventory,
+                StartTime,
+                EndTime,
+                CurrentPage,
+                PageSize,
+                SortList,
+            ],
+            Action::Statistic => &[SourceIp, Lang, StartTime, EndTime],
+        }
+    }
+}
+
+/// The answer of one Action, serialized as its own body.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Answer {
+    Port(PortResponse),
+    Ip(IpResponse),
+    Service(ServiceResponse),
+    Detail(DetailResponse),
+    Statistic(StatisticResponse),
+}
+
+/// Computes the answer of `action` for `q` at `wall_now_ms`.
+pub fn answer(
+    action: Action,
+    engine: &Engine,
+    q: &Query,
+    wall_now_ms: i64,
+    request_id: String,
+) -> Answer {
+    match action {
+        Action::Port => Answer::Port(describe_internet_open_port(
+            engine,
+            q,
+            wall_now_ms,
+            request_id,
+        )),
+        Action::Ip => Answer::Ip(describe_internet_open_ip(
+            engine,
+            q,
+            wall_now_ms,
+            request_id,
+        )),
+        Action::Service => Answer::Service(describe_internet_open_service(
+            engine,
+            q,
+            wall_now_ms,
+            request_id,
+        )),
+        Action::Detail => Answer::Detail(describe_internet_open_detail(
+            engine,
+            q,
+            wall_now_ms,
+            request_id,
+        )),
+        Action::Statistic => Answer::Statistic(describe_internet_open_statistic(
+            engine,
+            q,
+            wall_now_ms,
+            request_id,
+        )),
+    }
+}
 
 const DAY_S: i64 = 86_400;
 /// Default range length before "now" (SPEC §5 Time).

@@ -1,15 +1,23 @@
-//! Request parameters of `DescribeInternetOpenPort`, validated (SPEC §6).
+//! Request parameters of the `DescribeInternetOpen*` Actions, validated
+//! (SPEC §6, and the request models of the official SDK).
 //!
-//! Every parameter arrives as a string. A bad one is refused with an error
-//! that names it and the rule it broke; parameters this API does not know
-//! are ignored, as Alibaba Cloud does.
+//! Every parameter arrives as a string. Each Action reads the parameters its
+//! SDK request model has ([`Action::params`]) and ignores the others, as
+//! Alibaba Cloud ignores parameters it does not know. A bad value is refused
+//! with an error that names the parameter and the rule it broke.
 
 use std::net::IpAddr;
 
+use super::Action;
 use crate::catalog::Lang;
 
-/// Longest string accepted for a text parameter (service names).
+/// Longest string accepted for a text parameter (service names, ids).
 pub const MAX_TEXT_LEN: usize = 256;
+/// Most `SortList` entries read (`SortList.1` to `SortList.10`).
+pub const MAX_SORT_KEYS: usize = 10;
+/// `RiskLevel` and `SuggestLevel` value meaning "in assessment": accepted,
+/// matches no row (every row is assessed when it is answered).
+pub const IN_ASSESSMENT: i8 = -1;
 
 /// A parameter that broke its rule: `ErrorParameters` in the API.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -30,9 +38,54 @@ impl ParamError {
     }
 }
 
-/// The validated parameters of one `DescribeInternetOpenPort` call.
+/// A request parameter some Action reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Param {
+    SourceIp,
+    Lang,
+    ServiceName,
+    ServiceNameFuzzy,
+    RiskLevel,
+    SuggestLevel,
+    Port,
+    PublicIp,
+    /// `AssetsInstanceId`, `AssetsInstanceName`, `AssetsType`, `RegionNo`:
+    /// Alibaba Cloud inventory this service does not have.
+    Inventory,
+    StartTime,
+    EndTime,
+    CurrentPage,
+    PageSize,
+    SortList,
+}
+
+/// The inventory parameters, all compared with the empty inventory fields.
+const INVENTORY: [&str; 4] = [
+    "AssetsInstanceId",
+    "AssetsInstanceName",
+    "AssetsType",
+    "RegionNo",
+];
+
+/// A `SortList` key of `DescribeInternetOpenDetail`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SortKey {
+    ServiceName,
+    PublicIp,
+    Port,
+}
+
+/// One `SortList` entry: a key and whether it sorts descending.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sort {
+    pub key: SortKey,
+    pub descending: bool,
+}
+
+/// The validated parameters of one `DescribeInternetOpen*` call. Fields of
+/// parameters the Action does not read stay at their defaults.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PortQuery {
+pub struct Query {
     /// The caller's address: validated and logged, not a filter.
     pub source_ip: Option<IpAddr>,
     /// Language of the risk texts.
@@ -41,9 +94,16 @@ pub struct PortQuery {
     pub service_name: Option<String>,
     /// Case-insensitive substring of a service name (stored lowercased).
     pub service_name_fuzzy: Option<String>,
-    pub risk_level: Option<u8>,
-    pub suggest_level: Option<u8>,
+    /// 0 to 3, or [`IN_ASSESSMENT`].
+    pub risk_level: Option<i8>,
+    /// 0, 10, 20, 30, or [`IN_ASSESSMENT`].
+    pub suggest_level: Option<i8>,
     pub port: Option<u16>,
+    /// Exact asset address (IPv4-mapped IPv6 compares as IPv4).
+    pub public_ip: Option<IpAddr>,
+    /// An inventory parameter (`AssetsInstanceId`, ...) was given: this
+    /// service knows no cloud inventory, so no row matches.
+    pub inventory_filter: bool,
     /// Range start, UNIX seconds (default: 7 days before now).
     pub start_time: Option<i64>,
     /// Range end, UNIX seconds, exclusive (default: just after now).
@@ -51,11 +111,17 @@ pub struct PortQuery {
     /// 1-based page number.
     pub current_page: u32,
     pub page_size: u32,
+    /// `DescribeInternetOpenDetail`'s `SortList`, applied before the
+    /// default order.
+    pub sort_list: Vec<Sort>,
 }
 
-impl Default for PortQuery {
+/// The parameters of `DescribeInternetOpenPort`: the name callers know.
+pub type PortQuery = Query;
+
+impl Default for Query {
     fn default() -> Self {
-        PortQuery {
+        Query {
             source_ip: None,
             lang: Lang::default(),
             service_name: None,
@@ -63,63 +129,91 @@ impl Default for PortQuery {
             risk_level: None,
             suggest_level: None,
             port: None,
+            public_ip: None,
+            inventory_filter: false,
             start_time: None,
             end_time: None,
             current_page: 1,
             page_size: 10,
+            sort_list: Vec::new(),
         }
     }
 }
 
-impl PortQuery {
-    /// Reads the parameters through `get` (a query string or form body);
-    /// `max_page_size` is `api.max_page_size`.
+/// What a row offers to the filters.
+pub struct Facts<'r> {
+    pub services: &'r [String],
+    pub risk_level: u8,
+    /// `None` for rows without a SuggestLevel (DescribeInternetOpenIp).
+    pub suggest_level: Option<u8>,
+    /// The ports of the row's endpoints.
+    pub ports: &'r [u16],
+    /// The row's asset address, for rows of one address.
+    pub public_ip: Option<IpAddr>,
+}
+
+impl Query {
+    /// Reads the parameters of `DescribeInternetOpenPort` through `get` (a
+    /// query string or form body); `max_page_size` is `api.max_page_size`.
     pub fn parse<'a>(
         get: impl Fn(&str) -> Option<&'a str>,
         max_page_size: u32,
     ) -> Result<Self, ParamError> {
-        let text = |name: &'static str| -> Result<Option<&'a str>, ParamError> {
-            match get(name).map(str::trim) {
-                None | Some("") => Ok(None),
-                Some(v) if v.len() > MAX_TEXT_LEN => Err(ParamError::new(
-                    name,
-                    format!(
-                        "is {} bytes long; at most {MAX_TEXT_LEN} are accepted",
-                        v.len()
-                    ),
-                )),
-                Some(v) => Ok(Some(v)),
+        Query::parse_for(Action::Port, get, max_page_size)
+    }
+
+    /// Reads the parameters `action` has.
+    pub fn parse_for<'a>(
+        action: Action,
+        get: impl Fn(&str) -> Option<&'a str>,
+        max_page_size: u32,
+    ) -> Result<Self, ParamError> {
+        let r = Reader { get: &get };
+        let mut q = Query::default();
+        for param in action.params() {
+            match param {
+                Param::SourceIp => q.source_ip = r.ip("SourceIp")?,
+                Param::Lang => {
+                    if let Some(v) = r.text("Lang")? {
+                        q.lang = v.parse().map_err(|_| {
+                            ParamError::new(
+                                "Lang",
+                                format!("{v:?} is not a language; use zh or en"),
+                            )
+                        })?;
+                    }
+                }
+                Param::ServiceName => q.service_name = r.text("ServiceName")?.map(str::to_owned),
+                Param::ServiceNameFuzzy => {
+                    q.service_name_fuzzy = r.text("ServiceNameFuzzy")?.map(str::to_lowercase)
+                }
+                Param::RiskLevel => q.risk_level = r.choice("RiskLevel", &[-1, 0, 1, 2, 3])?,
+                Param::SuggestLevel => {
+                    q.suggest_level = r.choice("SuggestLevel", &[-1, 0, 10, 20, 30])?
+                }
+                Param::Port => q.port = r.int("Port", 0, 65535)?.map(|p| p as u16),
+                Param::PublicIp => q.public_ip = r.ip("PublicIp")?,
+                Param::Inventory => {
+                    for name in INVENTORY {
+                        q.inventory_filter |= r.text(name)?.is_some();
+                    }
+                }
+                // 253402300799 is 9999-12-31T23:59:59Z: far enough, and
+                // safe to turn into milliseconds.
+                Param::StartTime => q.start_time = r.int("StartTime", 0, 253_402_300_799)?,
+                Param::EndTime => q.end_time = r.int("EndTime", 0, 253_402_300_799)?,
+                Param::CurrentPage => {
+                    if let Some(n) = r.int("CurrentPage", 1, i64::from(u32::MAX))? {
+                        q.current_page = n as u32;
+                    }
+                }
+                Param::PageSize => {
+                    if let Some(n) = r.int("PageSize", 1, i64::from(max_page_size))? {
+                        q.page_size = n as u32;
+                    }
+                }
+                Param::SortList => q.sort_list = r.sort_list()?,
             }
-        };
-        let mut q = PortQuery::default();
-        if let Some(v) = text("SourceIp")? {
-            q.source_ip = Some(v.parse().map_err(|_| {
-                ParamError::new("SourceIp", format!("{v:?} is not an IPv4 or IPv6 address"))
-            })?);
-        }
-        if let Some(v) = text("Lang")? {
-            q.lang = v.parse().map_err(|_| {
-                ParamError::new("Lang", format!("{v:?} is not a language; use zh or en"))
-            })?;
-        }
-        q.service_name = text("ServiceName")?.map(str::to_owned);
-        q.service_name_fuzzy = text("ServiceNameFuzzy")?.map(str::to_lowercase);
-        if let Some(v) = text("RiskLevel")? {
-            q.risk_level = Some(parse_choice("RiskLevel", v, &[0, 1, 2, 3])?);
-        }
-        if let Some(v) = text("SuggestLevel")? {
-            q.suggest_level = Some(parse_choice("SuggestLevel", v, &[0, 10, 20, 30])?);
-        }
-        if let Some(v) = text("Port")? {
-            q.port = Some(parse_int("Port", v, 0, 65535)? as u16);
-        }
-        // 253402300799 is 9999-12-31T23:59:59Z: far enough, and safe to
-        // turn into milliseconds.
-        if let Some(v) = text("StartTime")? {
-            q.start_time = Some(parse_int("StartTime", v, 0, 253_402_300_799)?);
-        }
-        if let Some(v) = text("EndTime")? {
-            q.end_time = Some(parse_int("EndTime", v, 0, 253_402_300_799)?);
         }
         if let (Some(start), Some(end)) = (q.start_time, q.end_time) {
             if start >= end {
@@ -131,35 +225,190 @@ impl PortQuery {
                 ));
             }
         }
-        if let Some(v) = text("CurrentPage")? {
-            q.current_page = parse_int("CurrentPage", v, 1, i64::from(u32::MAX))? as u32;
-        }
-        if let Some(v) = text("PageSize")? {
-            q.page_size = parse_int("PageSize", v, 1, i64::from(max_page_size))? as u32;
-        }
         Ok(q)
     }
-}
 
-fn parse_int(param: &'static str, value: &str, min: i64, max: i64) -> Result<i64, ParamError> {
-    let rule = || format!("{value:?} is not an integer from {min} to {max}");
-    let n: i64 = value.parse().map_err(|_| ParamError::new(param, rule()))?;
-    if !(min..=max).contains(&n) {
-        return Err(ParamError::new(param, rule()));
+    /// Whether a row with these facts passes every filter given (AND).
+    pub fn matches(&self, row: &Facts<'_>) -> bool {
+        !self.inventory_filter
+            && self
+                .risk_level
+                .is_none_or(|r| i16::from(r) == i16::from(row.risk_level))
+            && self.suggest_level.is_none_or(|s| {
+                row.suggest_level
+                    .is_some_and(|level| i16::from(s) == i16::from(level))
+            })
+            && self.port.is_none_or(|p| row.ports.contains(&p))
+            && self.public_ip.is_none_or(|ip| row.public_ip == Some(ip))
+            && self.service_name.as_deref().is_none_or(|want| {
+                let want = want.to_lowercase();
+                row.services.iter().any(|n| n.to_lowercase() == want)
+            })
+            && self
+                .service_name_fuzzy
+                .as_deref()
+                .is_none_or(|part| row.services.iter().any(|n| n.to_lowercase().contains(part)))
     }
-    Ok(n)
 }
 
-fn parse_choice(param: &'static str, value: &str, allowed: &[u8]) -> Result<u8, ParamError> {
-    let rule = || {
-        let list: Vec<String> = allowed.iter().map(u8::to_string).collect();
-        format!("{value:?} is not one of {}", list.join(", "))
+/// Reads single parameters through the caller's `get`.
+struct Reader<'g, F> {
+    get: &'g F,
+}
+
+impl<'a, F: Fn(&str) -> Option<&'a str>> Reader<'_, F> {
+    /// A trimmed text value; empty means absent; long values are refused.
+    fn text(&self, name: &'static str) -> Result<Option<&'a str>, ParamError> {
+        match (self.get)(name).map(str::trim) {
+            None | Some("") => Ok(None),
+            Some(v) if v.len() > MAX_TEXT_LEN => Err(ParamError::new(
+                name,
+                format!(
+                    "is {} bytes long; at most {MAX_TEXT_LEN} are accepted",
+                    v.len()
+                ),
+            )),
+            Some(v) => Ok(Some(v)),
+        }
+    }
+
+    fn int(&self, name: &'static str, min: i64, max: i64) -> Result<Option<i64>, ParamError> {
+        let Some(value) = self.text(name)? else {
+            return Ok(None);
+        };
+        let rule = || format!("{value:?} is not an integer from {min} to {max}");
+        let n: i64 = value.parse().map_err(|_| ParamError::new(name, rule()))?;
+        if !(min..=max).contains(&n) {
+            return Err(ParamError::new(name, rule()));
+        }
+        Ok(Some(n))
+    }
+
+    fn choice(&self, name: &'static str, allowed: &[i8]) -> Result<Option<i8>, ParamError> {
+        let Some(value) = self.text(name)? else {
+            return Ok(None);
+        };
+        let rule = || {
+            let list: Vec<String> = allowed.iter().map(i8::to_string).collect();
+            format!("{value:?} is not one of {}", list.join(", "))
+        };
+        let n: i8 = value.parse().map_err(|_| ParamError::new(name, rule()))?;
+        if !allowed.contains(&n) {
+            return Err(ParamError::new(name, rule()));
+        }
+        Ok(Some(n))
+    }
+
+    /// An IPv4 or IPv6 address; IPv4-mapped IPv6 becomes IPv4.
+    fn ip(&self, name: &'static str) -> Result<Option<IpAddr>, ParamError> {
+        let Some(v) = self.text(name)? else {
+            return Ok(None);
+        };
+        let ip: IpAddr = v
+            .parse()
+            .map_err(|_| ParamError::new(name, format!("{v:?} is not an IPv4 or IPv6 address")))?;
+        Ok(Some(ip.to_canonical()))
+    }
+
+    /// `SortList` as the SDK flattens it (`SortList.1.SortKey=Port&
+    /// SortList.1.Dir=desc`), or as one JSON array
+    /// (`SortList=[{"SortKey":"Port","Dir":"desc"}]`).
+    fn sort_list(&self) -> Result<Vec<Sort>, ParamError> {
+        if let Some(json) = self.text("SortList")? {
+            return parse_sort_json(json);
+        }
+        let mut list = Vec::new();
+        for (n, (key_name, dir_name)) in SORT_NAMES.iter().enumerate() {
+            let key = self.text(key_name)?;
+            let dir = self.text(dir_name)?;
+            match (key, dir) {
+                (None, None) => continue,
+                (None, Some(_)) => {
+                    return Err(ParamError::new(
+                        key_name,
+                        format!("is missing while {dir_name} is given; give both"),
+                    ))
+                }
+                (Some(key), dir) => {
+                    debug_assert!(n < MAX_SORT_KEYS);
+                    list.push(sort(key_name, key, dir_name, dir)?);
+                }
+            }
+        }
+        Ok(list)
+    }
+}
+
+/// `SortList.N.SortKey` and `SortList.N.Dir` for N = 1 to [`MAX_SORT_KEYS`].
+const SORT_NAMES: [(&str, &str); MAX_SORT_KEYS] = [
+    ("SortList.1.SortKey", "SortList.1.Dir"),
+    ("SortList.2.SortKey", "SortList.2.Dir"),
+    ("SortList.3.SortKey", "SortList.3.Dir"),
+    ("SortList.4.SortKey", "SortList.4.Dir"),
+    ("SortList.5.SortKey", "SortList.5.Dir"),
+    ("SortList.6.SortKey", "SortList.6.Dir"),
+    ("SortList.7.SortKey", "SortList.7.Dir"),
+    ("SortList.8.SortKey", "SortList.8.Dir"),
+    ("SortList.9.SortKey", "SortList.9.Dir"),
+    ("SortList.10.SortKey", "SortList.10.Dir"),
+];
+
+fn sort(
+    key_name: &'static str,
+    key: &str,
+    dir_name: &'static str,
+    dir: Option<&str>,
+) -> Result<Sort, ParamError> {
+    let key = if key.eq_ignore_ascii_case("ServiceName") {
+        SortKey::ServiceName
+    } else if key.eq_ignore_ascii_case("PublicIp") {
+        SortKey::PublicIp
+    } else if key.eq_ignore_ascii_case("Port") {
+        SortKey::Port
+    } else {
+        return Err(ParamError::new(
+            key_name,
+            format!("{key:?} is not one of ServiceName, PublicIp, Port"),
+        ));
     };
-    let n: u8 = value.parse().map_err(|_| ParamError::new(param, rule()))?;
-    if !allowed.contains(&n) {
-        return Err(ParamError::new(param, rule()));
+    let descending = match dir {
+        None => false,
+        Some(d) if d.eq_ignore_ascii_case("asc") => false,
+        Some(d) if d.eq_ignore_ascii_case("desc") => true,
+        Some(d) => {
+            return Err(ParamError::new(
+                dir_name,
+                format!("{d:?} is not one of asc, desc"),
+            ))
+        }
+    };
+    Ok(Sort { key, descending })
+}
+
+fn parse_sort_json(json: &str) -> Result<Vec<Sort>, ParamError> {
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        #[serde(rename = "SortKey")]
+        sort_key: String,
+        #[serde(rename = "Dir")]
+        dir: Option<String>,
     }
-    Ok(n)
+    let rule = "is not a JSON list like [{\"SortKey\":\"Port\",\"Dir\":\"desc\"}]";
+    let entries: Vec<Entry> =
+        serde_json::from_str(json).map_err(|_| ParamError::new("SortList", rule))?;
+    if entries.len() > MAX_SORT_KEYS {
+        return Err(ParamError::new(
+            "SortList",
+            format!(
+                "has {} entries; at most {MAX_SORT_KEYS} are accepted",
+                entries.len()
+            ),
+        ));
+    }
+    entries
+        .iter()
+        .map(|e| sort("SortList", &e.sort_key, "SortList", e.dir.as_deref()))
+        .collect()
 }
 
 #[cfg(test)]
@@ -167,12 +416,16 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    fn parse(pairs: &[(&str, &str)]) -> Result<PortQuery, ParamError> {
+    fn parse_as(action: Action, pairs: &[(&str, &str)]) -> Result<Query, ParamError> {
         let map: HashMap<String, String> = pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        PortQuery::parse(|k| map.get(k).map(String::as_str), 1000)
+        Query::parse_for(action, |k| map.get(k).map(String::as_str), 1000)
+    }
+
+    fn parse(pairs: &[(&str, &str)]) -> Result<Query, ParamError> {
+        parse_as(Action::Port, pairs)
     }
 
     #[test]
@@ -228,6 +481,7 @@ mod tests {
             ("CurrentPage", "0"),
             ("CurrentPage", "99999999999999999999"),
             ("RiskLevel", "4"),
+            ("RiskLevel", "-2"),
             ("SuggestLevel", "15"),
             ("StartTime", "1e9"),
             ("EndTime", "-5"),
@@ -245,6 +499,12 @@ mod tests {
     }
 
     #[test]
+    fn in_assessment_is_accepted() {
+        let q = parse(&[("RiskLevel", "-1"), ("SuggestLevel", "-1")]).unwrap();
+        assert_eq!((q.risk_level, q.suggest_level), (Some(-1), Some(-1)));
+    }
+
+    #[test]
     fn empty_range_is_refused() {
         let err = parse(&[("StartTime", "100"), ("EndTime", "100")]).unwrap_err();
         assert_eq!(err.param, "EndTime");
@@ -254,5 +514,97 @@ mod tests {
     fn empty_values_mean_absent() {
         let q = parse(&[("Port", ""), ("ServiceName", "  ")]).unwrap();
         assert_eq!((q.port, q.service_name), (None, None));
+    }
+
+    #[test]
+    fn each_action_reads_only_the_parameters_of_its_sdk_model() {
+        // DescribeInternetOpenIp has no SuggestLevel, ServiceNameFuzzy or
+        // SourceIp: bad values of them are ignored, not refused.
+        let q = parse_as(
+            Action::Ip,
+            &[
+                ("SuggestLevel", "x"),
+                ("ServiceNameFuzzy", "sql"),
+                ("SourceIp", "bad"),
+                ("PublicIp", "203.0.113.9"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(q.suggest_level, None);
+        assert_eq!(q.service_name_fuzzy, None);
+        assert_eq!(q.public_ip, Some("203.0.113.9".parse().unwrap()));
+        // DescribeInternetOpenPort has no PublicIp.
+        assert_eq!(parse(&[("PublicIp", "x")]).unwrap().public_ip, None);
+        let err = parse_as(Action::Detail, &[("PublicIp", "203.0.113.0/24")]).unwrap_err();
+        assert_eq!(err.param, "PublicIp");
+        // Statistic reads the range and the language only.
+        let q = parse_as(Action::Statistic, &[("Port", "x"), ("Lang", "en")]).unwrap();
+        assert_eq!((q.port, q.lang), (None, Lang::En));
+    }
+
+    #[test]
+    fn mapped_ipv6_public_ip_compares_as_ipv4() {
+        let q = parse_as(Action::Detail, &[("PublicIp", "::ffff:203.0.113.9")]).unwrap();
+        assert_eq!(q.public_ip, Some("203.0.113.9".parse().unwrap()));
+    }
+
+    #[test]
+    fn inventory_parameters_set_the_inventory_filter() {
+        for name in INVENTORY {
+            let q = parse_as(Action::Detail, &[(name, "i-123")]).unwrap();
+            assert!(q.inventory_filter, "{name}");
+        }
+        assert!(
+            !parse_as(Action::Detail, &[("RegionNo", " ")])
+                .unwrap()
+                .inventory_filter
+        );
+    }
+
+    #[test]
+    fn sort_list_is_read_flat_or_as_json() {
+        let q = parse_as(
+            Action::Detail,
+            &[
+                ("SortList.1.SortKey", "Port"),
+                ("SortList.1.Dir", "desc"),
+                ("SortList.2.SortKey", "publicip"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            q.sort_list,
+            [
+                Sort {
+                    key: SortKey::Port,
+                    descending: true
+                },
+                Sort {
+                    key: SortKey::PublicIp,
+                    descending: false
+                }
+            ]
+        );
+        let q = parse_as(
+            Action::Detail,
+            &[("SortList", r#"[{"SortKey":"ServiceName","Dir":"DESC"}]"#)],
+        )
+        .unwrap();
+        assert_eq!(q.sort_list[0].key, SortKey::ServiceName);
+        assert!(q.sort_list[0].descending);
+        for (k, v, param) in [
+            ("SortList.1.SortKey", "Bytes", "SortList.1.SortKey"),
+            ("SortList.1.Dir", "desc", "SortList.1.SortKey"),
+            ("SortList", "{nope", "SortList"),
+        ] {
+            let err = parse_as(Action::Detail, &[(k, v)]).unwrap_err();
+            assert_eq!(err.param, param, "{k}={v}");
+        }
+        let err = parse_as(
+            Action::Detail,
+            &[("SortList.3.SortKey", "Port"), ("SortList.3.Dir", "up")],
+        )
+        .unwrap_err();
+        assert_eq!(err.param, "SortList.3.Dir");
     }
 }

@@ -884,3 +884,47 @@ proptest! {
         prop_assert!(rows.iter().all(|r| r.total_bytes == r.in_bytes + r.out_bytes));
     }
 }
+
+#[test]
+fn new_exposures_are_counted_once_by_risk_level() {
+    let e = engine();
+    // Redis (risk 3) answers twice, HTTPS (risk 0) once, a refused port never.
+    apply_all(
+        &e,
+        &conversation("203.0.113.10", 6379, "198.51.100.1", 10, 10, T0),
+    );
+    apply_all(
+        &e,
+        &conversation("203.0.113.10", 6379, "198.51.100.2", 10, 10, T0),
+    );
+    apply_all(
+        &e,
+        &conversation("203.0.113.11", 443, "198.51.100.1", 10, 10, T0),
+    );
+    apply_all(
+        &e,
+        &[
+            flow(
+                "198.51.100.1",
+                61000,
+                "203.0.113.12",
+                23,
+                PROTO_TCP,
+                SYN,
+                60,
+                T0,
+            ),
+            flow(
+                "203.0.113.12",
+                23,
+                "198.51.100.1",
+                61000,
+                PROTO_TCP,
+                RST | ACK,
+                40,
+                T0,
+            ),
+        ],
+    );
+    assert_eq!(e.new_exposures(), [1, 0, 0, 1]);
+}

@@ -11,6 +11,7 @@
 //! bound, inbound flows to new unanswered endpoints are only counted as
 //! probes of their port.
 
+pub mod checkpoint;
 pub mod series;
 mod stats;
 
@@ -90,6 +91,8 @@ pub struct Engine {
     seen_any: AtomicBool,
     /// Inbound flows to endpoints that had not answered, by `port * 2 + proto`.
     probes: Box<[AtomicU64]>,
+    /// Endpoints that became open (first response evidence), by risk level 0..=3.
+    new_exposures: [AtomicU64; 4],
     /// Interned L7 labels (few distinct values, many flows).
     labels: DashMap<Box<str>, Arc<str>, ahash::RandomState>,
     stats: Stats,
@@ -107,6 +110,7 @@ impl Engine {
             event_now_ms: AtomicI64::new(i64::MIN),
             seen_any: AtomicBool::new(false),
             probes: (0..65536 * 2).map(|_| AtomicU64::new(0)).collect(),
+            new_exposures: Default::default(),
             labels: DashMap::with_hasher(ahash::RandomState::new()),
             stats: Stats::default(),
         }
@@ -247,15 +251,16 @@ impl Engine {
             if !state.ever_open {
                 self.count_probe(endpoint, inbound);
             }
+            if label.is_some() {
+                state.label = label;
+            }
             if sample.evidence && !state.ever_open {
                 state.ever_open = true;
                 self.pending.fetch_sub(1, Ordering::AcqRel);
                 self.open.fetch_add(1, Ordering::AcqRel);
+                self.count_new_exposure(endpoint, state.label.as_deref());
             }
             state.series.add(hour, sample);
-            if label.is_some() {
-                state.label = label;
-            }
             return Outcome::Applied;
         }
         // A new endpoint: reserve room for it under the bounds first.
@@ -279,6 +284,9 @@ impl Engine {
             return Outcome::Ignored(stats::IgnoredReason::PendingLimit);
         }
         self.count_probe(endpoint, inbound);
+        if sample.evidence {
+            self.count_new_exposure(endpoint, label.as_deref());
+        }
         let mut series = Series::default();
         series.add(hour, sample);
         let state = EndpointState {
@@ -293,12 +301,17 @@ impl Engine {
             }
             dashmap::Entry::Occupied(mut o) => {
                 counter.fetch_sub(1, Ordering::AcqRel);
+                if sample.evidence {
+                    // Counted above as new; the other thread's insert was pending or open already.
+                    self.uncount_new_exposure(endpoint, state.label.as_deref());
+                }
                 let existing = o.get_mut();
                 existing.series.add(hour, sample);
                 if sample.evidence && !existing.ever_open {
                     existing.ever_open = true;
                     self.pending.fetch_sub(1, Ordering::AcqRel);
                     self.open.fetch_add(1, Ordering::AcqRel);
+                    self.count_new_exposure(endpoint, existing.label.as_deref());
                 }
                 if state.label.is_some() {
                     existing.label = state.label;
@@ -312,6 +325,27 @@ impl Engine {
         if inbound {
             self.probes[probe_index(endpoint.port, endpoint.proto)].fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    fn risk_level(&self, endpoint: Endpoint, label: Option<&str>) -> usize {
+        let service = self
+            .catalog
+            .endpoint_service(endpoint.port, endpoint.proto, label);
+        usize::from(service.risk.risk_level.min(3))
+    }
+
+    fn count_new_exposure(&self, endpoint: Endpoint, label: Option<&str>) {
+        self.new_exposures[self.risk_level(endpoint, label)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn uncount_new_exposure(&self, endpoint: Endpoint, label: Option<&str>) {
+        self.new_exposures[self.risk_level(endpoint, label)].fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Endpoints that became open since start, by risk level (index 0..=3).
+    /// An endpoint expired by retention and opened again counts again.
+    pub fn new_exposures(&self) -> [u64; 4] {
+        std::array::from_fn(|i| self.new_exposures[i].load(Ordering::Relaxed))
     }
 
     fn intern(&self, label: &str) -> Arc<str> {

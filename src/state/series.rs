@@ -121,7 +121,8 @@ impl Tally {
     }
 }
 
-/// Buckets sorted by [`Bucket::key`]; writes almost always hit the last one.
+/// Buckets sorted by start hour (a day bucket before the hours of its
+/// day); writes almost always hit the last one.
 #[derive(Clone, Debug, Default)]
 pub struct Series {
     buckets: Vec<Bucket>,
@@ -228,10 +229,61 @@ impl Series {
         self.buckets.len()
     }
 
+    /// Appends the buckets to a checkpoint: a count, then 20 bytes each.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&(self.buckets.len() as u32).to_le_bytes());
+        for &b in &self.buckets {
+            let (in_bytes, out_bytes, tag) = (b.in_bytes, b.out_bytes, b.tag);
+            out.extend_from_slice(&in_bytes.to_le_bytes());
+            out.extend_from_slice(&out_bytes.to_le_bytes());
+            out.extend_from_slice(&tag.to_le_bytes());
+        }
+    }
+
+    /// Reads what [`Series::encode`] wrote from the front of `input`,
+    /// checking that the buckets are in order.
+    pub fn decode(input: &mut &[u8]) -> Result<Series, &'static str> {
+        let count = take_u32(input).ok_or("bucket count cut short")? as usize;
+        if count > input.len() / 20 {
+            return Err("bucket count larger than the data");
+        }
+        let mut buckets = Vec::with_capacity(count);
+        for _ in 0..count {
+            let in_bytes = take_u64(input).ok_or("bucket cut short")?;
+            let out_bytes = take_u64(input).ok_or("bucket cut short")?;
+            let tag = take_u32(input).ok_or("bucket cut short")?;
+            let b = Bucket {
+                in_bytes,
+                out_bytes,
+                tag,
+            };
+            if buckets
+                .last()
+                .is_some_and(|last: &Bucket| last.key() >= b.key())
+            {
+                return Err("buckets out of order");
+            }
+            buckets.push(b);
+        }
+        Ok(Series { buckets })
+    }
+
     /// Heap bytes held by the buckets.
     pub fn heap_bytes(&self) -> usize {
         self.buckets.capacity() * std::mem::size_of::<Bucket>()
     }
+}
+
+fn take_u32(input: &mut &[u8]) -> Option<u32> {
+    let (head, rest) = input.split_first_chunk::<4>()?;
+    *input = rest;
+    Some(u32::from_le_bytes(*head))
+}
+
+fn take_u64(input: &mut &[u8]) -> Option<u64> {
+    let (head, rest) = input.split_first_chunk::<8>()?;
+    *input = rest;
+    Some(u64::from_le_bytes(*head))
 }
 
 #[cfg(test)]
@@ -251,6 +303,50 @@ mod tests {
             evidence: false,
             payload: false,
         }
+    }
+
+    #[test]
+    fn encode_decode_round_trips() {
+        let mut s = Series::default();
+        for h in [3, 1, 70, 71] {
+            s.add(
+                DAY0 + h,
+                Sample {
+                    in_bytes: h as u64,
+                    out_bytes: 7,
+                    evidence: h == 70,
+                    payload: h == 1,
+                },
+            );
+        }
+        s.compact(Resolution::at(DAY0 + 100, 30));
+        let mut bytes = Vec::new();
+        s.encode(&mut bytes);
+        let mut input = &bytes[..];
+        let back = Series::decode(&mut input).unwrap();
+        assert!(input.is_empty());
+        let res = Resolution::at(DAY0 + 100, 30);
+        let w = [range(0, u32::MAX), range(DAY0 + 70, DAY0 + 71)];
+        assert_eq!(back.tally(&w, res), s.tally(&w, res));
+        assert_eq!(back.len(), s.len());
+    }
+
+    #[test]
+    fn decode_refuses_short_or_unordered_input() {
+        let mut s = Series::default();
+        s.add(DAY0 + 1, traffic(1));
+        s.add(DAY0 + 2, traffic(1));
+        let mut bytes = Vec::new();
+        s.encode(&mut bytes);
+        assert!(Series::decode(&mut &bytes[..bytes.len() - 1]).is_err());
+        // Swap the two buckets' tags.
+        let mut swapped = bytes.clone();
+        swapped[20..24].copy_from_slice(&bytes[40..44]);
+        swapped[40..44].copy_from_slice(&bytes[20..24]);
+        assert_eq!(
+            Series::decode(&mut &swapped[..]).unwrap_err(),
+            "buckets out of order"
+        );
     }
 
     #[test]

@@ -1,0 +1,273 @@
+//! The engine's metrics, read at scrape time: the ingest counters (plain
+//! atomics in [`crate::state::Stats`]), the state's size, and the exposure
+//! gauges computed by one walk over the state.
+//!
+//! Two notions of "open" appear, and each HELP text says which:
+//! - *within retention*: the endpoint answered at least once in the
+//!   retention period (`exposure_open_endpoints`, `exposure_open_ports`);
+//! - *in the last 24 hours*: it answered in the last 24 hours, the window of
+//!   `TrafficPercent1Day` (`exposure_port_*`, `exposure_exposed_*`). These
+//!   follow closing ports within a day, which is what a dashboard of current
+//!   exposure wants.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
+use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts};
+
+use crate::catalog::Protocol;
+use crate::query::TimeWindows;
+use crate::state::{wall_now_ms, Engine};
+
+/// Per-port series exported by default, highest risk first (see [`EngineCollector`]).
+pub const DEFAULT_MAX_PORT_SERIES: usize = 500;
+
+/// Labels of the per-port families.
+const PORT_LABELS: [&str; 4] = ["port", "protocol", "service", "risk_level"];
+
+/// (name, help, labels) of every family the engine collector produces.
+const FAMILIES: [(&str, &str, &[&str]); 15] = [
+    ("exposure_records_consumed_total", "Records read (Kafka records or file lines), whatever became of them.", &[]),
+    ("exposure_flows_applied_total", "Flows that changed an endpoint's state.", &[]),
+    ("exposure_records_rejected_total", "Records the decoders refused, and flows the engine refused (too old, in the future), by reason.", &["reason"]),
+    ("exposure_records_ignored_total", "Records and flows that say nothing about exposure, by reason.", &["reason"]),
+    ("exposure_open_endpoints", "Endpoints (asset IP, port, protocol) with response evidence within retention.", &[]),
+    ("exposure_pending_endpoints", "Endpoints held that received traffic but have not answered.", &[]),
+    ("exposure_open_ports", "Distinct open ports (response evidence within retention), by protocol.", &["protocol"]),
+    ("exposure_new_exposures_total", "Endpoints that became open (first response evidence) since start, by risk level (0 none, 1 low, 2 medium, 3 high).", &["risk_level"]),
+    ("exposure_state_endpoints", "Endpoints held in memory, open and pending.", &[]),
+    ("exposure_state_bytes", "Approximate memory held by the endpoint state.", &[]),
+    ("exposure_port_public_ips", "Distinct asset IPs with the port open in the last 24 hours, by port, protocol, service and risk level; capped, highest risk first (see exposure_port_series_dropped).", &PORT_LABELS),
+    ("exposure_port_traffic_bytes", "TotalBytes over the last 24 hours of the endpoints behind exposure_port_public_ips (same series, same cap).", &PORT_LABELS),
+    ("exposure_port_series_dropped", "Per-port series left out of exposure_port_public_ips and exposure_port_traffic_bytes by the series cap.", &[]),
+    ("exposure_exposed_ports", "Distinct (port, protocol) open in the last 24 hours, by the highest risk level of their services; uncapped.", &["risk_level"]),
+    ("exposure_exposed_traffic_bytes", "TotalBytes over the last 24 hours of every endpoint open in that time; the denominator of a port's traffic share.", &[]),
+];
+
+/// Reads the engine's counters and sizes at scrape time.
+///
+/// The per-port families have one series per (port, protocol, service,
+/// risk level) open in the last 24 hours. At most `max_port_series` are
+/// exported: highest risk first, then most public IPs, then most traffic,
+/// then lowest port; how many were left out is `exposure_port_series_dropped`.
+pub struct EngineCollector {
+    engine: Arc<Engine>,
+    max_port_series: usize,
+    descs: Vec<Desc>,
+}
+
+/// One per-port series being summed during the walk.
+#[derive(Default)]
+struct PortAcc {
+    public_ips: u64,
+    traffic_bytes: u64,
+}
+
+/// A finished per-port series.
+struct PortSeries {
+    port: u16,
+    proto: Protocol,
+    service: String,
+    risk_level: u8,
+    public_ips: u64,
+    traffic_bytes: u64,
+}
+
+/// What one walk over the state finds.
+#[derive(Default)]
+struct Walk {
+    /// (port, protocol) with an endpoint open within retention.
+    open_ports: HashSet<(u16, Protocol)>,
+    /// Open in the last 24 hours, by (port, protocol, L7 label).
+    recent: HashMap<(u16, Protocol, Option<Arc<str>>), PortAcc>,
+    recent_traffic: u64,
+    endpoints: u64,
+    state_bytes: u64,
+}
+
+impl EngineCollector {
+    /// A collector exporting at most [`DEFAULT_MAX_PORT_SERIES`] per-port series.
+    pub fn new(engine: Arc<Engine>) -> Self {
+        Self::with_max_port_series(engine, DEFAULT_MAX_PORT_SERIES)
+    }
+
+    pub fn with_max_port_series(engine: Arc<Engine>, max_port_series: usize) -> Self {
+        let descs = FAMILIES
+            .iter()
+            .map(|(name, help, labels)| {
+                Desc::new(
+                    name.to_string(),
+                    help.to_string(),
+                    labels.iter().map(|l| l.to_string()).collect(),
+                    Default::default(),
+                )
+                .expect("valid metric")
+            })
+            .collect();
+        EngineCollector {
+            engine,
+            max_port_series,
+            descs,
+        }
+    }
+
+    /// One pass over the state, one shard read-locked at a time.
+    fn walk(&self) -> Walk {
+        let now_ms = self.engine.now_ms(wall_now_ms());
+        let res = self.engine.resolution(now_ms);
+        let last_day = [TimeWindows::new(now_ms, None, None).last_1d];
+        let entry_bytes =
+            std::mem::size_of::<(crate::classify::Endpoint, crate::state::EndpointState)>() + 8;
+        let mut walk = Walk::default();
+        self.engine.for_each(|endpoint, state| {
+            walk.endpoints += 1;
+            walk.state_bytes += (entry_bytes + state.series.heap_bytes()) as u64;
+            if !state.ever_open {
+                return;
+            }
+            walk.open_ports.insert((endpoint.port, endpoint.proto));
+            let [day] = state.series.tally(&last_day, res);
+            if !day.open {
+                return;
+            }
+            let acc = walk
+                .recent
+                .entry((endpoint.port, endpoint.proto, state.label.clone()))
+                .or_default();
+            acc.public_ips += 1;
+            acc.traffic_bytes = acc.traffic_bytes.saturating_add(day.total_bytes());
+            walk.recent_traffic = walk.recent_traffic.saturating_add(day.total_bytes());
+        });
+        walk
+    }
+
+    /// The walk's per-port sums by service name, sorted by the cap's order.
+    fn port_series(
+        &self,
+        recent: HashMap<(u16, Protocol, Option<Arc<str>>), PortAcc>,
+    ) -> Vec<PortSeries> {
+        let catalog = self.engine.catalog();
+        // Two labels may name one service (a label the catalog knows, and its port): merge.
+        let mut by_service: BTreeMap<(u16, Protocol, String), PortSeries> = BTreeMap::new();
+        for ((port, proto, label), acc) in recent {
+            let service = catalog.endpoint_service(port, proto, label.as_deref());
+            let name = service.name.into_owned();
+            let series = by_service
+                .entry((port, proto, name.clone()))
+                .or_insert_with(|| PortSeries {
+                    port,
+                    proto,
+                    service: name,
+                    risk_level: service.risk.risk_level,
+                    public_ips: 0,
+                    traffic_bytes: 0,
+                });
+            series.public_ips += acc.public_ips;
+            series.traffic_bytes = series.traffic_bytes.saturating_add(acc.traffic_bytes);
+        }
+        let mut list: Vec<PortSeries> = by_service.into_values().collect();
+        list.sort_by(|a, b| {
+            b.risk_level
+                .cmp(&a.risk_level)
+                .then(b.public_ips.cmp(&a.public_ips))
+                .then(b.traffic_bytes.cmp(&a.traffic_bytes))
+                .then(a.port.cmp(&b.port))
+                .then(a.proto.as_str().cmp(b.proto.as_str()))
+                .then(a.service.cmp(&b.service))
+        });
+        list
+    }
+}
+
+impl Collector for EngineCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let stats = self.engine.stats().snapshot();
+        let walk = self.walk();
+        let [consumed, applied, rejected, ignored, open, pending, ports, new_exposures, endpoints, state_bytes, public_ips, traffic, dropped, exposed_ports, exposed_traffic] =
+            FAMILIES;
+        let counter = |(name, help, _): (&str, &str, &[&str]), v: u64| {
+            let c = IntCounter::new(name, help).expect("valid metric");
+            c.inc_by(v);
+            c.collect()
+        };
+        let counter_vec = |(name, help, labels): (&str, &str, &[&str])| {
+            IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric")
+        };
+        let gauge = |(name, help, _): (&str, &str, &[&str]), v: u64| {
+            let g = IntGauge::new(name, help).expect("valid metric");
+            g.set(i64::try_from(v).unwrap_or(i64::MAX));
+            g.collect()
+        };
+        let gauge_vec = |(name, help, labels): (&str, &str, &[&str])| {
+            IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric")
+        };
+        let mut out = Vec::new();
+        out.extend(counter(consumed, stats.records));
+        out.extend(counter(applied, stats.applied));
+        for (family, map) in [(rejected, &stats.rejected), (ignored, &stats.ignored)] {
+            let c = counter_vec(family);
+            for (reason, n) in map {
+                c.with_label_values(&[*reason]).inc_by(*n);
+            }
+            out.extend(c.collect());
+        }
+        out.extend(gauge(open, self.engine.open_endpoints() as u64));
+        out.extend(gauge(pending, self.engine.pending_endpoints() as u64));
+        let ports_vec = gauge_vec(ports);
+        for proto in Protocol::ALL {
+            let n = walk.open_ports.iter().filter(|(_, p)| *p == proto).count();
+            ports_vec.with_label_values(&[proto.as_str()]).set(n as i64);
+        }
+        out.extend(ports_vec.collect());
+        let new_vec = counter_vec(new_exposures);
+        for (level, n) in self.engine.new_exposures().into_iter().enumerate() {
+            new_vec.with_label_values(&[&level.to_string()]).inc_by(n);
+        }
+        out.extend(new_vec.collect());
+        out.extend(gauge(endpoints, walk.endpoints));
+        out.extend(gauge(state_bytes, walk.state_bytes));
+
+        let series = self.port_series(walk.recent);
+        let mut top_risk: HashMap<(u16, Protocol), u8> = HashMap::new();
+        for s in &series {
+            let risk = top_risk.entry((s.port, s.proto)).or_default();
+            *risk = (*risk).max(s.risk_level);
+        }
+        let exposed_vec = gauge_vec(exposed_ports);
+        for level in 0..=3u8 {
+            let n = top_risk.values().filter(|&&r| r.min(3) == level).count();
+            exposed_vec
+                .with_label_values(&[&level.to_string()])
+                .set(n as i64);
+        }
+        out.extend(exposed_vec.collect());
+        out.extend(gauge(exposed_traffic, walk.recent_traffic));
+        let ips_vec = gauge_vec(public_ips);
+        let traffic_vec = gauge_vec(traffic);
+        for s in series.iter().take(self.max_port_series) {
+            let labels = [
+                &s.port.to_string(),
+                s.proto.as_str(),
+                &s.service,
+                &s.risk_level.to_string(),
+            ];
+            ips_vec.with_label_values(&labels).set(s.public_ips as i64);
+            traffic_vec
+                .with_label_values(&labels)
+                .set(i64::try_from(s.traffic_bytes).unwrap_or(i64::MAX));
+        }
+        out.extend(ips_vec.collect());
+        out.extend(traffic_vec.collect());
+        out.extend(gauge(
+            dropped,
+            series.len().saturating_sub(self.max_port_series) as u64,
+        ));
+        out
+    }
+}

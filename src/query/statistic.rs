@@ -1,0 +1,89 @@
+//! `DescribeInternetOpenStatistic`: how many addresses, ports and services
+//! are open in the range, and how many of them are high-risk.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use super::params::Query;
+use super::scan::scan;
+use crate::catalog::Protocol;
+use crate::state::Engine;
+
+/// The RiskLevel from which an address, port or service counts as risky.
+pub const HIGH_RISK: u8 = 3;
+
+/// The response body, with the SDK model's field names and JSON types
+/// (`DescribeInternetOpenStatisticResponseBody`). Each count equals the
+/// `TotalCount` of the sibling Action without filters, over the same range.
+/// `InternetUnprotectedPortNum` is left out: this service does not know
+/// which ports an ACL protects, and 0 would read as "all protected".
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StatisticResponse {
+    /// Asset addresses with at least one open endpoint (DescribeInternetOpenIp rows).
+    #[serde(rename = "InternetIpNum")]
+    pub internet_ip_num: u64,
+    /// Open (port, protocol) pairs (DescribeInternetOpenPort rows).
+    #[serde(rename = "InternetPortNum")]
+    pub internet_port_num: u64,
+    /// Addresses whose riskiest open endpoint is high-risk.
+    #[serde(rename = "InternetRiskIpNum")]
+    pub internet_risk_ip_num: u64,
+    /// (port, protocol) pairs whose row is high-risk.
+    #[serde(rename = "InternetRiskPortNum")]
+    pub internet_risk_port_num: u64,
+    /// Distinct high-risk service names.
+    #[serde(rename = "InternetRiskServiceNum")]
+    pub internet_risk_service_num: u64,
+    /// Distinct service names (a service on TCP and UDP counts once).
+    #[serde(rename = "InternetServiceNum")]
+    pub internet_service_num: u64,
+    /// Server Load Balancer addresses: this service knows no SLB, 0.
+    #[serde(rename = "InternetSlbIpNum")]
+    pub internet_slb_ip_num: u64,
+    /// Server Load Balancer ports: 0, as above.
+    #[serde(rename = "InternetSlbIpPortNum")]
+    pub internet_slb_ip_port_num: u64,
+    #[serde(rename = "RequestId")]
+    pub request_id: String,
+}
+
+/// Computes the whole answer for `q` at `wall_now_ms`.
+pub fn describe_internet_open_statistic(
+    engine: &Engine,
+    q: &Query,
+    wall_now_ms: i64,
+    request_id: String,
+) -> StatisticResponse {
+    // The highest RiskLevel seen for each address, port and service.
+    let mut ips: HashMap<IpAddr, u8> = HashMap::new();
+    let mut ports: HashMap<(u16, Protocol), u8> = HashMap::new();
+    let mut services: HashMap<Cow<str>, u8> = HashMap::new();
+    scan(engine, q, wall_now_ms, |open| {
+        let risk = open.service.risk.risk_level;
+        let raise = |level: &mut u8| *level = (*level).max(risk);
+        raise(ips.entry(open.endpoint.ip).or_default());
+        raise(
+            ports
+                .entry((open.endpoint.port, open.endpoint.proto))
+                .or_default(),
+        );
+        raise(services.entry(open.service.name).or_default());
+    });
+    let risky = |levels: &mut dyn Iterator<Item = &u8>| {
+        levels.filter(|&&level| level >= HIGH_RISK).count() as u64
+    };
+    StatisticResponse {
+        internet_ip_num: ips.len() as u64,
+        internet_port_num: ports.len() as u64,
+        internet_risk_ip_num: risky(&mut ips.values()),
+        internet_risk_port_num: risky(&mut ports.values()),
+        internet_risk_service_num: risky(&mut services.values()),
+        internet_service_num: services.len() as u64,
+        internet_slb_ip_num: 0,
+        internet_slb_ip_port_num: 0,
+        request_id,
+    }
+}

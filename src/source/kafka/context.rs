@@ -1,0 +1,118 @@
+//! librdkafka's callbacks: connection state, lag and rebalances go to the
+//! health flags and metrics; an assignment resumes each partition from the
+//! restored checkpoint. Nothing here blocks.
+
+use std::sync::Arc;
+
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::statistics::Statistics;
+use rdkafka::{Offset, TopicPartitionList};
+use tracing::{info, warn};
+
+use super::progress::Progress;
+use crate::health::Health;
+use crate::metrics::Metrics;
+
+pub(super) struct Context {
+    pub health: Arc<Health>,
+    pub metrics: Arc<Metrics>,
+    pub progress: Arc<Progress>,
+}
+
+impl ClientContext for Context {
+    fn stats(&self, stats: Statistics) {
+        let connected = stats
+            .brokers
+            .values()
+            .any(|b| b.nodeid >= 0 && b.state == "UP");
+        self.health.set_connected(connected);
+        self.metrics.kafka_connected.set(i64::from(connected));
+        for (topic, t) in &stats.topics {
+            for (id, p) in &t.partitions {
+                if *id < 0 || !p.desired || p.hi_offset < 0 {
+                    continue;
+                }
+                let position = self
+                    .progress
+                    .next_offset_by_name(topic, *id)
+                    .or((p.committed_offset >= 0).then_some(p.committed_offset));
+                let labels = [topic.as_str(), &id.to_string()];
+                if let Some(position) = position {
+                    self.metrics
+                        .kafka_lag
+                        .with_label_values(&labels)
+                        .set((p.hi_offset - position).max(0));
+                    self.metrics
+                        .kafka_next_offset
+                        .with_label_values(&labels)
+                        .set(position);
+                }
+            }
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            self.health.set_connected(false);
+            self.metrics.kafka_connected.set(0);
+        }
+        warn!(%error, "kafka: {reason}");
+    }
+}
+
+impl ConsumerContext for Context {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                info!(partitions = tpl.count(), "kafka: partitions assigned");
+                self.resume_from_checkpoint(consumer, tpl);
+                self.health.set_assigned(true);
+                self.metrics
+                    .kafka_assigned_partitions
+                    .set(tpl.count() as i64);
+            }
+            Rebalance::Revoke(tpl) => {
+                info!(partitions = tpl.count(), "kafka: partitions revoked");
+                self.health.set_assigned(false);
+                self.metrics.kafka_assigned_partitions.set(0);
+            }
+            Rebalance::Error(e) => warn!(error = %e, "kafka: rebalance failed"),
+        }
+    }
+}
+
+impl Context {
+    /// Re-assigns the partitions with the offsets this process has applied
+    /// up to (restored from the checkpoint, or applied before a
+    /// rebalance); the others start from their committed offset or
+    /// `auto_offset_reset`. Workers also skip anything below these offsets,
+    /// so a record delivered twice is applied once.
+    fn resume_from_checkpoint(&self, consumer: &BaseConsumer<Self>, assigned: &TopicPartitionList) {
+        let mut tpl = TopicPartitionList::new();
+        let mut known = 0;
+        for e in assigned.elements() {
+            let offset = match self.progress.next_offset_by_name(e.topic(), e.partition()) {
+                Some(next) => {
+                    known += 1;
+                    Offset::Offset(next)
+                }
+                None => Offset::Stored,
+            };
+            if let Err(err) = tpl.add_partition_offset(e.topic(), e.partition(), offset) {
+                warn!(error = %err, topic = e.topic(), partition = e.partition(), "kafka: cannot set resume offset");
+            }
+        }
+        if known == 0 {
+            return;
+        }
+        match consumer.assign(&tpl) {
+            Ok(()) => info!(
+                partitions = known,
+                "kafka: resuming partitions from checkpointed offsets"
+            ),
+            Err(e) => warn!(error = %e, "kafka: resuming from checkpointed offsets failed"),
+        }
+    }
+}

@@ -1,0 +1,320 @@
+//! Flow records from Kafka: one poll thread, several worker threads, and
+//! checkpoints that make every record count exactly once.
+//!
+//! The poll thread reads records with librdkafka and hands them, in batches,
+//! to worker threads chosen by partition ([`worker`]), so every partition is
+//! applied in order by one worker while different partitions are decoded
+//! and applied in parallel (the engine's state is sharded: no global lock).
+//! A worker records the next offset of every partition it has applied in
+//! [`Progress`].
+//!
+//! Every `state.checkpoint_interval`, and at shutdown, the poll thread takes
+//! a consistent cut (no batch mid-apply), writes the engine's state and
+//! those offsets as one checkpoint file, and only then commits the offsets
+//! to Kafka (for lag tools). On start the checkpoint is restored and each
+//! partition resumes from its checkpointed offset; records below it are
+//! skipped if delivered again. A crash (kill -9) therefore loses nothing and
+//! counts nothing twice: the state and the offsets always move together.
+//!
+//! Rejected records are counted by reason, logged rate-limited with a sample,
+//! copied to `kafka.dead_letter_topic` when set, and their offsets advance
+//! like any other: bad input never stops a partition.
+
+mod context;
+pub mod progress;
+mod worker;
+
+use std::collections::HashMap;
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::Producer;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::config::KafkaConfig;
+use crate::health::Health;
+use crate::metrics::Metrics;
+use crate::state::checkpoint::{self, PartitionOffset, Store};
+use crate::state::{wall_now_ms, Engine};
+use context::Context;
+pub use progress::Progress;
+use worker::{Batch, DeadLetters, Item, Shared};
+
+/// Records handed to a worker at once, at most.
+const BATCH_RECORDS: usize = 512;
+/// A batch waits at most this long for more records before it is handed on.
+const BATCH_LINGER: Duration = Duration::from_millis(5);
+/// How long one poll waits for a record.
+const POLL_TIMEOUT: Duration = Duration::from_millis(5);
+/// Batches queued per worker before the poll thread waits (backpressure).
+const QUEUE_BATCHES: usize = 4;
+/// A consume error is logged at most this often (the rest are only counted by librdkafka).
+const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Where and how often checkpoints are written.
+#[derive(Clone, Debug)]
+pub struct Checkpointing {
+    pub store: Store,
+    pub interval: Duration,
+}
+
+/// The running consumer: stop it with the token given to [`start`], then [`KafkaSource::join`].
+pub struct KafkaSource {
+    poll_thread: JoinHandle<anyhow::Result<()>>,
+    /// What the workers have applied, per partition.
+    pub progress: Arc<Progress>,
+}
+
+impl KafkaSource {
+    /// Waits until the consumer has drained, checkpointed and committed.
+    pub fn join(self) -> anyhow::Result<()> {
+        self.poll_thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("kafka poll thread panicked"))?
+    }
+}
+
+/// The librdkafka consumer settings for `config`: the service's own, then
+/// the user's `kafka.librdkafka` on top.
+pub fn consumer_config(config: &KafkaConfig) -> ClientConfig {
+    let mut cc = ClientConfig::new();
+    cc.set("bootstrap.servers", &config.brokers)
+        .set("group.id", &config.group_id)
+        .set("auto.offset.reset", config.auto_offset_reset.as_str())
+        // The checkpoint holds the offsets; commits follow checkpoints.
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("statistics.interval.ms", "1000");
+    for (k, v) in &config.librdkafka {
+        cc.set(k, v);
+    }
+    cc
+}
+
+/// Subscribes to `config.topics` and starts the poll thread and `workers`
+/// worker threads. `progress` holds the offsets restored from a checkpoint
+/// (empty on a first start). Returns once the consumer is created.
+#[allow(clippy::too_many_arguments)]
+pub fn start(
+    config: &KafkaConfig,
+    workers: usize,
+    engine: Arc<Engine>,
+    progress: Arc<Progress>,
+    checkpointing: Option<Checkpointing>,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<KafkaSource> {
+    let context = Context {
+        health,
+        metrics: metrics.clone(),
+        progress: progress.clone(),
+    };
+    let consumer: BaseConsumer<Context> = consumer_config(config)
+        .create_with_context(context)
+        .context("creating the kafka consumer")?;
+    let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
+    consumer
+        .subscribe(&topics)
+        .with_context(|| format!("subscribing to {topics:?}"))?;
+    let dead_letters = if config.dead_letter_topic.is_empty() {
+        None
+    } else {
+        let producer = ClientConfig::new()
+            .set("bootstrap.servers", &config.brokers)
+            .create()
+            .context("creating the dead-letter producer")?;
+        Some(DeadLetters {
+            producer,
+            topic: config.dead_letter_topic.clone(),
+        })
+    };
+    let shared = Arc::new(Shared {
+        engine: engine.clone(),
+        progress: progress.clone(),
+        format: config.format,
+        dead_letters,
+        metrics,
+    });
+    let workers = workers.max(1);
+    let mut senders = Vec::with_capacity(workers);
+    let mut handles = Vec::with_capacity(workers);
+    for i in 0..workers {
+        let (tx, rx) = sync_channel::<Batch>(QUEUE_BATCHES);
+        let shared = shared.clone();
+        senders.push(tx);
+        handles.push(
+            std::thread::Builder::new()
+                .name(format!("ingest-{i}"))
+                .spawn(move || worker::run(rx, &shared))
+                .context("starting an ingest thread")?,
+        );
+    }
+    let poller = Poller {
+        consumer,
+        engine,
+        progress: progress.clone(),
+        checkpointing,
+    };
+    let poll_thread = std::thread::Builder::new()
+        .name("kafka-poll".into())
+        .spawn(move || {
+            let result = poller.poll_loop(&senders, &shutdown);
+            // Stop fetching; what was fetched is applied, then checkpointed.
+            drop(senders);
+            for h in handles {
+                if h.join().is_err() {
+                    error!("an ingest thread panicked");
+                }
+            }
+            let checkpointed = poller.checkpoint(CommitMode::Sync);
+            if let Some(dl) = &shared.dead_letters {
+                let _ = dl.producer.flush(Duration::from_secs(5));
+            }
+            result.and(checkpointed)
+        })
+        .context("starting the kafka poll thread")?;
+    Ok(KafkaSource {
+        poll_thread,
+        progress,
+    })
+}
+
+/// The poll thread's own state.
+struct Poller {
+    consumer: BaseConsumer<Context>,
+    engine: Arc<Engine>,
+    progress: Arc<Progress>,
+    checkpointing: Option<Checkpointing>,
+}
+
+impl Poller {
+    fn poll_loop(
+        &self,
+        senders: &[SyncSender<Batch>],
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        let mut batches: Vec<Batch> = (0..senders.len()).map(|_| Batch::default()).collect();
+        let mut topics: HashMap<String, Arc<str>> = HashMap::new();
+        let mut last_checkpoint = Instant::now();
+        let mut last_error_log: Option<Instant> = None;
+        while !shutdown.is_cancelled() {
+            match self.consumer.poll(POLL_TIMEOUT) {
+                None => {}
+                Some(Err(e)) if last_error_log.is_none_or(|t| t.elapsed() > ERROR_LOG_INTERVAL) => {
+                    warn!(error = %e, "kafka: consume error");
+                    last_error_log = Some(Instant::now());
+                }
+                Some(Err(_)) => {}
+                Some(Ok(m)) => {
+                    let topic = match topics.get(m.topic()) {
+                        Some(t) => t.clone(),
+                        None => {
+                            let t: Arc<str> = Arc::from(m.topic());
+                            topics.insert(m.topic().to_owned(), t.clone());
+                            t
+                        }
+                    };
+                    let index = worker::worker_for(&topic, m.partition(), senders.len());
+                    let batch = &mut batches[index];
+                    batch
+                        .data
+                        .extend_from_slice(m.payload().unwrap_or_default());
+                    batch.items.push(Item {
+                        topic,
+                        partition: m.partition(),
+                        offset: m.offset(),
+                        timestamp_ms: m.timestamp().to_millis(),
+                        end: batch.data.len(),
+                    });
+                    batch.started.get_or_insert_with(Instant::now);
+                    if batch.items.len() >= BATCH_RECORDS {
+                        hand_on(&mut batches[index], &senders[index])?;
+                    }
+                }
+            }
+            for (batch, tx) in batches.iter_mut().zip(senders) {
+                if batch.started.is_some_and(|t| t.elapsed() >= BATCH_LINGER) {
+                    hand_on(batch, tx)?;
+                }
+            }
+            let due = self
+                .checkpointing
+                .as_ref()
+                .is_some_and(|c| last_checkpoint.elapsed() >= c.interval);
+            if due {
+                // A failed checkpoint is logged; the next one tries again,
+                // and until then the previous one still stands.
+                let _ = self.checkpoint(CommitMode::Async);
+                last_checkpoint = Instant::now();
+            }
+        }
+        for (batch, tx) in batches.iter_mut().zip(senders) {
+            hand_on(batch, tx)?;
+        }
+        Ok(())
+    }
+
+    /// Writes a checkpoint of a consistent cut, then commits its offsets.
+    fn checkpoint(&self, mode: CommitMode) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let (bytes, offsets) = self.progress.consistent(|offsets| {
+            (
+                checkpoint::encode(&self.engine, &offsets, wall_now_ms()),
+                offsets,
+            )
+        });
+        if let Some(c) = &self.checkpointing {
+            let path = c.store.write(&bytes).map_err(|e| {
+                error!(dir = %c.store.dir().display(), error = %e, "checkpoint failed");
+                anyhow::anyhow!("writing a checkpoint in {}: {e}", c.store.dir().display())
+            })?;
+            tracing::debug!(path = %path.display(), bytes = bytes.len(), elapsed = ?started.elapsed(), "checkpoint written");
+        }
+        self.commit(&offsets, mode);
+        Ok(())
+    }
+
+    /// Commits checkpointed offsets so lag tools see them; only for the
+    /// partitions assigned here, never over another consumer's progress.
+    fn commit(&self, offsets: &[PartitionOffset], mode: CommitMode) {
+        let Ok(assigned) = self.consumer.assignment() else {
+            return;
+        };
+        let mut tpl = TopicPartitionList::new();
+        for o in offsets {
+            if assigned.find_partition(&o.topic, o.partition).is_some() {
+                let _ =
+                    tpl.add_partition_offset(&o.topic, o.partition, Offset::Offset(o.next_offset));
+            }
+        }
+        if tpl.count() == 0 {
+            return;
+        }
+        match self.consumer.commit(&tpl, mode) {
+            Ok(()) if matches!(mode, CommitMode::Sync) => {
+                info!(partitions = tpl.count(), "kafka: offsets committed")
+            }
+            Ok(()) => {}
+            // The brokers are away or the partitions moved: the checkpoint
+            // still holds the offsets; lag tools catch up at the next commit.
+            Err(e) => warn!(error = %e, "kafka: committing checkpointed offsets failed"),
+        }
+    }
+}
+
+fn hand_on(batch: &mut Batch, tx: &SyncSender<Batch>) -> anyhow::Result<()> {
+    if batch.items.is_empty() {
+        return Ok(());
+    }
+    tx.send(std::mem::take(batch))
+        .map_err(|_| anyhow::anyhow!("an ingest thread stopped"))
+}

@@ -1,0 +1,160 @@
+//! Ingest workers: decode and apply batches of records, one partition
+//! always on the same worker; dead-letter copies and rate-limited logs of
+//! rejected records.
+
+use std::collections::HashMap;
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, ThreadedProducer};
+use tracing::warn;
+
+use super::progress::Progress;
+use crate::flow::{DecodeError, Flow, Format};
+use crate::metrics::Metrics;
+use crate::state::{wall_now_ms, Engine};
+
+/// A rejected record is logged at most this often per worker (the rest are counted).
+const REJECT_LOG_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Records for one worker: payloads back to back in one buffer.
+#[derive(Default)]
+pub(super) struct Batch {
+    pub data: Vec<u8>,
+    pub items: Vec<Item>,
+    pub started: Option<Instant>,
+}
+
+pub(super) struct Item {
+    pub topic: Arc<str>,
+    pub partition: i32,
+    pub offset: i64,
+    pub timestamp_ms: Option<i64>,
+    /// End of this record's payload in [`Batch::data`].
+    pub end: usize,
+}
+
+/// What the workers share.
+pub(super) struct Shared {
+    pub engine: Arc<Engine>,
+    pub progress: Arc<Progress>,
+    pub format: Format,
+    pub dead_letters: Option<DeadLetters>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Every partition goes to one worker, so it is applied in order.
+pub(super) fn worker_for(topic: &str, partition: i32, workers: usize) -> usize {
+    let mut h = partition as u64;
+    for b in topic.bytes() {
+        h = h.wrapping_mul(31).wrapping_add(u64::from(b));
+    }
+    (h % workers as u64) as usize
+}
+
+pub(super) fn run(rx: Receiver<Batch>, shared: &Shared) {
+    let mut flows: Vec<Flow> = Vec::new();
+    let mut reject_log = RejectLog::default();
+    while let Ok(batch) = rx.recv() {
+        let _applying = shared.progress.applying();
+        let wall_now_ms = wall_now_ms();
+        // Where each partition of this batch stands; records below it were
+        // applied before (restored from a checkpoint): skip them.
+        let mut next: HashMap<(Arc<str>, i32), i64> = HashMap::new();
+        let mut start = 0;
+        for item in &batch.items {
+            let payload = &batch.data[start..item.end];
+            start = item.end;
+            let key = (item.topic.clone(), item.partition);
+            let applied_up_to = *next.entry(key).or_insert_with(|| {
+                shared
+                    .progress
+                    .next_offset(&item.topic, item.partition)
+                    .unwrap_or(i64::MIN)
+            });
+            if item.offset < applied_up_to {
+                continue;
+            }
+            if let Err(error) = shared.engine.ingest(
+                shared.format,
+                payload,
+                item.timestamp_ms,
+                wall_now_ms,
+                &mut flows,
+            ) {
+                reject_log.record(item, payload, &error);
+                if let Some(dl) = &shared.dead_letters {
+                    dl.send(item, payload, &error);
+                    shared.metrics.dead_letters.inc();
+                }
+            }
+            next.insert((item.topic.clone(), item.partition), item.offset + 1);
+        }
+        for ((topic, partition), offset) in next {
+            shared.progress.advance(&topic, partition, offset);
+        }
+    }
+}
+
+/// Copies rejected records to the dead-letter topic, the error in a header.
+pub(super) struct DeadLetters {
+    pub producer: ThreadedProducer<DefaultProducerContext>,
+    pub topic: String,
+}
+
+impl DeadLetters {
+    fn send(&self, item: &Item, payload: &[u8], error: &DecodeError) {
+        let message = error.to_string();
+        let origin = format!("{}/{}/{}", item.topic, item.partition, item.offset);
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "exposure-error",
+                value: Some(message.as_str()),
+            })
+            .insert(Header {
+                key: "exposure-reason",
+                value: Some(error.reason()),
+            })
+            .insert(Header {
+                key: "exposure-origin",
+                value: Some(origin.as_str()),
+            });
+        let record: BaseRecord<'_, (), [u8]> = BaseRecord::to(&self.topic)
+            .payload(payload)
+            .headers(headers);
+        if let Err((e, _)) = self.producer.send(record) {
+            warn!(error = %e, origin, "dead-letter copy failed");
+        }
+    }
+}
+
+/// Logs the first rejected record of every interval with a sample of its
+/// bytes, and how many were rejected since.
+#[derive(Default)]
+struct RejectLog {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl RejectLog {
+    fn record(&mut self, item: &Item, payload: &[u8], error: &DecodeError) {
+        if self.last.is_some_and(|t| t.elapsed() < REJECT_LOG_INTERVAL) {
+            self.suppressed += 1;
+            return;
+        }
+        let sample = String::from_utf8_lossy(&payload[..payload.len().min(160)]).into_owned();
+        warn!(
+            topic = %item.topic,
+            partition = item.partition,
+            offset = item.offset,
+            reason = error.reason(),
+            suppressed = self.suppressed,
+            sample,
+            "record rejected: {error}"
+        );
+        self.last = Some(Instant::now());
+        self.suppressed = 0;
+    }
+}
