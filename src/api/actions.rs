@@ -1,12 +1,14 @@
-//! The RPC endpoint `/`: reads the request, applies the rate limit, and
-//! dispatches on `Action`, one `match` arm per Action.
+//! The RPC endpoint `/`: reads the request, authenticates it, applies the
+//! rate limit, and dispatches on `Action`.
 //!
-//! Order of checks: method, parameters (decoding), caller and rate limit, `Action`
-//! present, `Version`, `Action` known, the Action's own parameters,
-//! readiness.
-//! Throttling comes after decoding so that the throttle metric and the log
-//! know the Action, and so that (with signatures, later) the limit applies
-//! to the verified user rather than to whatever a request claims.
+//! Order of checks: method; parameters (decoding); the caller (with
+//! `auth = "acs"`: signature parameters present, AccessKeyId known,
+//! signature, timestamp, nonce) and its rate limit; `Action` present;
+//! `Version`; `Action` known; the user may call it; the Action's own
+//! parameters; readiness. Throttling comes after authentication so that
+//! the limit applies to the verified user rather than to whatever a request
+//! claims, and after the nonce check so that replays of a captured request
+//! cannot spend the user's budget.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -17,15 +19,16 @@ use axum::http::{header, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use super::auth::{self, User};
 use super::envelope::{peer_addr, CallInfo, RequestId};
 use super::error::ApiError;
-use super::rpc::{read_body, Params, RpcRequest};
+use super::rpc::{read_body, RpcRequest};
 use super::App;
-use crate::config::{Auth, ACTIONS};
-use crate::query::{describe_internet_open_port, new_request_id, PortQuery};
+use crate::config::ACTIONS;
+use crate::query::{self, new_request_id, Action, Query};
 
-/// The Actions answered now; the siblings of SPEC §7 come later.
-pub const SUPPORTED: &[&str] = &["DescribeInternetOpenPort"];
+/// The Actions answered.
+pub const SUPPORTED: &[&str] = &Action::NAMES;
 
 /// `throttled` metric label when requests are not signed (`auth = "none"`).
 const ANONYMOUS: &str = "anonymous";
@@ -60,56 +63,65 @@ async fn call(app: &App, req: Request, info: &mut CallInfo) -> Result<Response, 
     let rpc = RpcRequest::parse(parts.uri.query(), &parts.headers, &body)?;
     info.action = metric_label(rpc.action.as_deref());
 
-    // Who is calling: the client address without signatures. Signed
-    // requests are not verified yet, so `auth = "acs"` fails closed rather
-    // than serving unsigned requests to an operator who asked for keys.
-    match app.state.config.auth {
-        Auth::None => app.throttle(client)?,
-        Auth::Acs => {
-            return Err(ApiError::SignatureDoesNotMatch {
-                detail: "this version does not verify signatures yet; \
-                         set api.auth = \"none\" for unsigned local use"
-                    .to_owned(),
-            })
+    // Who is calling, within their rate limit.
+    let user: Option<&User> = match &app.auth {
+        None => {
+            app.throttle_client(client)?;
+            None
         }
-    }
-    let Some(action) = rpc.action.as_deref() else {
+        Some(authenticator) => {
+            let now_ms = (app.state.wall_clock)();
+            let verified = authenticator.verify(
+                &auth::Request {
+                    method: parts.method.as_str(),
+                    path: parts.uri.path(),
+                    query: parts.uri.query(),
+                    headers: &parts.headers,
+                    authority: parts.uri.authority().map(|a| a.as_str()),
+                    body: &body,
+                    params: &rpc.params,
+                },
+                now_ms,
+            )?;
+            let user = authenticator.user(verified.user);
+            info.user = Some(Arc::clone(&user.name));
+            authenticator.admit(&verified, now_ms, || app.throttle_user(verified.user, user))?;
+            Some(user)
+        }
+    };
+    let Some(name) = rpc.action.as_deref() else {
         return Err(ApiError::MissingAction);
     };
     rpc.check_version()?;
-    match action {
-        "DescribeInternetOpenPort" => describe_port(app, &rpc.params, request_id, info).await,
-        // One arm per sibling Action (DescribeInternetOpenIp, ...Service,
-        // ...Detail, ...Statistic) when they are built, and its name in
-        // SUPPORTED (a test checks that every name there is dispatched).
-        _ => Err(ApiError::InvalidAction {
-            action: action.to_owned(),
-            supported: SUPPORTED,
-        }),
+    let action = Action::from_name(name).ok_or_else(|| ApiError::InvalidAction {
+        action: name.to_owned(),
+        supported: SUPPORTED,
+    })?;
+    if let Some(user) = user {
+        if !user.may_call(action) {
+            return Err(ApiError::Forbidden {
+                user: user.name.to_string(),
+                action: action.name().to_owned(),
+            });
+        }
     }
-}
-
-/// `DescribeInternetOpenPort` (SPEC §6).
-async fn describe_port(
-    app: &App,
-    params: &Params,
-    request_id: String,
-    info: &mut CallInfo,
-) -> Result<Response, ApiError> {
-    let q = PortQuery::parse(|name| params.get(name), app.state.config.max_page_size)?;
+    let q = Query::parse_for(
+        action,
+        |name| rpc.params.get(name),
+        app.state.config.max_page_size,
+    )?;
     info.source_ip = q.source_ip;
     app.check_ready()?;
     let engine = Arc::clone(&app.state.engine);
     let now_ms = (app.state.wall_clock)();
     // The answer scans the whole state: keep it off the async workers.
-    let answer = tokio::task::spawn_blocking(move || {
-        describe_internet_open_port(&engine, &q, now_ms, request_id)
-    })
-    .await
-    .map_err(|error| {
-        tracing::error!(%error, action = "DescribeInternetOpenPort", "query task failed");
-        ApiError::QueryFailed
-    })?;
+    let answer =
+        tokio::task::spawn_blocking(move || query::answer(action, &engine, &q, now_ms, request_id))
+            .await
+            .map_err(|error| {
+                tracing::error!(%error, action = action.name(), "query task failed");
+                ApiError::QueryFailed
+            })?;
     json(&answer)
 }
 
@@ -138,18 +150,27 @@ fn metric_label(action: Option<&str>) -> &'static str {
 
 impl App {
     /// Applies the per-client limit (`auth = "none"`).
-    fn throttle(&self, client: IpAddr) -> Result<(), ApiError> {
+    fn throttle_client(&self, client: IpAddr) -> Result<(), ApiError> {
         let qps = self.state.config.default_qps;
         self.limiter
             .check(client, qps, Instant::now())
-            .map_err(|retry_after| {
-                self.state
-                    .metrics
-                    .api_throttled
-                    .with_label_values(&[ANONYMOUS])
-                    .inc();
-                ApiError::Throttled { qps, retry_after }
-            })
+            .map_err(|retry_after| self.throttled(ANONYMOUS, qps, retry_after))
+    }
+
+    /// Applies a user's limit (`auth = "acs"`).
+    fn throttle_user(&self, index: usize, user: &User) -> Result<(), ApiError> {
+        self.user_limiter
+            .check(index, user.qps, Instant::now())
+            .map_err(|retry_after| self.throttled(&user.name, user.qps, retry_after))
+    }
+
+    fn throttled(&self, label: &str, qps: u32, retry_after: std::time::Duration) -> ApiError {
+        self.state
+            .metrics
+            .api_throttled
+            .with_label_values(&[label])
+            .inc();
+        ApiError::Throttled { qps, retry_after }
     }
 
     /// Refuses queries until the state is restored.
@@ -179,5 +200,15 @@ mod tests {
         assert_eq!(metric_label(Some("DropTables")), "unknown");
         assert_eq!(metric_label(Some("*")), "unknown");
         assert_eq!(metric_label(None), "unknown");
+    }
+
+    #[test]
+    fn every_action_name_is_a_config_action_and_a_metric_label() {
+        for name in SUPPORTED {
+            assert!(ACTIONS.contains(name), "{name}");
+            assert_eq!(metric_label(Some(name)), *name);
+            assert_eq!(Action::from_name(name).map(Action::name), Some(*name));
+        }
+        assert_eq!(SUPPORTED.len() + 1, ACTIONS.len());
     }
 }

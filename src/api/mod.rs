@@ -73,8 +73,8 @@ pub fn system_wall_clock() -> i64 {
 /// `into_make_service_with_connect_info::<SocketAddr>()`): the rate limit
 /// needs the client's address.
 pub fn router(state: ApiState) -> Router {
-    let auth = (state.config.auth == crate::config::Auth::Acs)
-        .then(|| Authenticator::new(&state.config));
+    let auth =
+        (state.config.auth == crate::config::Auth::Acs).then(|| Authenticator::new(&state.config));
     let users = auth.as_ref().map_or(0, Authenticator::users);
     let app = Arc::new(App {
         state,

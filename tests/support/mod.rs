@@ -124,6 +124,17 @@ pub fn producer(bootstrap: &str) -> BaseProducer {
         .expect("producer")
 }
 
+/// A producer with librdkafka's usual batching (for the mock cluster, which
+/// has no trouble fetching from inside a batch).
+pub fn batching_producer(bootstrap: &str) -> BaseProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "5")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .expect("producer")
+}
+
 /// Produces every (key, payload) to `topic` (partition chosen by key) and
 /// waits until all are acknowledged.
 pub fn produce(producer: &BaseProducer, topic: &str, records: &[(String, Vec<u8>)]) {
@@ -147,6 +158,84 @@ pub fn produce(producer: &BaseProducer, topic: &str, records: &[(String, Vec<u8>
         .expect("every record acknowledged");
 }
 
+/// What a test may change in the service's config.
+pub struct ServiceOptions {
+    pub checkpoint_interval: &'static str,
+    pub session_timeout_ms: u32,
+}
+
+impl Default for ServiceOptions {
+    fn default() -> Self {
+        ServiceOptions {
+            checkpoint_interval: "10s",
+            session_timeout_ms: 6000,
+        }
+    }
+}
+
+/// librdkafka's mock cluster in its own process (`exposure-mock-broker`),
+/// with its brokers taken down and up on command.
+pub struct MockBroker {
+    child: Child,
+    stdin: std::process::ChildStdin,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+    pub bootstrap: String,
+}
+
+impl MockBroker {
+    /// Starts one broker with `topic` of `partitions` partitions.
+    pub fn start(topic: &str, partitions: i32) -> MockBroker {
+        use std::io::BufRead;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_exposure-mock-broker"))
+            .args(["--topic", &format!("{topic}:{partitions}")])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the mock broker runs");
+        let stdin = child.stdin.take().unwrap();
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let bootstrap = line
+            .trim()
+            .strip_prefix("bootstrap=")
+            .expect("bootstrap line")
+            .to_owned();
+        MockBroker {
+            child,
+            stdin,
+            stdout,
+            bootstrap,
+        }
+    }
+
+    fn command(&mut self, command: &str) {
+        use std::io::BufRead;
+        writeln!(self.stdin, "{command}").unwrap();
+        self.stdin.flush().unwrap();
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "ok", "{command}");
+    }
+
+    /// Takes the (only) broker down: connections drop, data is kept.
+    pub fn down(&mut self) {
+        self.command("down 1");
+    }
+
+    pub fn up(&mut self) {
+        self.command("up 1");
+    }
+}
+
+impl Drop for MockBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// The `exposure` binary running `exposure run` with a config written for the test.
 pub struct Service {
     child: Child,
@@ -158,6 +247,17 @@ pub struct Service {
 impl Service {
     /// Starts `exposure run` consuming `topics` from `bootstrap`, with extra TOML appended.
     pub fn start(bootstrap: &str, topics: &[&str], group: &str, extra: &str) -> Service {
+        Service::start_opts(bootstrap, topics, group, extra, &ServiceOptions::default())
+    }
+
+    /// [`Service::start`] with non-default options.
+    pub fn start_opts(
+        bootstrap: &str,
+        topics: &[&str],
+        group: &str,
+        extra: &str,
+        opts: &ServiceOptions,
+    ) -> Service {
         let dir = tempfile::tempdir().unwrap();
         let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let topics: Vec<String> = topics.iter().map(|t| format!("{t:?}")).collect();
@@ -169,7 +269,7 @@ topics = [{topics}]
 group_id = "{group}"
 format = "auto"
 auto_offset_reset = "earliest"
-librdkafka = {{ "fetch.wait.max.ms" = "10", "session.timeout.ms" = "6000" }}
+librdkafka = {{ "fetch.wait.max.ms" = "10", "session.timeout.ms" = "{session_timeout_ms}", "heartbeat.interval.ms" = "500" }}
 
 [network]
 assets = ["203.0.113.0/24", "2001:db8:100::/48"]
@@ -179,6 +279,7 @@ clock = "wall"
 
 [state]
 dir = "{dir}"
+checkpoint_interval = "{checkpoint_interval}"
 
 [api]
 listen = "{api}"
@@ -188,6 +289,8 @@ default_qps = 0
 "#,
             topics = topics.join(", "),
             dir = dir.path().join("state").display(),
+            session_timeout_ms = opts.session_timeout_ms,
+            checkpoint_interval = opts.checkpoint_interval,
         );
         let path = dir.path().join("exposure.toml");
         std::fs::write(&path, config).unwrap();
@@ -202,7 +305,13 @@ default_qps = 0
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log)
+                    .unwrap(),
+            )
             .spawn()
             .expect("exposure runs");
         let service = Service {
@@ -226,6 +335,12 @@ default_qps = 0
     /// The service's log so far (stderr).
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Kills the process with SIGKILL (no shutdown of any kind) and waits.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Sends SIGTERM and waits; returns the exit code and how long it took.

@@ -81,7 +81,8 @@ impl Acs3 {
                 return Err(malformed(format!("{form}; {key} is given twice")));
             }
         }
-        let (Some(credential), Some(signed), Some(signature)) = (credential, signed, signature) else {
+        let (Some(credential), Some(signed), Some(signature)) = (credential, signed, signature)
+        else {
             return Err(malformed(form));
         };
         if credential.is_empty() {
@@ -121,7 +122,10 @@ impl Acs3 {
                     hint: hint.to_owned(),
                 })
         };
-        let timestamp = header("x-acs-date", "the UTC time of the request, e.g. 2024-03-01T12:00:00Z")?;
+        let timestamp = header(
+            "x-acs-date",
+            "the UTC time of the request, e.g. 2024-03-01T12:00:00Z",
+        )?;
         let nonce = header("x-acs-signature-nonce", "a unique value for every request")?;
         Ok(Acs3 {
             claims: Claims {
@@ -140,7 +144,10 @@ impl Acs3 {
     pub fn verify(&self, req: &Signed<'_>, secret: &str) -> Result<(), ApiError> {
         let body_hash = hex::encode(Sha256::digest(req.body));
         if let Some(claimed) = req.headers.get("x-acs-content-sha256") {
-            if !claimed.as_bytes().eq_ignore_ascii_case(body_hash.as_bytes()) {
+            if !claimed
+                .as_bytes()
+                .eq_ignore_ascii_case(body_hash.as_bytes())
+            {
                 return Err(malformed(
                     "x-acs-content-sha256 is not the SHA-256 of the body; it must be the hex \
                      SHA-256 of exactly the bytes sent",
@@ -149,8 +156,8 @@ impl Acs3 {
         }
         let canonical = canonical_request(req, &self.signed_headers, &body_hash)?;
         let to_sign = string_to_sign(&canonical);
-        let mut mac =
-            Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
+            .expect("HMAC takes keys of any length");
         mac.update(to_sign.as_bytes());
         match hex::decode(&self.signature) {
             Ok(given) if mac.verify_slice(&given).is_ok() => Ok(()),
@@ -202,7 +209,10 @@ pub fn canonical_request(
 
 /// `ACS3-HMAC-SHA256\n` and the hex SHA-256 of the canonical request.
 pub fn string_to_sign(canonical: &str) -> String {
-    format!("{ALGORITHM}\n{}", hex::encode(Sha256::digest(canonical.as_bytes())))
+    format!(
+        "{ALGORITHM}\n{}",
+        hex::encode(Sha256::digest(canonical.as_bytes()))
+    )
 }
 
 fn shorten(text: &str) -> String {
@@ -289,7 +299,13 @@ mod tests {
     fn small_changes_break_the_signature() {
         let headers = sdk_headers();
         assert!(check(SDK_QUERY, &headers, b"", "sec ").is_err(), "secret");
-        assert!(check("Lang=zh&ServiceNameFuzzy=my+sql%2A~%27&SortList.1.Dir=asc", &headers, b"", "sec").is_err());
+        assert!(check(
+            "Lang=zh&ServiceNameFuzzy=my+sql%2A~%27&SortList.1.Dir=asc",
+            &headers,
+            b"",
+            "sec"
+        )
+        .is_err());
         assert!(check(&format!("{SDK_QUERY}&Port=22"), &headers, b"", "sec").is_err());
         // A signed header changed in transit.
         for (name, value) in [
@@ -306,7 +322,10 @@ mod tests {
         let err = check(SDK_QUERY, &headers, b"Port=22", "sec").unwrap_err();
         assert!(err.to_string().contains("x-acs-content-sha256"), "{err}");
         // A signature one hex digit off, or not hex.
-        for sig in ["1469856f2feb4a6d9e7273431acfbd10fd3bb7c83ca1a9c6c07384d4018aa8dc", "zz"] {
+        for sig in [
+            "1469856f2feb4a6d9e7273431acfbd10fd3bb7c83ca1a9c6c07384d4018aa8dc",
+            "zz",
+        ] {
             let mut h = sdk_headers();
             let auth = SDK_AUTHORIZATION.replace(
                 "1469856f2feb4a6d9e7273431acfbd10fd3bb7c83ca1a9c6c07384d4018aa8db",
@@ -324,7 +343,10 @@ mod tests {
         let err = Acs3::parse(SDK_AUTHORIZATION, &h).err().unwrap();
         assert!(err.to_string().contains("x-acs-extra"), "{err}");
         let mut h = sdk_headers();
-        h.insert("content-type", HeaderValue::from_static("application/x-www-form-urlencoded"));
+        h.insert(
+            "content-type",
+            HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
         assert!(Acs3::parse(SDK_AUTHORIZATION, &h).is_err());
         let without_host = SDK_AUTHORIZATION.replace("host;", "");
         let err = Acs3::parse(&without_host, &sdk_headers()).err().unwrap();

@@ -132,9 +132,11 @@ impl Authenticator {
     pub fn verify(&self, req: &Request<'_>, now_ms: i64) -> Result<Verified, ApiError> {
         let authorization = req.headers.get(axum::http::header::AUTHORIZATION);
         let (claims, user) = if let Some(value) = authorization {
-            let text = value.to_str().map_err(|_| ApiError::SignatureDoesNotMatch {
-                detail: "the Authorization header is not visible ASCII".to_owned(),
-            })?;
+            let text = value
+                .to_str()
+                .map_err(|_| ApiError::SignatureDoesNotMatch {
+                    detail: "the Authorization header is not visible ASCII".to_owned(),
+                })?;
             let signed = acs3::Acs3::parse(text, req.headers)?;
             let user = self.lookup(&signed.claims.access_key_id)?;
             signed.verify(
@@ -153,7 +155,10 @@ impl Authenticator {
             let signed = v1::V1::parse(req.params)?;
             // v1 covers parameters, not headers: an Action given only in
             // x-acs-action would not be signed.
-            let action_param = req.params.get("Action").is_some_and(|a| !a.trim().is_empty());
+            let action_param = req
+                .params
+                .get("Action")
+                .is_some_and(|a| !a.trim().is_empty());
             if !action_param && req.headers.contains_key("x-acs-action") {
                 return Err(ApiError::MissingParameter {
                     param: "Action".to_owned(),

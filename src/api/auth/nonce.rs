@@ -133,7 +133,10 @@ mod tests {
         // Nonces are per AccessKey.
         assert_eq!(store.admit(1, "n1", t0 + 15 * MIN, t0, ok), Ok(()));
         // Expired nonces are forgotten at the next sweep.
-        assert_eq!(store.admit(0, "n2", t0 + 40 * MIN, t0 + 20 * MIN, ok), Ok(()));
+        assert_eq!(
+            store.admit(0, "n2", t0 + 40 * MIN, t0 + 20 * MIN, ok),
+            Ok(())
+        );
         assert_eq!(store.len(0), 1);
     }
 

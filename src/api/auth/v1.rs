@@ -35,7 +35,10 @@ impl<'r> V1<'r> {
         let signature = required("Signature", "the v1 signature of the request")?;
         let access_key_id = required("AccessKeyId", "the AccessKeyId the request is signed with")?;
         let nonce = required("SignatureNonce", "a unique value for every request")?;
-        let timestamp = required("Timestamp", "the UTC time of the request, e.g. 2024-03-01T12:00:00Z")?;
+        let timestamp = required(
+            "Timestamp",
+            "the UTC time of the request, e.g. 2024-03-01T12:00:00Z",
+        )?;
         let method = required("SignatureMethod", "HMAC-SHA1")?;
         if method != "HMAC-SHA1" {
             return Err(ApiError::Parameters {
@@ -145,7 +148,10 @@ mod tests {
             ("RD9u8", "RD9u9"),
         ] {
             let p = params(&SDK_QUERY.replace(from, to));
-            let err = V1::parse(&p).unwrap().verify("POST", &p, "sec").unwrap_err();
+            let err = V1::parse(&p)
+                .unwrap()
+                .verify("POST", &p, "sec")
+                .unwrap_err();
             assert!(
                 matches!(err, ApiError::SignatureDoesNotMatch { .. }),
                 "{from} -> {to}"

@@ -2,8 +2,10 @@
 //! SPEC §7 as a caller sees it (status, headers, body).
 
 mod errors;
+mod family;
 mod limits;
 mod ops;
+mod signed;
 mod success;
 
 use std::net::SocketAddr;
@@ -19,7 +21,7 @@ use tower::ServiceExt;
 use super::{router, ApiState};
 use crate::catalog::Catalog;
 use crate::classify::Classifier;
-use crate::config::{ApiConfig, Auth, Clock};
+use crate::config::{ApiConfig, Auth, Clock, UserConfig};
 use crate::flow::tcp_flags::{ACK, PSH, SYN};
 use crate::flow::{Flow, PROTO_TCP};
 use crate::health::Health;
@@ -96,6 +98,10 @@ fn harness(default_qps: u32) -> Harness {
 }
 
 fn harness_with(auth: Auth, default_qps: u32) -> Harness {
+    harness_users(auth, default_qps, Vec::new())
+}
+
+fn harness_users(auth: Auth, default_qps: u32, users: Vec<UserConfig>) -> Harness {
     let engine = engine();
     let metrics = Arc::new(Metrics::new(Arc::clone(&engine)));
     let health = Arc::new(Health::default());
@@ -106,7 +112,7 @@ fn harness_with(auth: Auth, default_qps: u32) -> Harness {
         auth,
         default_qps,
         max_page_size: 100,
-        users: Vec::new(),
+        users,
     };
     let router = router(ApiState {
         engine,

@@ -1,0 +1,219 @@
+//! Crashes and outages against a broker in its own process (librdkafka's
+//! mock cluster, `exposure-mock-broker`): kill -9 at random moments during
+//! ingest must lose nothing and count nothing twice; a broker outage must
+//! not stop queries, and nothing is lost when the broker is back.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use exposure::flow::tcp_flags::{ACK, PSH, SYN};
+use exposure::flow::{encode_goflow2_pb, Flow, PROTO_TCP};
+use rand::{Rng, SeedableRng};
+use serde_json::Value;
+use support::{
+    batching_producer, produce, producer, rand_name, MockBroker, Service, ServiceOptions,
+};
+
+const CONVERGE_WITHIN: Duration = Duration::from_secs(60);
+
+/// `n` conversations over `servers` endpoints (ports 20000.. on one host,
+/// so each row is one endpoint); returns the records and the exact
+/// TotalBytes expected per port.
+fn workload(seed: u64, n: usize, servers: u16) -> (Vec<(String, Vec<u8>)>, BTreeMap<u64, u64>) {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let now = exposure::state::wall_now_ms();
+    let mut records = Vec::new();
+    let mut expected: BTreeMap<u64, u64> = BTreeMap::new();
+    for i in 0..n {
+        let port = 20_000 + rng.gen_range(0..servers);
+        let (request, reply) = (rng.gen_range(1..5_000u64), rng.gen_range(1..50_000u64));
+        let flow = |src: &str, sport, dst: &str, dport, bytes| Flow {
+            src_addr: src.parse().unwrap(),
+            dst_addr: dst.parse().unwrap(),
+            src_port: sport,
+            dst_port: dport,
+            proto: PROTO_TCP,
+            tcp_flags: SYN | ACK | PSH,
+            bytes,
+            packets: 4,
+            time_ms: now,
+            label: None,
+        };
+        for f in [
+            flow("198.51.100.7", 61000, "203.0.113.10", port, request),
+            flow("203.0.113.10", port, "198.51.100.7", 61000, reply),
+        ] {
+            let mut pb = Vec::new();
+            encode_goflow2_pb(&f, &mut pb);
+            records.push((format!("k{i}"), pb));
+        }
+        *expected.entry(u64::from(port)).or_default() += request + reply;
+    }
+    (records, expected)
+}
+
+fn totals(answer: &Value) -> BTreeMap<u64, u64> {
+    answer["DataList"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["Port"].as_u64().unwrap(),
+                r["TotalBytes"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn kill_9_during_ingest_loses_nothing_and_counts_nothing_twice() {
+    let topic = rand_name("flows");
+    let broker = MockBroker::start(&topic, 3);
+    let (records, expected) = workload(7, 60_000, 200);
+    let opts = ServiceOptions {
+        checkpoint_interval: "150ms",
+        session_timeout_ms: 3000,
+    };
+    let group = rand_name("group");
+    let mut service = Service::start_opts(&broker.bootstrap, &[&topic], &group, "", &opts);
+    let producer = batching_producer(&broker.bootstrap);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(rand::random());
+    // Six waves; during each, once the restarted service has applied its
+    // first records, a kill -9 at a random moment while it goes on.
+    let waves: Vec<&[(String, Vec<u8>)]> = records.chunks(records.len() / 6 + 1).collect();
+    let mut kills = Vec::new();
+    for wave in &waves {
+        produce(&producer, &topic, wave);
+        let deadline = Instant::now() + CONVERGE_WITHIN;
+        while service
+            .metric("exposure_records_consumed_total")
+            .unwrap_or(0.0)
+            == 0.0
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the restarted service consumed nothing:\n{}",
+                service.log()
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        std::thread::sleep(Duration::from_millis(rng.gen_range(0..40)));
+        let consumed_at_kill = service
+            .metric("exposure_records_consumed_total")
+            .unwrap_or(0.0);
+        service.kill9();
+        kills.push(consumed_at_kill);
+        service = service.restart();
+    }
+    println!("records consumed by each process before its kill -9: {kills:?}");
+    let answer = service.wait_for(CONVERGE_WITHIN, "exact totals after every kill", |a| {
+        totals(a) == expected
+    });
+    assert_eq!(totals(&answer), expected);
+    // And they stay exact: nothing is applied twice later.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        totals(&service.open_ports()),
+        expected,
+        "kills at {kills:?}"
+    );
+    let log = service.log();
+    assert!(
+        log.matches("state restored from checkpoint").count() >= 5,
+        "{log}"
+    );
+}
+
+#[test]
+fn broker_outage_keeps_answering_and_loses_nothing() {
+    let topic = rand_name("flows");
+    let mut broker = MockBroker::start(&topic, 2);
+    let (first, mut expected) = workload(1, 500, 20);
+    let (second, more) = workload(2, 500, 20);
+    for (port, bytes) in more {
+        *expected.entry(port).or_default() += bytes;
+    }
+    let service = Service::start(&broker.bootstrap, &[&topic], &rand_name("group"), "");
+    let producer = producer(&broker.bootstrap);
+    produce(&producer, &topic, &first);
+    let before = service.wait_for(CONVERGE_WITHIN, "first half", |a| {
+        !a["DataList"].as_array().unwrap().is_empty()
+    });
+    let first_totals = service.wait_for(CONVERGE_WITHIN, "first half exact", |a| {
+        totals(a).values().sum::<u64>() == workload(1, 500, 20).1.values().sum::<u64>()
+    });
+    assert!(!totals(&before).is_empty());
+
+    broker.down();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while service.metric("exposure_kafka_connected") != Some(0.0) {
+        assert!(
+            Instant::now() < deadline,
+            "the outage never showed in exposure_kafka_connected:\n{}",
+            service.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (_, ready) = service.get("/readyz");
+    assert!(ready.contains("\"kafka_connected\":false"), "{ready}");
+    // Queries are still answered from the state.
+    assert_eq!(totals(&service.open_ports()), totals(&first_totals));
+
+    broker.up();
+    produce(&producer, &topic, &second);
+    let answer = service.wait_for(CONVERGE_WITHIN, "both halves exact", |a| {
+        totals(a) == expected
+    });
+    assert_eq!(totals(&answer), expected);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while service.metric("exposure_kafka_connected") != Some(1.0) {
+        assert!(Instant::now() < deadline, "reconnection never showed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn corrupt_checkpoints_stop_the_service_naming_the_files() {
+    let topic = rand_name("flows");
+    let broker = MockBroker::start(&topic, 1);
+    let mut service = Service::start(&broker.bootstrap, &[&topic], &rand_name("group"), "");
+    let (records, expected) = workload(3, 50, 5);
+    produce(&producer(&broker.bootstrap), &topic, &records);
+    service.wait_for(CONVERGE_WITHIN, "records applied", |a| {
+        totals(a) == expected
+    });
+    let (code, _) = service.terminate();
+    assert_eq!(code, Some(0));
+    let state = service.dir.path().join("state");
+    let files: Vec<_> = std::fs::read_dir(&state)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(!files.is_empty(), "a checkpoint was written at shutdown");
+    for f in &files {
+        let mut bytes = std::fs::read(f).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0xff;
+        std::fs::write(f, bytes).unwrap();
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_exposure"))
+        .args(["run", "--config"])
+        .arg(service.dir.path().join("exposure.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no usable checkpoint") && err.contains("checksum mismatch"),
+        "{err}"
+    );
+    for f in &files {
+        assert!(
+            err.contains(&f.file_name().unwrap().to_string_lossy().to_string()),
+            "{err}"
+        );
+    }
+}
