@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use exposure::analyze::{self, AnalyzeOptions};
 use exposure::config::{self, Clock, Config};
 use exposure::flow::Format;
+use exposure::logging::LogFormat;
 use exposure::query::PortQuery;
 use exposure::service;
 use ipnet::IpNet;
@@ -131,14 +132,11 @@ fn kebab(param: &str) -> String {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Run { .. }) {
+        // `run` sets up logging once its config says how.
+        let _ = exposure::logging::init(LogFormat::Text);
+    }
     match cli.command {
         Command::CheckConfig { config } => config::check_config(&config),
         Command::Run { config } => run_command(&config),
@@ -195,6 +193,7 @@ fn run_command(path: &Path) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let _ = exposure::logging::init(config.logging.format);
     let catalog = match analyze::load_catalog(&config.services.catalog) {
         Ok(c) => c,
         Err(e) => return usage_error(&format!("{e:#}")),

@@ -21,7 +21,10 @@ const CONVERGE_WITHIN: Duration = Duration::from_secs(60);
 /// `n` conversations over `servers` endpoints (ports 20000.. on one host,
 /// so each row is one endpoint); returns the records and the exact
 /// TotalBytes expected per port.
-fn workload(seed: u64, n: usize, servers: u16) -> (Vec<(String, Vec<u8>)>, BTreeMap<u64, u64>) {
+/// Kafka records (key, payload) to produce.
+type Records = Vec<(String, Vec<u8>)>;
+
+fn workload(seed: u64, n: usize, servers: u16) -> (Records, BTreeMap<u64, u64>) {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let now = exposure::state::wall_now_ms();
     let mut records = Vec::new();
@@ -216,4 +219,74 @@ fn corrupt_checkpoints_stop_the_service_naming_the_files() {
             "{err}"
         );
     }
+}
+
+fn add(a: &BTreeMap<u64, u64>, b: &BTreeMap<u64, u64>) -> BTreeMap<u64, u64> {
+    let mut sum = a.clone();
+    for (port, bytes) in b {
+        *sum.entry(*port).or_default() += bytes;
+    }
+    sum
+}
+
+/// exposure keeps the whole network's state in one process, so it runs as
+/// the only consumer of its group (replicas use their own group ids). When
+/// another member joins the group and leaves again, the partitions it held
+/// come back and resume from this process's own progress: nothing it
+/// applied is counted twice, nothing the other member read is missing.
+#[test]
+fn partitions_taken_away_and_given_back_keep_the_count_exact() {
+    let topic = rand_name("flows");
+    let broker = MockBroker::start(&topic, 4);
+    let group = rand_name("group");
+    let (first, expected_first) = workload(11, 2_000, 30);
+    let (second, expected_second) = workload(12, 2_000, 30);
+    let producer = batching_producer(&broker.bootstrap);
+    let a = Service::start(&broker.bootstrap, &[&topic], &group, "");
+    produce(&producer, &topic, &first);
+    a.wait_for(CONVERGE_WITHIN, "the first wave", |x| {
+        totals(x) == expected_first
+    });
+
+    // Another member joins: half of the partitions are taken away from A.
+    let mut b = Service::start(&broker.bootstrap, &[&topic], &group, "");
+    let deadline = Instant::now() + CONVERGE_WITHIN;
+    while b
+        .metric("exposure_kafka_assigned_partitions")
+        .unwrap_or(0.0)
+        == 0.0
+        || a.metric("exposure_kafka_assigned_partitions") != Some(2.0)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no rebalance:\nA:\n{}\nB:\n{}",
+            a.log(),
+            b.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    produce(&producer, &topic, &second);
+    b.wait_for(CONVERGE_WITHIN, "B applies its half", |x| {
+        !totals(x).is_empty()
+    });
+    // It leaves; A gets every partition back and catches up from its own progress.
+    let (code, _) = b.terminate();
+    assert_eq!(code, Some(0));
+    let expected = add(&expected_first, &expected_second);
+    let answer = a.wait_for(CONVERGE_WITHIN, "A exact over both waves", |x| {
+        totals(x) == expected
+    });
+    assert_eq!(totals(&answer), expected);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        totals(&a.open_ports()),
+        expected,
+        "nothing counted twice later"
+    );
+    assert!(
+        a.log()
+            .contains("resuming partitions from checkpointed offsets"),
+        "{}",
+        a.log()
+    );
 }

@@ -309,8 +309,8 @@ fn the_dockerfile_builds_from_files_that_exist_and_runs_unprivileged() {
     }
     let user = text
         .lines()
-        .filter_map(|l| l.strip_prefix("USER "))
-        .last()
+        .rev()
+        .find_map(|l| l.strip_prefix("USER "))
         .expect("a USER line");
     if user.trim() == "root" || user.trim() == "0" {
         problems.push(format!("runs as {user}"));

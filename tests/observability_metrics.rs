@@ -343,6 +343,18 @@ fn every_family_has_help_text_and_the_promised_names() {
 }
 
 #[test]
+fn every_exposed_family_is_in_the_metrics_reference() {
+    let scrape = parse_exposition(&live_scrape());
+    let docs = std::fs::read_to_string(repo("docs/operations.md")).unwrap();
+    let missing: Vec<&String> = scrape
+        .help
+        .keys()
+        .filter(|name| !docs.contains(&format!("`{name}`")))
+        .collect();
+    assert!(missing.is_empty(), "not in docs/operations.md: {missing:?}");
+}
+
+#[test]
 fn exposure_gauges_follow_the_state() {
     let scrape = parse_exposition(&live_scrape());
     let v = |series: &str| -> f64 {
@@ -426,6 +438,50 @@ fn port_series_are_capped_keeping_the_highest_risk() {
         .map(|r| scrape.values[&format!("exposure_exposed_ports{{risk_level=\"{r}\"}}")])
         .sum();
     assert_eq!(exposed, 4.0);
+}
+
+#[test]
+fn labelled_endpoints_are_series_of_their_service() {
+    let engine = empty_engine();
+    let now = wall_now_ms();
+    for (server, label) in [
+        ("203.0.113.30", Some("nginx")),
+        ("203.0.113.31", Some("nginx")),
+        ("203.0.113.32", None),
+    ] {
+        for (src, sport, dst, dport) in [
+            (CLIENT, CLIENT_PORT, server, 40000),
+            (server, 40000, CLIENT, CLIENT_PORT),
+        ] {
+            let mut f = flow(src, sport, dst, dport, PROTO_TCP, now - 60_000);
+            f.label = label.map(Into::into);
+            engine.apply(&f, now);
+        }
+    }
+    let scrape = parse_exposition(&Metrics::new(engine).render());
+    let series: BTreeMap<&str, f64> = scrape
+        .values
+        .iter()
+        .filter(|(k, _)| k.starts_with("exposure_port_public_ips{"))
+        .map(|(k, v)| (k.as_str(), *v))
+        .collect();
+    assert_eq!(
+        series,
+        BTreeMap::from([
+            (
+                r#"exposure_port_public_ips{port="40000",protocol="tcp",risk_level="1",service="Unknown"}"#,
+                1.0
+            ),
+            (
+                r#"exposure_port_public_ips{port="40000",protocol="tcp",risk_level="1",service="nginx"}"#,
+                2.0
+            ),
+        ])
+    );
+    assert_eq!(
+        scrape.values[r#"exposure_exposed_ports{risk_level="1"}"#],
+        1.0
+    );
 }
 
 #[test]

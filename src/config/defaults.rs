@@ -143,6 +143,7 @@ impl Default for Config {
             window: WindowConfig::default(),
             state: StateConfig::default(),
             api: ApiConfig::default(),
+            logging: Default::default(),
             services: ServicesConfig::default(),
         }
     }

@@ -67,6 +67,8 @@ pub struct Config {
     pub state: StateConfig,
     /// The HTTP API: address, authentication, limits.
     pub api: ApiConfig,
+    /// How the service writes its logs.
+    pub logging: LoggingConfig,
     /// The service catalog that names services and rates their risk.
     pub services: ServicesConfig,
 }
@@ -159,6 +161,13 @@ pub struct UserConfig {
     pub qps: Option<u32>,
     /// Actions the user may call (names from [`ACTIONS`]; `"*"` = all).
     pub actions: Vec<String>,
+}
+
+/// How logs are written (`[logging]`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LoggingConfig {
+    /// `text` for people, `json` (one object per line) for log collectors.
+    pub format: crate::logging::LogFormat,
 }
 
 /// Where the service catalog lives.

@@ -12,7 +12,10 @@ use super::api::api;
 use super::fields::{key_path, Fields};
 use super::network::network;
 use super::read::Reader;
-use super::{Clock, Config, KafkaConfig, OffsetReset, ServicesConfig, StateConfig, WindowConfig};
+use super::{
+    Clock, Config, KafkaConfig, LoggingConfig, OffsetReset, ServicesConfig, StateConfig,
+    WindowConfig,
+};
 
 /// librdkafka properties the config must not set, and why.
 const RESERVED_LIBRDKAFKA: &[(&str, &str)] = &[
@@ -39,6 +42,7 @@ pub(super) fn read(root: &Table, reader: &mut Reader) -> Config {
     let window = section(reader, &mut top, "window", &empty, window);
     let state = section(reader, &mut top, "state", &empty, state);
     let api = section(reader, &mut top, "api", &empty, api);
+    let logging = section(reader, &mut top, "logging", &empty, logging);
     let services = section(reader, &mut top, "services", &empty, services);
     top.finish(reader);
     Config {
@@ -47,6 +51,7 @@ pub(super) fn read(root: &Table, reader: &mut Reader) -> Config {
         window,
         state,
         api,
+        logging,
         services,
     }
 }
@@ -215,6 +220,16 @@ fn state(r: &mut Reader, mut f: Fields) -> StateConfig {
         max_endpoints,
         max_pending,
     }
+}
+
+fn logging(r: &mut Reader, mut f: Fields) -> LoggingConfig {
+    let format = r
+        .opt(&mut f, "format", |r, p, v| {
+            r.choice(p, v, &["text", "json"])
+        })
+        .unwrap_or_default();
+    f.finish(r);
+    LoggingConfig { format }
 }
 
 fn services(r: &mut Reader, mut f: Fields) -> ServicesConfig {

@@ -10,7 +10,7 @@
 //!   follow closing ports within a day, which is what a dashboard of current
 //!   exposure wants.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use prometheus::core::{Collector, Desc};
@@ -75,16 +75,47 @@ struct PortSeries {
     traffic_bytes: u64,
 }
 
-/// What one walk over the state finds.
-#[derive(Default)]
+/// Index of a (port, protocol) in the flat per-port tables.
+fn slot(port: u16, proto: Protocol) -> usize {
+    usize::from(port) * 2 + usize::from(proto == Protocol::Udp)
+}
+
+/// The (port, protocol) of a flat-table index.
+fn unslot(index: usize) -> (u16, Protocol) {
+    let proto = if index % 2 == 1 {
+        Protocol::Udp
+    } else {
+        Protocol::Tcp
+    };
+    ((index / 2) as u16, proto)
+}
+
+/// What one walk over the state finds. Per-port sums live in flat tables
+/// indexed by [`slot`] (no hashing per endpoint); only endpoints with an L7
+/// label, which are few, go through a map.
 struct Walk {
-    /// (port, protocol) with an endpoint open within retention.
-    open_ports: HashSet<(u16, Protocol)>,
-    /// Open in the last 24 hours, by (port, protocol, L7 label).
-    recent: HashMap<(u16, Protocol, Option<Arc<str>>), PortAcc>,
+    /// Per slot: some endpoint is open within retention.
+    open_ports: Vec<bool>,
+    /// Per slot: endpoints without a label open in the last 24 hours.
+    recent: Vec<PortAcc>,
+    /// The same for endpoints with a label, by (slot, label).
+    recent_labelled: HashMap<(usize, Arc<str>), PortAcc>,
     recent_traffic: u64,
     endpoints: u64,
     state_bytes: u64,
+}
+
+impl Default for Walk {
+    fn default() -> Self {
+        Walk {
+            open_ports: vec![false; 65536 * 2],
+            recent: (0..65536 * 2).map(|_| PortAcc::default()).collect(),
+            recent_labelled: HashMap::new(),
+            recent_traffic: 0,
+            endpoints: 0,
+            state_bytes: 0,
+        }
+    }
 }
 
 impl EngineCollector {
@@ -118,6 +149,7 @@ impl EngineCollector {
         let now_ms = self.engine.now_ms(wall_now_ms());
         let res = self.engine.resolution(now_ms);
         let last_day = [TimeWindows::new(now_ms, None, None).last_1d];
+        // Counted as `Engine::state_bytes` does, in this same walk.
         let entry_bytes =
             std::mem::size_of::<(crate::classify::Endpoint, crate::state::EndpointState)>() + 8;
         let mut walk = Walk::default();
@@ -127,15 +159,19 @@ impl EngineCollector {
             if !state.ever_open {
                 return;
             }
-            walk.open_ports.insert((endpoint.port, endpoint.proto));
+            let slot = slot(endpoint.port, endpoint.proto);
+            walk.open_ports[slot] = true;
             let [day] = state.series.tally(&last_day, res);
             if !day.open {
                 return;
             }
-            let acc = walk
-                .recent
-                .entry((endpoint.port, endpoint.proto, state.label.clone()))
-                .or_default();
+            let acc = match &state.label {
+                None => &mut walk.recent[slot],
+                Some(label) => walk
+                    .recent_labelled
+                    .entry((slot, label.clone()))
+                    .or_default(),
+            };
             acc.public_ips += 1;
             acc.traffic_bytes = acc.traffic_bytes.saturating_add(day.total_bytes());
             walk.recent_traffic = walk.recent_traffic.saturating_add(day.total_bytes());
@@ -144,15 +180,23 @@ impl EngineCollector {
     }
 
     /// The walk's per-port sums by service name, sorted by the cap's order.
-    fn port_series(
-        &self,
-        recent: HashMap<(u16, Protocol, Option<Arc<str>>), PortAcc>,
-    ) -> Vec<PortSeries> {
+    fn port_series(&self, walk: &Walk) -> Vec<PortSeries> {
         let catalog = self.engine.catalog();
+        let unlabelled = walk
+            .recent
+            .iter()
+            .enumerate()
+            .filter(|(_, acc)| acc.public_ips > 0)
+            .map(|(slot, acc)| (slot, None, acc));
+        let labelled = walk
+            .recent_labelled
+            .iter()
+            .map(|((slot, label), acc)| (*slot, Some(label.as_ref()), acc));
         // Two labels may name one service (a label the catalog knows, and its port): merge.
         let mut by_service: BTreeMap<(u16, Protocol, String), PortSeries> = BTreeMap::new();
-        for ((port, proto, label), acc) in recent {
-            let service = catalog.endpoint_service(port, proto, label.as_deref());
+        for (slot, label, acc) in unlabelled.chain(labelled) {
+            let (port, proto) = unslot(slot);
+            let service = catalog.endpoint_service(port, proto, label);
             let name = service.name.into_owned();
             let series = by_service
                 .entry((port, proto, name.clone()))
@@ -221,7 +265,12 @@ impl Collector for EngineCollector {
         out.extend(gauge(pending, self.engine.pending_endpoints() as u64));
         let ports_vec = gauge_vec(ports);
         for proto in Protocol::ALL {
-            let n = walk.open_ports.iter().filter(|(_, p)| *p == proto).count();
+            let n = walk
+                .open_ports
+                .iter()
+                .enumerate()
+                .filter(|(slot, open)| **open && unslot(*slot).1 == proto)
+                .count();
             ports_vec.with_label_values(&[proto.as_str()]).set(n as i64);
         }
         out.extend(ports_vec.collect());
@@ -233,7 +282,7 @@ impl Collector for EngineCollector {
         out.extend(gauge(endpoints, walk.endpoints));
         out.extend(gauge(state_bytes, walk.state_bytes));
 
-        let series = self.port_series(walk.recent);
+        let series = self.port_series(&walk);
         let mut top_risk: HashMap<(u16, Protocol), u8> = HashMap::new();
         for s in &series {
             let risk = top_risk.entry((s.port, s.proto)).or_default();

@@ -10,7 +10,8 @@
 //! The query is decoded as the client sent it (form encoding: `+` is a
 //! space) and encoded again per RFC 3986, as the SDK signs it. Headers the
 //! answer depends on must be signed: `host`, `content-type` when present,
-//! and every `x-acs-*` header (so the Action, the date and the nonce).
+//! and every `x-acs-*` header (so the Action, the date, the nonce and the
+//! body's hash, which are required).
 
 use std::collections::BTreeSet;
 
@@ -95,7 +96,12 @@ impl Acs3 {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        for required in ["host", "x-acs-date", "x-acs-signature-nonce"] {
+        for required in [
+            "host",
+            "x-acs-content-sha256",
+            "x-acs-date",
+            "x-acs-signature-nonce",
+        ] {
             if !signed_headers.iter().any(|h| h == required) {
                 return Err(malformed(format!("SignedHeaders must include {required}")));
             }
@@ -127,6 +133,10 @@ impl Acs3 {
             "the UTC time of the request, e.g. 2024-03-01T12:00:00Z",
         )?;
         let nonce = header("x-acs-signature-nonce", "a unique value for every request")?;
+        header(
+            "x-acs-content-sha256",
+            "the hex SHA-256 of the body (of nothing: e3b0c442...b855)",
+        )?;
         Ok(Acs3 {
             claims: Claims {
                 access_key_id: credential.to_owned(),
@@ -348,6 +358,11 @@ mod tests {
             HeaderValue::from_static("application/x-www-form-urlencoded"),
         );
         assert!(Acs3::parse(SDK_AUTHORIZATION, &h).is_err());
+        let mut h = sdk_headers();
+        h.remove("x-acs-content-sha256");
+        let unsigned = SDK_AUTHORIZATION.replace("x-acs-content-sha256;", "");
+        let err = Acs3::parse(&unsigned, &h).err().unwrap();
+        assert!(err.to_string().contains("x-acs-content-sha256"), "{err}");
         let without_host = SDK_AUTHORIZATION.replace("host;", "");
         let err = Acs3::parse(&without_host, &sdk_headers()).err().unwrap();
         assert!(err.to_string().contains("host"), "{err}");

@@ -130,7 +130,16 @@ impl Authenticator {
 
     /// Checks the signature and the timestamp of `req` at `now_ms`.
     pub fn verify(&self, req: &Request<'_>, now_ms: i64) -> Result<Verified, ApiError> {
-        let authorization = req.headers.get(axum::http::header::AUTHORIZATION);
+        let mut authorizations = req
+            .headers
+            .get_all(axum::http::header::AUTHORIZATION)
+            .iter();
+        let authorization = authorizations.next();
+        if authorizations.next().is_some() {
+            return Err(ApiError::SignatureDoesNotMatch {
+                detail: "the Authorization header is given more than once; send one".to_owned(),
+            });
+        }
         let (claims, user) = if let Some(value) = authorization {
             let text = value
                 .to_str()

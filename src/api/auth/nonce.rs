@@ -5,7 +5,7 @@
 //! forgotten after: a replay later is refused for its timestamp instead.
 //! Each AccessKey has its own set behind its own lock; a set holds at most
 //! `cap` nonces (a 128-bit digest and an expiry each), swept of expired
-//! ones every [`SWEEP_EVERY_MS`] and whenever it is full.
+//! ones every 10 seconds and whenever it is full.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

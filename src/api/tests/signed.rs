@@ -439,6 +439,15 @@ async fn an_action_header_changed_in_transit_breaks_the_acs3_signature() {
 }
 
 #[tokio::test]
+async fn a_second_authorization_header_is_refused() {
+    let h = acs(0);
+    let mut req = Acs3Request::new(PORT, "").build();
+    let first = req.headers()[AUTHORIZATION].clone();
+    req.headers_mut().append(AUTHORIZATION, first);
+    assert_eq!(h.send(req).await.error_code(), "SignatureDoesNotMatch");
+}
+
+#[tokio::test]
 async fn hostile_signed_requests_never_get_a_500() {
     let h = acs(0);
     let long = "x".repeat(8_000);

@@ -5,20 +5,20 @@
 use std::sync::Arc;
 
 use rdkafka::client::ClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::statistics::Statistics;
 use rdkafka::{Offset, TopicPartitionList};
 use tracing::{info, warn};
 
-use super::progress::Progress;
+use super::Core;
 use crate::health::Health;
 use crate::metrics::Metrics;
 
 pub(super) struct Context {
     pub health: Arc<Health>,
     pub metrics: Arc<Metrics>,
-    pub progress: Arc<Progress>,
+    pub core: Arc<Core>,
 }
 
 impl ClientContext for Context {
@@ -35,6 +35,7 @@ impl ClientContext for Context {
                     continue;
                 }
                 let position = self
+                    .core
                     .progress
                     .next_offset_by_name(topic, *id)
                     .or((p.committed_offset >= 0).then_some(p.committed_offset));
@@ -63,6 +64,25 @@ impl ClientContext for Context {
 }
 
 impl ConsumerContext for Context {
+    /// Before partitions go to another consumer, everything read from them
+    /// is applied, checkpointed and committed, so the new owner starts
+    /// exactly where this one stopped.
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(tpl) = rebalance else {
+            return;
+        };
+        if tpl.count() == 0 {
+            return;
+        }
+        let handed = self
+            .core
+            .drain()
+            .and_then(|()| self.core.checkpoint(consumer, CommitMode::Sync));
+        if let Err(e) = handed {
+            warn!(error = %e, "kafka: could not checkpoint before giving partitions away; the new owner may re-read records applied here");
+        }
+    }
+
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => {
@@ -93,7 +113,11 @@ impl Context {
         let mut tpl = TopicPartitionList::new();
         let mut known = 0;
         for e in assigned.elements() {
-            let offset = match self.progress.next_offset_by_name(e.topic(), e.partition()) {
+            let offset = match self
+                .core
+                .progress
+                .next_offset_by_name(e.topic(), e.partition())
+            {
                 Some(next) => {
                     known += 1;
                     Offset::Offset(next)

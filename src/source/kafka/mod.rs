@@ -25,8 +25,9 @@ pub mod progress;
 mod worker;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -56,6 +57,8 @@ const BATCH_LINGER: Duration = Duration::from_millis(5);
 const POLL_TIMEOUT: Duration = Duration::from_millis(5);
 /// Batches queued per worker before the poll thread waits (backpressure).
 const QUEUE_BATCHES: usize = 4;
+/// A revoke waits at most this long for the workers to apply what was read.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(30);
 /// A consume error is logged at most this often (the rest are only counted by librdkafka).
 const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -113,18 +116,6 @@ pub fn start(
     health: Arc<Health>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<KafkaSource> {
-    let context = Context {
-        health,
-        metrics: metrics.clone(),
-        progress: progress.clone(),
-    };
-    let consumer: BaseConsumer<Context> = consumer_config(config)
-        .create_with_context(context)
-        .context("creating the kafka consumer")?;
-    let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
-    consumer
-        .subscribe(&topics)
-        .with_context(|| format!("subscribing to {topics:?}"))?;
     let dead_letters = if config.dead_letter_topic.is_empty() {
         None
     } else {
@@ -137,12 +128,17 @@ pub fn start(
             topic: config.dead_letter_topic.clone(),
         })
     };
+    if let Some(c) = &checkpointing {
+        metrics.set_checkpoint_interval(c.interval);
+    }
+    let in_flight = Arc::new(AtomicUsize::new(0));
     let shared = Arc::new(Shared {
         engine: engine.clone(),
         progress: progress.clone(),
         format: config.format,
         dead_letters,
-        metrics,
+        metrics: metrics.clone(),
+        in_flight: in_flight.clone(),
     });
     let workers = workers.max(1);
     let mut senders = Vec::with_capacity(workers);
@@ -158,28 +154,46 @@ pub fn start(
                 .context("starting an ingest thread")?,
         );
     }
-    let poller = Poller {
-        consumer,
+    let core = Arc::new(Core {
         engine,
         progress: progress.clone(),
         checkpointing,
+        dispatch: Mutex::new(Dispatch {
+            batches: (0..workers).map(|_| Batch::default()).collect(),
+            senders,
+        }),
+        in_flight,
+        metrics: metrics.clone(),
+    });
+    let context = Context {
+        health,
+        metrics,
+        core: core.clone(),
     };
+    let consumer: BaseConsumer<Context> = consumer_config(config)
+        .create_with_context(context)
+        .context("creating the kafka consumer")?;
+    let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
+    consumer
+        .subscribe(&topics)
+        .with_context(|| format!("subscribing to {topics:?}"))?;
     let poll_thread = std::thread::Builder::new()
         .name("kafka-poll".into())
         .spawn(move || {
-            let result = poller.poll_loop(&senders, &shutdown);
+            let result = poll_loop(&consumer, &core, &shutdown);
             // Stop fetching; what was fetched is applied, then checkpointed.
-            drop(senders);
+            let handed_on = core.lock_dispatch().hand_on_all(&core.in_flight);
+            core.lock_dispatch().senders.clear();
             for h in handles {
                 if h.join().is_err() {
                     error!("an ingest thread panicked");
                 }
             }
-            let checkpointed = poller.checkpoint(CommitMode::Sync);
+            let checkpointed = core.checkpoint(&consumer, CommitMode::Sync);
             if let Some(dl) = &shared.dead_letters {
                 let _ = dl.producer.flush(Duration::from_secs(5));
             }
-            result.and(checkpointed)
+            result.and(handed_on).and(checkpointed)
         })
         .context("starting the kafka poll thread")?;
     Ok(KafkaSource {
@@ -188,83 +202,71 @@ pub fn start(
     })
 }
 
-/// The poll thread's own state.
-struct Poller {
-    consumer: BaseConsumer<Context>,
+/// Records read and not yet handed to a worker, and the workers' queues.
+struct Dispatch {
+    batches: Vec<Batch>,
+    senders: Vec<SyncSender<Batch>>,
+}
+
+impl Dispatch {
+    fn hand_on(&mut self, index: usize, in_flight: &AtomicUsize) -> anyhow::Result<()> {
+        let batch = &mut self.batches[index];
+        if batch.items.is_empty() {
+            return Ok(());
+        }
+        in_flight.fetch_add(1, Ordering::AcqRel);
+        self.senders[index]
+            .send(std::mem::take(batch))
+            .map_err(|_| {
+                in_flight.fetch_sub(1, Ordering::AcqRel);
+                anyhow::anyhow!("an ingest thread stopped")
+            })
+    }
+
+    fn hand_on_all(&mut self, in_flight: &AtomicUsize) -> anyhow::Result<()> {
+        for index in 0..self.batches.len() {
+            self.hand_on(index, in_flight)?;
+        }
+        Ok(())
+    }
+}
+
+/// What the poll loop and librdkafka's callbacks (which run inside
+/// `poll`, on the same thread) share.
+pub(super) struct Core {
     engine: Arc<Engine>,
     progress: Arc<Progress>,
     checkpointing: Option<Checkpointing>,
+    dispatch: Mutex<Dispatch>,
+    in_flight: Arc<AtomicUsize>,
+    metrics: Arc<Metrics>,
 }
 
-impl Poller {
-    fn poll_loop(
-        &self,
-        senders: &[SyncSender<Batch>],
-        shutdown: &CancellationToken,
-    ) -> anyhow::Result<()> {
-        let mut batches: Vec<Batch> = (0..senders.len()).map(|_| Batch::default()).collect();
-        let mut topics: HashMap<String, Arc<str>> = HashMap::new();
-        let mut last_checkpoint = Instant::now();
-        let mut last_error_log: Option<Instant> = None;
-        while !shutdown.is_cancelled() {
-            match self.consumer.poll(POLL_TIMEOUT) {
-                None => {}
-                Some(Err(e)) if last_error_log.is_none_or(|t| t.elapsed() > ERROR_LOG_INTERVAL) => {
-                    warn!(error = %e, "kafka: consume error");
-                    last_error_log = Some(Instant::now());
-                }
-                Some(Err(_)) => {}
-                Some(Ok(m)) => {
-                    let topic = match topics.get(m.topic()) {
-                        Some(t) => t.clone(),
-                        None => {
-                            let t: Arc<str> = Arc::from(m.topic());
-                            topics.insert(m.topic().to_owned(), t.clone());
-                            t
-                        }
-                    };
-                    let index = worker::worker_for(&topic, m.partition(), senders.len());
-                    let batch = &mut batches[index];
-                    batch
-                        .data
-                        .extend_from_slice(m.payload().unwrap_or_default());
-                    batch.items.push(Item {
-                        topic,
-                        partition: m.partition(),
-                        offset: m.offset(),
-                        timestamp_ms: m.timestamp().to_millis(),
-                        end: batch.data.len(),
-                    });
-                    batch.started.get_or_insert_with(Instant::now);
-                    if batch.items.len() >= BATCH_RECORDS {
-                        hand_on(&mut batches[index], &senders[index])?;
-                    }
-                }
+impl Core {
+    fn lock_dispatch(&self) -> std::sync::MutexGuard<'_, Dispatch> {
+        self.dispatch.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Hands every pending record to the workers and waits until they have
+    /// applied all of it (before partitions are revoked).
+    pub(super) fn drain(&self) -> anyhow::Result<()> {
+        self.lock_dispatch().hand_on_all(&self.in_flight)?;
+        let deadline = Instant::now() + DRAIN_DEADLINE;
+        while self.in_flight.load(Ordering::Acquire) > 0 {
+            if Instant::now() > deadline {
+                anyhow::bail!("ingest threads did not drain within {DRAIN_DEADLINE:?}");
             }
-            for (batch, tx) in batches.iter_mut().zip(senders) {
-                if batch.started.is_some_and(|t| t.elapsed() >= BATCH_LINGER) {
-                    hand_on(batch, tx)?;
-                }
-            }
-            let due = self
-                .checkpointing
-                .as_ref()
-                .is_some_and(|c| last_checkpoint.elapsed() >= c.interval);
-            if due {
-                // A failed checkpoint is logged; the next one tries again,
-                // and until then the previous one still stands.
-                let _ = self.checkpoint(CommitMode::Async);
-                last_checkpoint = Instant::now();
-            }
-        }
-        for (batch, tx) in batches.iter_mut().zip(senders) {
-            hand_on(batch, tx)?;
+            std::thread::sleep(Duration::from_millis(1));
         }
         Ok(())
     }
 
     /// Writes a checkpoint of a consistent cut, then commits its offsets.
-    fn checkpoint(&self, mode: CommitMode) -> anyhow::Result<()> {
+    pub(super) fn checkpoint<C: rdkafka::consumer::ConsumerContext>(
+        &self,
+        consumer: &BaseConsumer<C>,
+        mode: CommitMode,
+    ) -> anyhow::Result<()> {
         let started = Instant::now();
         let (bytes, offsets) = self.progress.consistent(|offsets| {
             (
@@ -274,47 +276,110 @@ impl Poller {
         });
         if let Some(c) = &self.checkpointing {
             let path = c.store.write(&bytes).map_err(|e| {
+                self.metrics.record_checkpoint_failure();
                 error!(dir = %c.store.dir().display(), error = %e, "checkpoint failed");
                 anyhow::anyhow!("writing a checkpoint in {}: {e}", c.store.dir().display())
             })?;
+            self.metrics
+                .record_checkpoint_success(started.elapsed(), bytes.len() as u64);
             tracing::debug!(path = %path.display(), bytes = bytes.len(), elapsed = ?started.elapsed(), "checkpoint written");
         }
-        self.commit(&offsets, mode);
+        commit(consumer, &offsets, mode);
         Ok(())
-    }
-
-    /// Commits checkpointed offsets so lag tools see them; only for the
-    /// partitions assigned here, never over another consumer's progress.
-    fn commit(&self, offsets: &[PartitionOffset], mode: CommitMode) {
-        let Ok(assigned) = self.consumer.assignment() else {
-            return;
-        };
-        let mut tpl = TopicPartitionList::new();
-        for o in offsets {
-            if assigned.find_partition(&o.topic, o.partition).is_some() {
-                let _ =
-                    tpl.add_partition_offset(&o.topic, o.partition, Offset::Offset(o.next_offset));
-            }
-        }
-        if tpl.count() == 0 {
-            return;
-        }
-        match self.consumer.commit(&tpl, mode) {
-            Ok(()) if matches!(mode, CommitMode::Sync) => {
-                info!(partitions = tpl.count(), "kafka: offsets committed")
-            }
-            Ok(()) => {}
-            // The brokers are away or the partitions moved: the checkpoint
-            // still holds the offsets; lag tools catch up at the next commit.
-            Err(e) => warn!(error = %e, "kafka: committing checkpointed offsets failed"),
-        }
     }
 }
 
-fn hand_on(batch: &mut Batch, tx: &SyncSender<Batch>) -> anyhow::Result<()> {
-    if batch.items.is_empty() {
-        return Ok(());
+fn poll_loop(
+    consumer: &BaseConsumer<Context>,
+    core: &Core,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let mut topics: HashMap<String, Arc<str>> = HashMap::new();
+    let mut last_checkpoint = Instant::now();
+    let mut last_error_log: Option<Instant> = None;
+    let interval = core.checkpointing.as_ref().map(|c| c.interval);
+    while !shutdown.is_cancelled() {
+        let polled = consumer.poll(POLL_TIMEOUT);
+        let mut dispatch = core.lock_dispatch();
+        match polled {
+            None => {}
+            Some(Err(e)) if last_error_log.is_none_or(|t| t.elapsed() > ERROR_LOG_INTERVAL) => {
+                warn!(error = %e, "kafka: consume error");
+                last_error_log = Some(Instant::now());
+            }
+            Some(Err(_)) => {}
+            Some(Ok(m)) => {
+                let topic = match topics.get(m.topic()) {
+                    Some(t) => t.clone(),
+                    None => {
+                        let t: Arc<str> = Arc::from(m.topic());
+                        topics.insert(m.topic().to_owned(), t.clone());
+                        t
+                    }
+                };
+                let index = worker::worker_for(&topic, m.partition(), dispatch.senders.len());
+                let batch = &mut dispatch.batches[index];
+                batch
+                    .data
+                    .extend_from_slice(m.payload().unwrap_or_default());
+                batch.items.push(Item {
+                    topic,
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    timestamp_ms: m.timestamp().to_millis(),
+                    end: batch.data.len(),
+                });
+                batch.started.get_or_insert_with(Instant::now);
+                if batch.items.len() >= BATCH_RECORDS {
+                    dispatch.hand_on(index, &core.in_flight)?;
+                }
+            }
+        }
+        for index in 0..dispatch.batches.len() {
+            if dispatch.batches[index]
+                .started
+                .is_some_and(|t| t.elapsed() >= BATCH_LINGER)
+            {
+                dispatch.hand_on(index, &core.in_flight)?;
+            }
+        }
+        drop(dispatch);
+        if interval.is_some_and(|i| last_checkpoint.elapsed() >= i) {
+            // A failed checkpoint is logged; the next one tries again, and
+            // until then the previous one still stands.
+            let _ = core.checkpoint(consumer, CommitMode::Async);
+            last_checkpoint = Instant::now();
+        }
     }
-    tx.send(std::mem::take(batch))
-        .map_err(|_| anyhow::anyhow!("an ingest thread stopped"))
+    Ok(())
+}
+
+/// Commits checkpointed offsets so lag tools see them; only for the
+/// partitions assigned here, never over another consumer's progress.
+fn commit<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    offsets: &[PartitionOffset],
+    mode: CommitMode,
+) {
+    let Ok(assigned) = consumer.assignment() else {
+        return;
+    };
+    let mut tpl = TopicPartitionList::new();
+    for o in offsets {
+        if assigned.find_partition(&o.topic, o.partition).is_some() {
+            let _ = tpl.add_partition_offset(&o.topic, o.partition, Offset::Offset(o.next_offset));
+        }
+    }
+    if tpl.count() == 0 {
+        return;
+    }
+    match consumer.commit(&tpl, mode) {
+        Ok(()) if matches!(mode, CommitMode::Sync) => {
+            info!(partitions = tpl.count(), "kafka: offsets committed")
+        }
+        Ok(()) => {}
+        // The brokers are away or the partitions moved: the checkpoint
+        // still holds the offsets; lag tools catch up at the next commit.
+        Err(e) => warn!(error = %e, "kafka: committing checkpointed offsets failed"),
+    }
 }

@@ -3,6 +3,7 @@
 //! rejected records.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -43,6 +44,8 @@ pub(super) struct Shared {
     pub format: Format,
     pub dead_letters: Option<DeadLetters>,
     pub metrics: Arc<Metrics>,
+    /// Batches handed on and not yet applied (see [`super::Core::drain`]).
+    pub in_flight: Arc<AtomicUsize>,
 }
 
 /// Every partition goes to one worker, so it is applied in order.
@@ -57,6 +60,7 @@ pub(super) fn worker_for(topic: &str, partition: i32, workers: usize) -> usize {
 pub(super) fn run(rx: Receiver<Batch>, shared: &Shared) {
     let mut flows: Vec<Flow> = Vec::new();
     let mut reject_log = RejectLog::default();
+    let mut ingest = shared.metrics.ingest_recorder(shared.format);
     while let Ok(batch) = rx.recv() {
         let _applying = shared.progress.applying();
         let wall_now_ms = wall_now_ms();
@@ -90,11 +94,14 @@ pub(super) fn run(rx: Receiver<Batch>, shared: &Shared) {
                     shared.metrics.dead_letters.inc();
                 }
             }
+            ingest.record(payload.len(), item.timestamp_ms, &flows);
             next.insert((item.topic.clone(), item.partition), item.offset + 1);
         }
+        ingest.flush();
         for ((topic, partition), offset) in next {
             shared.progress.advance(&topic, partition, offset);
         }
+        shared.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
