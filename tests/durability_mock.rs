@@ -79,6 +79,7 @@ fn kill_9_during_ingest_loses_nothing_and_counts_nothing_twice() {
     let opts = ServiceOptions {
         checkpoint_interval: "150ms",
         session_timeout_ms: 3000,
+        ..ServiceOptions::default()
     };
     let group = rand_name("group");
     let mut service = Service::start_opts(&broker.bootstrap, &[&topic], &group, "", &opts);
@@ -288,5 +289,84 @@ fn partitions_taken_away_and_given_back_keep_the_count_exact() {
             .contains("resuming partitions from checkpointed offsets"),
         "{}",
         a.log()
+    );
+}
+
+#[test]
+fn rejected_records_are_copied_to_the_dead_letter_topic_with_the_error() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::{Headers, Message};
+
+    let topic = rand_name("flows");
+    let dlq = rand_name("rejected");
+    let broker = MockBroker::start_topics(&[(&topic, 1), (&dlq, 1)]);
+    let opts = ServiceOptions {
+        dead_letter_topic: dlq.clone(),
+        ..ServiceOptions::default()
+    };
+    let service = Service::start_opts(&broker.bootstrap, &[&topic], &rand_name("group"), "", &opts);
+    let (mut records, expected) = workload(5, 20, 3);
+    let bad: [&[u8]; 4] = [
+        b"{\"src_addr\":\"198.51.100.1\",\"dst_addr\":\"203.0.113.10\",\"proto\":\"TCP\",\"bytes\":-1,\"time_flow_end_ns\":1}",
+        b"{\"ip_src\":\"300.1.1.1\",\"ip_dst\":\"203.0.113.10\",\"ip_proto\":\"tcp\",\"bytes\":1}",
+        b"{\"src_addr\":\"198.51.100.1\",\"dst_addr\":\"203.0.113.10\",\"proto\":6,\"bytes\":1e400}",
+        b"\x08\x01\x12",
+    ];
+    for (i, b) in bad.iter().enumerate() {
+        records.insert(5 * i, (format!("bad{i}"), b.to_vec()));
+    }
+    produce(&batching_producer(&broker.bootstrap), &topic, &records);
+    service.wait_for(CONVERGE_WITHIN, "the good records", |a| {
+        totals(a) == expected
+    });
+
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &broker.bootstrap)
+        .set("group.id", rand_name("reader"))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[&dlq]).unwrap();
+    let mut copies = Vec::new();
+    let deadline = Instant::now() + CONVERGE_WITHIN;
+    while copies.len() < bad.len() {
+        assert!(
+            Instant::now() < deadline,
+            "only {} dead letters arrived",
+            copies.len()
+        );
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            let headers = m.headers().expect("headers");
+            let header = |name: &str| {
+                headers
+                    .iter()
+                    .find(|h| h.key == name)
+                    .and_then(|h| h.value)
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+            };
+            copies.push((
+                m.payload().unwrap_or_default().to_vec(),
+                header("exposure-reason"),
+                header("exposure-error"),
+            ));
+        }
+    }
+    for (payload, reason, error) in &copies {
+        assert!(
+            bad.contains(&payload.as_slice()),
+            "an unexpected copy: {payload:?}"
+        );
+        assert!(
+            reason.as_deref().is_some_and(|r| !r.is_empty()),
+            "reason header"
+        );
+        assert!(
+            error.as_deref().is_some_and(|e| !e.is_empty()),
+            "error header"
+        );
+    }
+    assert_eq!(
+        service.metric("exposure_dead_letter_records_total"),
+        Some(bad.len() as f64)
     );
 }

@@ -400,3 +400,24 @@ mod tests {
         );
     }
 }
+
+/// Hostile requests: any query string and any form body decode to
+/// parameters or to an error, never a panic.
+#[cfg(test)]
+mod hostile {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_query_and_body_never_panic(
+            query in prop_oneof![any::<String>(), "[A-Za-z0-9%=&+.\\-]{0,200}"],
+            body in prop::collection::vec(any::<u8>(), 0..300),
+        ) {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::CONTENT_TYPE, FORM.parse().unwrap());
+            let _ = RpcRequest::parse(Some(&query), &headers, &body);
+            let _ = decode_pairs_list(&body);
+        }
+    }
+}

@@ -608,3 +608,60 @@ mod tests {
         assert_eq!(err.param, "SortList.3.Dir");
     }
 }
+
+/// Hostile parameter values: whatever arrives, parsing answers (an answer or
+/// an error naming a parameter), never panics.
+#[cfg(test)]
+mod hostile {
+    use super::*;
+    use proptest::prelude::*;
+
+    const NAMES: &[&str] = &[
+        "SourceIp",
+        "Lang",
+        "ServiceName",
+        "ServiceNameFuzzy",
+        "RiskLevel",
+        "SuggestLevel",
+        "Port",
+        "StartTime",
+        "EndTime",
+        "CurrentPage",
+        "PageSize",
+        "PublicIp",
+        "SortList",
+        "SortList.1.Key",
+        "SortList.1.Dir",
+        "AssetsInstanceId",
+        "RegionNo",
+        "Protocol",
+    ];
+
+    fn value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<String>(),
+            "[0-9-]{0,40}",
+            Just("18446744073709551616".to_owned()),
+            Just("-9223372036854775809".to_owned()),
+            Just("NaN".to_owned()),
+            Just("1e309".to_owned()),
+            Just("\u{0}".to_owned()),
+            Just("[{\"Key\":\"Port\",\"Dir\":\"asc\"}]".to_owned()),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn any_values_for_any_action_never_panic(
+            action in 0usize..5,
+            pairs in prop::collection::vec((prop::sample::select(NAMES), value()), 0..8),
+        ) {
+            let map: std::collections::HashMap<&str, String> = pairs.into_iter().collect();
+            let result = Query::parse_for(Action::ALL[action], |k| map.get(k).map(String::as_str), 1000);
+            if let Err(e) = result {
+                prop_assert!(!e.param.is_empty() && !e.message.is_empty());
+                prop_assert!(e.param.starts_with(|c: char| c.is_ascii_uppercase()), "{}", e.param);
+            }
+        }
+    }
+}

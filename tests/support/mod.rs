@@ -162,6 +162,8 @@ pub fn produce(producer: &BaseProducer, topic: &str, records: &[(String, Vec<u8>
 pub struct ServiceOptions {
     pub checkpoint_interval: &'static str,
     pub session_timeout_ms: u32,
+    /// `kafka.dead_letter_topic` ("" for none).
+    pub dead_letter_topic: String,
 }
 
 impl Default for ServiceOptions {
@@ -169,6 +171,7 @@ impl Default for ServiceOptions {
         ServiceOptions {
             checkpoint_interval: "10s",
             session_timeout_ms: 6000,
+            dead_letter_topic: String::new(),
         }
     }
 }
@@ -185,9 +188,18 @@ pub struct MockBroker {
 impl MockBroker {
     /// Starts one broker with `topic` of `partitions` partitions.
     pub fn start(topic: &str, partitions: i32) -> MockBroker {
+        MockBroker::start_topics(&[(topic, partitions)])
+    }
+
+    /// Starts one broker with these (topic, partitions).
+    pub fn start_topics(topics: &[(&str, i32)]) -> MockBroker {
         use std::io::BufRead;
+        let args: Vec<String> = topics
+            .iter()
+            .flat_map(|(t, p)| ["--topic".to_owned(), format!("{t}:{p}")])
+            .collect();
         let mut child = Command::new(env!("CARGO_BIN_EXE_exposure-mock-broker"))
-            .args(["--topic", &format!("{topic}:{partitions}")])
+            .args(&args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -269,6 +281,7 @@ topics = [{topics}]
 group_id = "{group}"
 format = "auto"
 auto_offset_reset = "earliest"
+dead_letter_topic = "{dead_letter_topic}"
 librdkafka = {{ "fetch.wait.max.ms" = "10", "session.timeout.ms" = "{session_timeout_ms}", "heartbeat.interval.ms" = "500" }}
 
 [network]
@@ -291,6 +304,7 @@ default_qps = 0
             dir = dir.path().join("state").display(),
             session_timeout_ms = opts.session_timeout_ms,
             checkpoint_interval = opts.checkpoint_interval,
+            dead_letter_topic = opts.dead_letter_topic,
         );
         let path = dir.path().join("exposure.toml");
         std::fs::write(&path, config).unwrap();
