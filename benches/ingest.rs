@@ -15,7 +15,11 @@
 //!
 //! ```text
 //! cargo bench --bench ingest
+//! BENCH_RECORDS=1000000 cargo bench --bench ingest -- ingest/   # a bigger state
 //! ```
+//!
+//! More records mean more distinct scanned and refused endpoints held as
+//! pending, so a bigger map and more cache misses per flow.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -32,7 +36,7 @@ use support::ThreadCpu;
 
 mod support;
 
-/// Records per iteration.
+/// Records per iteration, unless `BENCH_RECORDS` says otherwise.
 const RECORDS: usize = 200_000;
 /// Open server endpoints in the world: 10 k on 500 ports.
 const ENDPOINTS: usize = 10_000;
@@ -108,15 +112,19 @@ fn ingest(engine: &Engine, format: Format, records: &Records, flows: &mut Vec<Fl
 
 fn benches(c: &mut Criterion<ThreadCpu>) {
     eprintln!("load average: {}", support::load_average());
+    let count: usize = std::env::var("BENCH_RECORDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(RECORDS);
     let now = wall_now_ms();
     let world = World::new(1, ENDPOINTS);
     let flows: Vec<Flow> = Generator::new(&world, 1, now - HOUR_MS, HOUR_MS)
-        .take(RECORDS)
+        .take(count)
         .collect();
     let formats = [Format::Goflow2Pb, Format::Goflow2Json, Format::PmacctJson];
 
     let mut group = c.benchmark_group("ingest");
-    group.throughput(Throughput::Elements(RECORDS as u64));
+    group.throughput(Throughput::Elements(count as u64));
     for format in formats {
         let records = Records::encode(format, &flows);
         let engine = engine(&world);
@@ -124,11 +132,16 @@ fn benches(c: &mut Criterion<ThreadCpu>) {
         group.bench_function(format.as_str(), |b| {
             b.iter(|| ingest(&engine, format, &records, &mut out, now))
         });
+        eprintln!(
+            "state after {format}: {} open endpoints, {} pending",
+            engine.open_endpoints(),
+            engine.pending_endpoints()
+        );
     }
     group.finish();
 
     let mut group = c.benchmark_group("decode");
-    group.throughput(Throughput::Elements(RECORDS as u64));
+    group.throughput(Throughput::Elements(count as u64));
     for format in formats {
         let records = Records::encode(format, &flows);
         let mut out = Vec::with_capacity(4);
@@ -144,7 +157,7 @@ fn benches(c: &mut Criterion<ThreadCpu>) {
     group.finish();
 
     let mut group = c.benchmark_group("apply");
-    group.throughput(Throughput::Elements(RECORDS as u64));
+    group.throughput(Throughput::Elements(count as u64));
     let steady = engine(&world);
     group.bench_function("steady", |b| {
         b.iter(|| {

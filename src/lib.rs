@@ -21,12 +21,15 @@
 //! - [`classify`]: which addresses are assets, internal or Internet; a flow's
 //!   direction, which side serves, and whether it is response evidence.
 //! - [`state`]: the sharded windowed counters per endpoint (hour buckets,
-//!   rolled up to days beyond 48 hours) and the engine that applies flows.
-//! - [`query`]: `DescribeInternetOpenPort`: parameters, filters, ordering,
-//!   paging and the response body.
+//!   rolled up to days beyond 48 hours), the engine that applies flows, and
+//!   checkpoints of the state with the Kafka offsets it holds.
+//! - [`query`]: the `DescribeInternetOpen*` family (Port, Ip, Service,
+//!   Detail, Statistic) from one scan of the state: parameters, filters,
+//!   ordering, paging and the response bodies.
 //! - [`api`]: HTTP: RPC-style `DescribeInternetOpen*` on `/`, rate limits,
 //!   error mapping, `/healthz`, `/readyz`, `/metrics`.
-//! - [`source`]: where records come from (files and stdin for `analyze`).
+//! - [`source`]: where records come from: files and stdin for `analyze`;
+//!   Kafka (a poll thread, ingest workers, checkpoints) for `run` and `demo`.
 //! - [`analyze`]: the offline `exposure analyze` command.
 //! - [`service`]: `exposure run`: the Kafka source feeding the engine, the
 //!   API reading it, maintenance, orderly shutdown.

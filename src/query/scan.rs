@@ -15,7 +15,7 @@ use super::params::Query;
 use super::{percent, TimeWindows};
 use crate::catalog::{EndpointService, Service};
 use crate::classify::Endpoint;
-use crate::state::{EndpointState, Engine, Tally};
+use crate::state::{EndpointState, Engine, Peers, Tally};
 
 /// `UnknownReason` of an `Unknown` endpoint that only saw handshakes.
 pub const NO_PAYLOAD: &str = "no_payload";
@@ -32,6 +32,8 @@ pub struct Open<'a> {
     pub recent: [Tally; 3],
     /// The service it runs and the catalog entry its risk comes from.
     pub service: EndpointService<'a>,
+    /// Its distinct Internet peers (an estimate over the retention window).
+    pub peers: Peers,
 }
 
 impl Open<'_> {
@@ -98,6 +100,7 @@ pub fn scan<'a>(
                 endpoint.proto,
                 state.label.as_deref(),
             ),
+            peers: state.peers,
         });
     });
     Totals(totals)
@@ -114,6 +117,8 @@ pub struct Group<'a> {
     pub recent: [u64; 3],
     /// OutBytes over the last 7 days (`TotalReplyBytes`).
     pub reply_7d: u64,
+    /// Distinct Internet peers of its endpoints, each counted once.
+    pub peers: Peers,
     /// Service name -> the riskiest catalog entry it was seen with.
     services: BTreeMap<Cow<'a, str>, &'a Service>,
     no_payload: bool,
@@ -132,6 +137,7 @@ impl<'a> Group<'a> {
             *sum = sum.saturating_add(bytes);
         }
         self.reply_7d = self.reply_7d.saturating_add(open.recent[1].out_bytes);
+        self.peers.merge(&open.peers);
         match open.unknown_reason() {
             Some(NO_PAYLOAD) => self.no_payload = true,
             Some(_) => self.unknown_strict = true,

@@ -930,3 +930,45 @@ fn new_exposures_are_counted_once_by_risk_level() {
 }
 
 mod family;
+
+#[test]
+fn src_ip_cnt_estimates_distinct_peers_of_an_address() {
+    let e = engine();
+    // Five clients talk to SSH, three of them (and one more) to HTTPS: six
+    // distinct peers of 203.0.113.10; repeats count once.
+    for round in 0..3 {
+        for c in 1..=5 {
+            apply_all(
+                &e,
+                &conversation(
+                    "203.0.113.10",
+                    22,
+                    &format!("198.51.100.{c}"),
+                    10,
+                    10,
+                    T0 + round,
+                ),
+            );
+        }
+        for c in 3..=6 {
+            apply_all(
+                &e,
+                &conversation(
+                    "203.0.113.10",
+                    443,
+                    &format!("198.51.100.{c}"),
+                    10,
+                    10,
+                    T0 + round,
+                ),
+            );
+        }
+    }
+    let q = PortQuery {
+        page_size: 100,
+        ..PortQuery::default()
+    };
+    let ip = super::ip::describe_internet_open_ip(&e, &q, T0 + 60 * DAY, "ID".into());
+    assert_eq!(ip.data_list.len(), 1);
+    assert_eq!(ip.data_list[0].src_ip_cnt, 6);
+}

@@ -16,7 +16,8 @@
 //! body: created_ms i64 | event_now_ms i64 | seen_any u8
 //!       | offsets: u32 count, then (topic: u16 len + UTF-8, partition i32, next offset i64)
 //!       | endpoints: u64 count, then (family u8 4|6, address, port u16, proto u8,
-//!         ever_open u8, label: u16 len + UTF-8 (0xFFFF: none), series)
+//!         ever_open u8, label: u16 len + UTF-8 (0xFFFF: none), peers: mode u8 + 64 bytes,
+//!         series)
 //!       | probes: u32 count, then (index u32, count u64)
 //! ```
 
@@ -27,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::{EndpointState, Engine, Series};
+use super::{EndpointState, Engine, Peers, Series};
 use crate::catalog::Protocol;
 use crate::classify::Endpoint;
 
@@ -106,6 +107,7 @@ pub fn encode(engine: &Engine, offsets: &[PartitionOffset], created_ms: i64) -> 
             Some(label) => put_str(&mut body, label),
             None => body.extend_from_slice(&NO_LABEL.to_le_bytes()),
         }
+        body.extend_from_slice(&state.peers.to_bytes());
         state.series.encode(&mut body);
     });
     body[count_at..count_at + 8].copy_from_slice(&count.to_le_bytes());
@@ -244,6 +246,9 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<Decoded, CheckpointError> {
         let proto = Protocol::from_number(flags[0]).ok_or_else(|| corrupt("bad protocol"))?;
         let ever_open = flags[1] != 0;
         let label = take_label(&mut input).map_err(corrupt)?;
+        let peers = take::<65>(&mut input)
+            .and_then(Peers::from_bytes)
+            .ok_or_else(|| corrupt("bad peer sketch"))?;
         let series = Series::decode(&mut input).map_err(corrupt)?;
         endpoints.push((
             Endpoint { ip, port, proto },
@@ -251,6 +256,7 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<Decoded, CheckpointError> {
                 series,
                 label: label.map(Arc::from),
                 ever_open,
+                peers,
             },
         ));
     }

@@ -12,6 +12,7 @@
 //! probes of their port.
 
 pub mod checkpoint;
+pub mod peers;
 pub mod series;
 mod stats;
 
@@ -24,6 +25,7 @@ use crate::catalog::{Catalog, Protocol};
 use crate::classify::{Classifier, Endpoint, Verdict};
 use crate::config::{Clock, Config};
 use crate::flow::{self, DecodeError, Flow, Format};
+pub use peers::Peers;
 pub use series::{HourRange, Resolution, Sample, Series, Tally};
 pub use stats::{Outcome, RejectReason, Stats, StatsSnapshot};
 
@@ -72,6 +74,8 @@ pub struct EndpointState {
     pub label: Option<Arc<str>>,
     /// Response evidence was seen at least once (not pending).
     pub ever_open: bool,
+    /// Distinct Internet peers it exchanged flows with (an estimate).
+    pub peers: Peers,
 }
 
 /// Applies flows to the sharded state; shared by every ingest thread and
@@ -229,11 +233,17 @@ impl Engine {
                 false,
             ),
         };
+        let peer = if inbound {
+            flow.src_addr
+        } else {
+            flow.dst_addr
+        };
         self.update(
             endpoint,
             hour_of(flow.time_ms),
             sample,
             inbound,
+            peer,
             flow.label.as_deref(),
         )
     }
@@ -244,6 +254,7 @@ impl Engine {
         hour: u32,
         sample: Sample,
         inbound: bool,
+        peer: std::net::IpAddr,
         label: Option<&str>,
     ) -> Outcome {
         let label = label.map(|l| self.intern(l));
@@ -261,6 +272,7 @@ impl Engine {
                 self.count_new_exposure(endpoint, state.label.as_deref());
             }
             state.series.add(hour, sample);
+            state.peers.add(peer);
             return Outcome::Applied;
         }
         // A new endpoint: reserve room for it under the bounds first.
@@ -289,7 +301,10 @@ impl Engine {
         }
         let mut series = Series::default();
         series.add(hour, sample);
+        let mut peers = Peers::default();
+        peers.add(peer);
         let state = EndpointState {
+            peers,
             series,
             label,
             ever_open: sample.evidence,
@@ -307,6 +322,7 @@ impl Engine {
                 }
                 let existing = o.get_mut();
                 existing.series.add(hour, sample);
+                existing.peers.add(peer);
                 if sample.evidence && !existing.ever_open {
                     existing.ever_open = true;
                     self.pending.fetch_sub(1, Ordering::AcqRel);

@@ -32,6 +32,7 @@ const IP_FIELDS: &[(&str, Kind)] = &[
     ("RiskLevel", Int),
     ("RiskReason", Str),
     ("ServiceNameList", StrList),
+    ("SrcIpCnt", Int),
     ("TotalBytes", Int),
     ("TotalReplyBytes", Int),
     ("TrafficPercent1Day", Str),

@@ -2,7 +2,7 @@
 //! checkpoints that make every record count exactly once.
 //!
 //! The poll thread reads records with librdkafka and hands them, in batches,
-//! to worker threads chosen by partition ([`worker`]), so every partition is
+//! to worker threads chosen by partition (module `worker`), so every partition is
 //! applied in order by one worker while different partitions are decoded
 //! and applied in parallel (the engine's state is sharded: no global lock).
 //! A worker records the next offset of every partition it has applied in
