@@ -3,6 +3,8 @@
 //! against one open port. Reports the pending and open endpoint counts, what
 //! was dropped (the `pending_limit` / `endpoint_limit` counters behind
 //! `exposure_records_ignored_total`), and the process's resident memory.
+//! The scanner sends from port 61000, so SYNs to higher ports are the
+//! asset's client side by the lower-port rule (`asset_is_client`).
 //!
 //! ```text
 //! cargo run --release --example scan_flood -- --addresses 256 --max-pending 1000000
