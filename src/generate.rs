@@ -15,7 +15,7 @@
 //! | 10 % | internal traffic between 10.x hosts and assets | both ways |
 //! | 5 % | ICMP echo, or a UDP probe of a closed port answered by ICMP | both ways |
 //!
-//! That is about 2.9 flows a session, a quarter of them scan SYNs. About 1
+//! That is about 2.6 flows a session, a quarter of them scan SYNs. About 1
 //! server in 20 and 1 browsing asset in 20 is IPv6. Only the open servers
 //! ever answer with response evidence, so feeding the flows to an engine
 //! opens exactly [`World::servers`].
@@ -81,7 +81,7 @@ impl Generator {
     }
 
     /// Every server has had at least one session (request and reply) among
-    /// the flows handed out so far; about `5.3 * endpoints` flows in.
+    /// the flows handed out so far; about `4.7 * endpoints` flows in.
     pub fn covered_all_servers(&self) -> bool {
         self.server_sessions >= self.world.servers().len() && self.queue.is_empty()
     }

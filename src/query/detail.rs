@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::params::{Facts, Query, Sort, SortKey};
 use super::scan::{scan, Open, Totals};
-use super::PageInfo;
+use super::Paged;
 use crate::catalog::Lang;
 use crate::classify::Endpoint;
 use crate::state::Engine;
@@ -65,15 +65,7 @@ pub struct DetailRow {
 }
 
 /// The response body of `DescribeInternetOpenDetail`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct DetailResponse {
-    #[serde(rename = "RequestId")]
-    pub request_id: String,
-    #[serde(rename = "PageInfo")]
-    pub page_info: PageInfo,
-    #[serde(rename = "DataList")]
-    pub data_list: Vec<DetailRow>,
-}
+pub type DetailResponse = Paged<DetailRow>;
 
 /// Computes the whole answer for `q` at `wall_now_ms`.
 pub fn describe_internet_open_detail(

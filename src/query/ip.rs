@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::params::{Facts, Query};
 use super::scan::{port_list, scan, Group, Totals};
-use super::PageInfo;
+use super::Paged;
 use crate::catalog::Lang;
 use crate::state::Engine;
 
@@ -72,15 +72,7 @@ pub struct IpRow {
 }
 
 /// The response body of `DescribeInternetOpenIp`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct IpResponse {
-    #[serde(rename = "RequestId")]
-    pub request_id: String,
-    #[serde(rename = "PageInfo")]
-    pub page_info: PageInfo,
-    #[serde(rename = "DataList")]
-    pub data_list: Vec<IpRow>,
-}
+pub type IpResponse = Paged<IpRow>;
 
 /// Computes the whole answer for `q` at `wall_now_ms`.
 pub fn describe_internet_open_ip(

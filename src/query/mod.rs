@@ -187,6 +187,17 @@ const DAY_S: i64 = 86_400;
 /// Default range length before "now" (SPEC §5 Time).
 const DEFAULT_RANGE_DAYS: i64 = 7;
 
+/// The body of a paged answer: `{RequestId, PageInfo, DataList}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Paged<Row> {
+    #[serde(rename = "RequestId")]
+    pub request_id: String,
+    #[serde(rename = "PageInfo")]
+    pub page_info: PageInfo,
+    #[serde(rename = "DataList")]
+    pub data_list: Vec<Row>,
+}
+
 /// `PageInfo` of a paged answer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct PageInfo {

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::params::{Facts, PortQuery};
 use super::scan::{scan, Group, Totals};
-use super::PageInfo;
+use super::Paged;
 use crate::catalog::{Lang, Protocol};
 use crate::state::Engine;
 
@@ -51,15 +51,7 @@ pub struct PortRow {
 }
 
 /// The response body of `DescribeInternetOpenPort`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct PortResponse {
-    #[serde(rename = "RequestId")]
-    pub request_id: String,
-    #[serde(rename = "PageInfo")]
-    pub page_info: PageInfo,
-    #[serde(rename = "DataList")]
-    pub data_list: Vec<PortRow>,
-}
+pub type PortResponse = Paged<PortRow>;
 
 /// Computes the whole answer for `q` at `wall_now_ms`.
 pub fn describe_internet_open_port(

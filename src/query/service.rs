@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::params::{Facts, Query};
 use super::scan::{port_list, scan, Group, Totals};
-use super::PageInfo;
+use super::Paged;
 use crate::catalog::{Lang, Protocol};
 use crate::state::Engine;
 
@@ -58,15 +58,7 @@ pub struct ServiceRow {
 }
 
 /// The response body of `DescribeInternetOpenService`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct ServiceResponse {
-    #[serde(rename = "RequestId")]
-    pub request_id: String,
-    #[serde(rename = "PageInfo")]
-    pub page_info: PageInfo,
-    #[serde(rename = "DataList")]
-    pub data_list: Vec<ServiceRow>,
-}
+pub type ServiceResponse = Paged<ServiceRow>;
 
 /// Computes the whole answer for `q` at `wall_now_ms`.
 pub fn describe_internet_open_service(

@@ -11,6 +11,8 @@
 pub const RECENT_HOURS: u32 = 48;
 
 const HOURS_PER_DAY: u32 = 24;
+/// Spare bucket slots left after a compaction.
+const COMPACT_SLACK: usize = 2;
 const DAY_FLAG: u32 = 1 << 31;
 const EVIDENCE_FLAG: u32 = 1 << 30;
 const PAYLOAD_FLAG: u32 = 1 << 29;
@@ -192,8 +194,11 @@ impl Series {
         if !needs_work {
             return;
         }
-        let mut merged: Vec<Bucket> = Vec::with_capacity(self.buckets.len());
-        for &b in &self.buckets {
+        // In place: merging only ever shortens the list, so the write
+        // position never passes the read position.
+        let mut write: usize = 0;
+        for read in 0..self.buckets.len() {
+            let b = self.buckets[read];
             let span = b.span(res);
             if span.end <= res.retained_after {
                 continue;
@@ -206,17 +211,25 @@ impl Series {
                     ..b
                 }
             };
-            match merged.last_mut() {
+            match write.checked_sub(1).map(|i| &mut self.buckets[i]) {
                 Some(last) if last.is_day() && b.is_day() && last.start() == b.start() => {
                     last.in_bytes = last.in_bytes.saturating_add(b.in_bytes);
                     last.out_bytes = last.out_bytes.saturating_add(b.out_bytes);
                     last.tag |= b.tag & (EVIDENCE_FLAG | PAYLOAD_FLAG);
                 }
-                _ => merged.push(b),
+                _ => {
+                    self.buckets[write] = b;
+                    write += 1;
+                }
             }
         }
-        merged.shrink_to_fit();
-        self.buckets = merged;
+        self.buckets.truncate(write);
+        // Keep room for the next hours' buckets (one new bucket an hour,
+        // compaction once an hour), so steady state never reallocates; give
+        // back only a large excess.
+        if self.buckets.capacity() > write + 4 * COMPACT_SLACK {
+            self.buckets.shrink_to(write + COMPACT_SLACK);
+        }
     }
 
     /// No bucket left (everything expired).
