@@ -135,9 +135,10 @@ impl Drop for MockBroker {
 }
 
 /// The demo's configuration: the shipped defaults, the embedded broker, no
-/// authentication, the given listen address.
-pub fn demo_config(bootstrap: &str, listen: SocketAddr) -> Config {
+/// authentication, the given listen address, checkpoints in `state_dir`.
+pub fn demo_config(bootstrap: &str, listen: SocketAddr, state_dir: &std::path::Path) -> Config {
     let mut config = Config::default();
+    config.state.dir = state_dir.to_owned();
     config.kafka.brokers = bootstrap.to_owned();
     config.kafka.topics = vec![TOPIC.to_owned()];
     config.kafka.group_id = "exposure-demo".to_owned();
@@ -156,7 +157,11 @@ pub fn demo_config(bootstrap: &str, listen: SocketAddr) -> Config {
 /// Runs the demo until `shutdown` is cancelled.
 pub async fn run(listen: SocketAddr, shutdown: CancellationToken) -> anyhow::Result<()> {
     let broker = MockBroker::start()?;
-    let config = demo_config(&broker.bootstrap, listen);
+    // Checkpoints as in `run`, but of this broker's offsets: a fresh
+    // directory per demo, removed when it stops (a new mock cluster starts
+    // its offsets at 0 again).
+    let state_dir = std::env::temp_dir().join(format!("exposure-demo-{}", std::process::id()));
+    let config = demo_config(&broker.bootstrap, listen, &state_dir);
     let traffic_stop = CancellationToken::new();
     let traffic = {
         let bootstrap = broker.bootstrap.clone();
@@ -178,6 +183,9 @@ pub async fn run(listen: SocketAddr, shutdown: CancellationToken) -> anyhow::Res
         Ok(Ok(())) => {}
     }
     drop(broker);
+    if let Err(e) = std::fs::remove_dir_all(&state_dir) {
+        warn!(dir = %state_dir.display(), error = %e, "could not remove the demo's checkpoints");
+    }
     result
 }
 

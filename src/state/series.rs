@@ -11,6 +11,8 @@
 pub const RECENT_HOURS: u32 = 48;
 
 const HOURS_PER_DAY: u32 = 24;
+/// Bucket slots added when a series is full.
+const GROW_BUCKETS: usize = 4;
 /// Spare bucket slots left after a compaction.
 const COMPACT_SLACK: usize = 2;
 const DAY_FLAG: u32 = 1 << 31;
@@ -141,6 +143,12 @@ impl Series {
             Some(i) if self.buckets[i].key() == key => i,
             _ => {
                 let at = pos.map_or(0, |i| i + 1);
+                if self.buckets.len() == self.buckets.capacity() {
+                    // Grow by a few buckets, not by doubling: a series gains
+                    // one bucket an hour, and doubling would leave up to half
+                    // of a 1.5 KiB history unused.
+                    self.buckets.reserve_exact(GROW_BUCKETS);
+                }
                 self.buckets.insert(
                     at,
                     Bucket {

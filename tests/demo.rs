@@ -1,0 +1,61 @@
+//! `exposure demo` as a new user runs it: it comes up with nothing
+//! installed, answers with open ports, stops cleanly on Ctrl-C, and a second
+//! run starts afresh.
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{free_port, http_get, wait_for_port};
+
+fn run_demo_once() -> (u64, String) {
+    let cwd = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_exposure"))
+        .args(["demo", "--listen", &listen])
+        .current_dir(cwd.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the demo starts");
+    wait_for_port(&listen, Duration::from_secs(30));
+    let addr = listen.parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let total = loop {
+        let (status, body) = http_get(addr, "/?Action=DescribeInternetOpenPort&Lang=en&PageSize=100");
+        assert_eq!(status, 200, "{body}");
+        let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let total = answer["PageInfo"]["TotalCount"].as_u64().unwrap();
+        if total >= 10 {
+            break total;
+        }
+        assert!(Instant::now() < deadline, "the demo shows no open ports: {body}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let (status, ready) = http_get(addr, "/readyz");
+    assert_eq!(status, 200, "{ready}");
+    let started = Instant::now();
+    let killed = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "Ctrl-C stops the demo cleanly");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let left: Vec<_> = std::fs::read_dir(cwd.path()).unwrap().collect();
+    assert!(left.is_empty(), "the demo left files where it ran: {left:?}");
+    let mut banner = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut banner).unwrap();
+    (total, banner)
+}
+
+#[test]
+fn demo_needs_nothing_shows_open_ports_and_stops_on_ctrl_c() {
+    let (total, banner) = run_demo_once();
+    assert!(total >= 10);
+    assert!(banner.contains("broker:") && banner.contains("curl -s"), "{banner}");
+    // Again: a new embedded broker, a fresh state (nothing restored from the
+    // first run's offsets), the same picture.
+    let (again, _) = run_demo_once();
+    assert!(again >= 10);
+}
