@@ -24,26 +24,38 @@ fn run_demo_once() -> (u64, String) {
     let addr = listen.parse().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     let total = loop {
-        let (status, body) = http_get(addr, "/?Action=DescribeInternetOpenPort&Lang=en&PageSize=100");
+        let (status, body) = http_get(
+            addr,
+            "/?Action=DescribeInternetOpenPort&Lang=en&PageSize=100",
+        );
         assert_eq!(status, 200, "{body}");
         let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
         let total = answer["PageInfo"]["TotalCount"].as_u64().unwrap();
         if total >= 10 {
             break total;
         }
-        assert!(Instant::now() < deadline, "the demo shows no open ports: {body}");
+        assert!(
+            Instant::now() < deadline,
+            "the demo shows no open ports: {body}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     };
     let (status, ready) = http_get(addr, "/readyz");
     assert_eq!(status, 200, "{ready}");
     let started = Instant::now();
-    let killed = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(killed.success());
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0), "Ctrl-C stops the demo cleanly");
     assert!(started.elapsed() < Duration::from_secs(10));
     let left: Vec<_> = std::fs::read_dir(cwd.path()).unwrap().collect();
-    assert!(left.is_empty(), "the demo left files where it ran: {left:?}");
+    assert!(
+        left.is_empty(),
+        "the demo left files where it ran: {left:?}"
+    );
     let mut banner = String::new();
     std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut banner).unwrap();
     (total, banner)
@@ -53,7 +65,10 @@ fn run_demo_once() -> (u64, String) {
 fn demo_needs_nothing_shows_open_ports_and_stops_on_ctrl_c() {
     let (total, banner) = run_demo_once();
     assert!(total >= 10);
-    assert!(banner.contains("broker:") && banner.contains("curl -s"), "{banner}");
+    assert!(
+        banner.contains("broker:") && banner.contains("curl -s"),
+        "{banner}"
+    );
     // Again: a new embedded broker, a fresh state (nothing restored from the
     // first run's offsets), the same picture.
     let (again, _) = run_demo_once();
