@@ -65,29 +65,42 @@ pub fn describe_internet_open_port(
         groups
             .entry((open.endpoint.port, open.endpoint.proto))
             .or_default()
-            .add(&open);
+            .add_sums(&open);
     });
-    let mut list: Vec<PortRow> = groups
+    // Filter and order the groups by what the rows are ordered on, then
+    // build full rows (texts, percentages, lists) only for the page.
+    let filter_on_services = q.service_name.is_some() || q.service_name_fuzzy.is_some();
+    let mut list: Vec<((u16, Protocol), Group)> = groups
         .into_iter()
-        .map(|((port, proto), group)| build_row(port, proto, &group, &totals, q.lang))
-        .filter(|row| {
+        .filter(|((port, _), group)| {
+            let top = group.top();
+            let services = if filter_on_services {
+                group.service_names()
+            } else {
+                Vec::new()
+            };
             q.matches(&Facts {
-                services: &row.service_name_list,
-                risk_level: row.risk_level,
-                suggest_level: Some(row.suggest_level),
-                ports: &[row.port],
+                services: &services,
+                risk_level: top.risk_level,
+                suggest_level: Some(top.suggest_level),
+                ports: &[*port],
                 public_ip: None,
             })
         })
         .collect();
-    list.sort_by(|a, b| {
-        b.risk_level
-            .cmp(&a.risk_level)
-            .then(b.total_bytes.cmp(&a.total_bytes))
-            .then(a.port.cmp(&b.port))
-            .then(a.protocol.cmp(b.protocol))
+    list.sort_by(|((port_a, proto_a), a), ((port_b, proto_b), b)| {
+        b.top()
+            .risk_level
+            .cmp(&a.top().risk_level)
+            .then(b.total_bytes().cmp(&a.total_bytes()))
+            .then(port_a.cmp(port_b))
+            .then(proto_a.as_str().cmp(proto_b.as_str()))
     });
-    let (page_info, data_list) = super::paginate(list, q.current_page, q.page_size);
+    let (page_info, page) = super::paginate(list, q.current_page, q.page_size);
+    let data_list = page
+        .into_iter()
+        .map(|((port, proto), group)| build_row(port, proto, &group, &totals, q.lang))
+        .collect();
     PortResponse {
         request_id,
         page_info,

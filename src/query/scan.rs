@@ -129,7 +129,17 @@ pub struct Group<'a> {
 }
 
 impl<'a> Group<'a> {
+    /// Adds an endpoint: its sums, and its address, port and peers (for
+    /// rows that list or count those).
     pub fn add(&mut self, open: &Open<'a>) {
+        self.add_sums(open);
+        self.peers.merge(&open.peers);
+        self.ips.push(open.endpoint.ip);
+        self.ports.push(open.endpoint.port);
+    }
+
+    /// Adds an endpoint's sums, services and reasons (what every row needs).
+    pub fn add_sums(&mut self, open: &Open<'a>) {
         self.endpoints += 1;
         self.in_bytes = self.in_bytes.saturating_add(open.range.in_bytes);
         self.out_bytes = self.out_bytes.saturating_add(open.range.out_bytes);
@@ -137,7 +147,6 @@ impl<'a> Group<'a> {
             *sum = sum.saturating_add(bytes);
         }
         self.reply_7d = self.reply_7d.saturating_add(open.recent[1].out_bytes);
-        self.peers.merge(&open.peers);
         match open.unknown_reason() {
             Some(NO_PAYLOAD) => self.no_payload = true,
             Some(_) => self.unknown_strict = true,
@@ -154,8 +163,6 @@ impl<'a> Group<'a> {
                 }
             }
         }
-        self.ips.push(open.endpoint.ip);
-        self.ports.push(open.endpoint.port);
     }
 
     pub fn total_bytes(&self) -> u64 {

@@ -31,6 +31,12 @@ pub use stats::{Outcome, RejectReason, Stats, StatsSnapshot};
 
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;
+/// Shards of the endpoint map. A query reads one shard at a time and holds
+/// it while it walks it; with many shards each hold is short, so ingest
+/// threads writing to that shard wait little (dashmap's default, 4 x cores,
+/// is 8 on two cores: a query then blocks an eighth of all writes for a
+/// millisecond or more at a time).
+const ENDPOINT_SHARDS: usize = 1024;
 /// A flow averaging more than this many bytes per packet carried payload.
 const PAYLOAD_BYTES_PER_PACKET: u64 = 60;
 
@@ -108,7 +114,10 @@ impl Engine {
             classifier,
             catalog,
             settings,
-            endpoints: DashMap::with_hasher(ahash::RandomState::new()),
+            endpoints: DashMap::with_hasher_and_shard_amount(
+                ahash::RandomState::new(),
+                ENDPOINT_SHARDS,
+            ),
             open: AtomicUsize::new(0),
             pending: AtomicUsize::new(0),
             event_now_ms: AtomicI64::new(i64::MIN),
