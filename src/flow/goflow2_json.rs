@@ -209,37 +209,7 @@ mod tests {
     }
 
     fn arb_flow() -> impl Strategy<Value = Flow> {
-        let addr = prop_oneof![
-            any::<[u8; 4]>().prop_map(IpAddr::from),
-            any::<[u8; 16]>().prop_map(|b| IpAddr::from(b).to_canonical()),
-        ];
-        (
-            addr.clone(),
-            addr,
-            any::<(u16, u16, u8, u16)>(),
-            any::<(u64, u64)>(),
-            1i64..=10_000_000_000_000,
-        )
-            .prop_map(
-                |(
-                    src_addr,
-                    dst_addr,
-                    (src_port, dst_port, proto, tcp_flags),
-                    (bytes, packets),
-                    time_ms,
-                )| Flow {
-                    src_addr,
-                    dst_addr,
-                    src_port,
-                    dst_port,
-                    proto,
-                    tcp_flags,
-                    bytes,
-                    packets,
-                    time_ms,
-                    label: None,
-                },
-            )
+        crate::flow::strategies::flow(1..=10_000_000_000_000, Just(None))
     }
 
     proptest! {

@@ -355,3 +355,52 @@ impl Parts {
 
 #[cfg(test)]
 mod tests;
+
+/// Property-test strategies shared by the decoders' tests.
+#[cfg(test)]
+pub(crate) mod strategies {
+    use super::Flow;
+    use proptest::prelude::*;
+    use std::net::IpAddr;
+
+    /// Any flow, IPv4 or IPv6 (IPv4-mapped addresses read as IPv4), with a
+    /// time in `times` (ms) and a label from `labels`.
+    pub fn flow(
+        times: std::ops::RangeInclusive<i64>,
+        labels: impl Strategy<Value = Option<String>>,
+    ) -> impl Strategy<Value = Flow> {
+        let addr = prop_oneof![
+            any::<[u8; 4]>().prop_map(IpAddr::from),
+            any::<[u8; 16]>().prop_map(|b| IpAddr::from(b).to_canonical()),
+        ];
+        (
+            addr.clone(),
+            addr,
+            any::<(u16, u16, u8, u16)>(),
+            any::<(u64, u64)>(),
+            times,
+            labels,
+        )
+            .prop_map(
+                |(
+                    src_addr,
+                    dst_addr,
+                    (src_port, dst_port, proto, tcp_flags),
+                    (bytes, packets),
+                    time_ms,
+                    label,
+                )| Flow {
+                    src_addr,
+                    dst_addr,
+                    src_port,
+                    dst_port,
+                    proto,
+                    tcp_flags,
+                    bytes,
+                    packets,
+                    time_ms,
+                    label: label.map(Box::from),
+                },
+            )
+    }
+}

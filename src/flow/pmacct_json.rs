@@ -317,43 +317,10 @@ mod tests {
     }
 
     fn arb_flow() -> impl Strategy<Value = Flow> {
-        let addr = prop_oneof![
-            any::<[u8; 4]>().prop_map(IpAddr::from),
-            any::<[u8; 16]>().prop_map(|b| IpAddr::from(b).to_canonical()),
-        ];
-        let label = proptest::option::of(
+        let labels = proptest::option::of(
             "[a-z0-9_\"\\\\é-]{1,12}".prop_filter("not unknown", |l| l != "unknown"),
         );
-        let times = 200_000_000i64..=250_000_000_000_000;
-        (
-            addr.clone(),
-            addr,
-            any::<(u16, u16, u8, u16)>(),
-            any::<(u64, u64)>(),
-            times,
-            label,
-        )
-            .prop_map(
-                |(
-                    src_addr,
-                    dst_addr,
-                    (src_port, dst_port, proto, tcp_flags),
-                    (bytes, packets),
-                    time_ms,
-                    label,
-                )| Flow {
-                    src_addr,
-                    dst_addr,
-                    src_port,
-                    dst_port,
-                    proto,
-                    tcp_flags,
-                    bytes,
-                    packets,
-                    time_ms,
-                    label: label.map(Box::from),
-                },
-            )
+        crate::flow::strategies::flow(200_000_000..=250_000_000_000_000, labels)
     }
 
     proptest! {
