@@ -6,7 +6,8 @@
 //! than 48 into days), and once more at the end. Reports the growth of the
 //! process's resident set (from `/proc/self/statm`) and the engine's own
 //! estimate, `Engine::state_bytes`, per open endpoint; then times the
-//! default `DescribeInternetOpenPort` on that state.
+//! default `DescribeInternetOpenPort` on that state, and the size and
+//! encoding time of a checkpoint of it.
 //!
 //! ```text
 //! cargo run --release --example memory -- --endpoints 100000
@@ -151,6 +152,18 @@ fn main() {
             trimmed.saturating_sub(before) as f64 / open as f64
         );
     }
+
+    // A checkpoint of this state: the time ingest pauses to encode it, and
+    // the bytes written to disk every state.checkpoint_interval.
+    let t = Instant::now();
+    let checkpoint = exposure::state::checkpoint::encode(&engine, &[], now);
+    println!(
+        "checkpoint: {:.1} MiB ({:.0} bytes per open endpoint), encoded in {:.0} ms",
+        checkpoint.len() as f64 / (1 << 20) as f64,
+        checkpoint.len() as f64 / open as f64,
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    drop(checkpoint);
 
     let q = PortQuery::default();
     let mut times: Vec<Duration> = (0..100)
