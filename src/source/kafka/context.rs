@@ -2,7 +2,8 @@
 //! health flags and metrics; an assignment resumes each partition from the
 //! restored checkpoint. Nothing here blocks.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
@@ -11,6 +12,7 @@ use rdkafka::statistics::Statistics;
 use rdkafka::{Offset, TopicPartitionList};
 use tracing::{info, warn};
 
+use super::log_limit::LogLimit;
 use super::Core;
 use crate::health::Health;
 use crate::metrics::Metrics;
@@ -19,6 +21,9 @@ pub(super) struct Context {
     pub health: Arc<Health>,
     pub metrics: Arc<Metrics>,
     pub core: Arc<Core>,
+    /// librdkafka reports every failed connection attempt; during an outage
+    /// that is many a second, so they are logged at most once per interval.
+    pub error_log: Mutex<LogLimit>,
 }
 
 impl ClientContext for Context {
@@ -59,7 +64,14 @@ impl ClientContext for Context {
             self.health.set_connected(false);
             self.metrics.kafka_connected.set(0);
         }
-        warn!(%error, "kafka: {reason}");
+        let admitted = self
+            .error_log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .admit(Instant::now());
+        if let Some(suppressed) = admitted {
+            warn!(%error, suppressed, "kafka: {reason}");
+        }
     }
 }
 

@@ -21,6 +21,7 @@
 //! like any other: bad input never stops a partition.
 
 mod context;
+mod log_limit;
 pub mod progress;
 mod worker;
 
@@ -46,6 +47,7 @@ use crate::metrics::Metrics;
 use crate::state::checkpoint::{self, PartitionOffset, Store};
 use crate::state::{wall_now_ms, Engine};
 use context::Context;
+use log_limit::LogLimit;
 pub use progress::Progress;
 use worker::{Batch, DeadLetters, Item, Shared};
 
@@ -59,8 +61,9 @@ const POLL_TIMEOUT: Duration = Duration::from_millis(5);
 const QUEUE_BATCHES: usize = 4;
 /// A revoke waits at most this long for the workers to apply what was read.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(30);
-/// A consume error is logged at most this often (the rest are only counted by librdkafka).
-const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(5);
+/// A Kafka client or consume error is logged at most this often; the next
+/// line says how many were held back.
+const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Where and how often checkpoints are written.
 #[derive(Clone, Debug)]
@@ -169,6 +172,7 @@ pub fn start(
         health,
         metrics,
         core: core.clone(),
+        error_log: Mutex::new(LogLimit::new(ERROR_LOG_INTERVAL)),
     };
     let consumer: BaseConsumer<Context> = consumer_config(config)
         .create_with_context(context)
@@ -296,18 +300,18 @@ fn poll_loop(
 ) -> anyhow::Result<()> {
     let mut topics: HashMap<String, Arc<str>> = HashMap::new();
     let mut last_checkpoint = Instant::now();
-    let mut last_error_log: Option<Instant> = None;
+    let mut error_log = LogLimit::new(ERROR_LOG_INTERVAL);
     let interval = core.checkpointing.as_ref().map(|c| c.interval);
     while !shutdown.is_cancelled() {
         let polled = consumer.poll(POLL_TIMEOUT);
         let mut dispatch = core.lock_dispatch();
         match polled {
             None => {}
-            Some(Err(e)) if last_error_log.is_none_or(|t| t.elapsed() > ERROR_LOG_INTERVAL) => {
-                warn!(error = %e, "kafka: consume error");
-                last_error_log = Some(Instant::now());
+            Some(Err(e)) => {
+                if let Some(suppressed) = error_log.admit(Instant::now()) {
+                    warn!(error = %e, suppressed, "kafka: consume error");
+                }
             }
-            Some(Err(_)) => {}
             Some(Ok(m)) => {
                 let topic = match topics.get(m.topic()) {
                     Some(t) => t.clone(),

@@ -12,6 +12,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, ThreadedProducer};
 use tracing::warn;
 
+use super::log_limit::LogLimit;
 use super::progress::Progress;
 use crate::flow::{DecodeError, Flow, Format};
 use crate::metrics::Metrics;
@@ -139,29 +140,28 @@ impl DeadLetters {
 
 /// Logs the first rejected record of every interval with a sample of its
 /// bytes, and how many were rejected since.
-#[derive(Default)]
-struct RejectLog {
-    last: Option<Instant>,
-    suppressed: u64,
+struct RejectLog(LogLimit);
+
+impl Default for RejectLog {
+    fn default() -> Self {
+        RejectLog(LogLimit::new(REJECT_LOG_INTERVAL))
+    }
 }
 
 impl RejectLog {
     fn record(&mut self, item: &Item, payload: &[u8], error: &DecodeError) {
-        if self.last.is_some_and(|t| t.elapsed() < REJECT_LOG_INTERVAL) {
-            self.suppressed += 1;
+        let Some(suppressed) = self.0.admit(Instant::now()) else {
             return;
-        }
+        };
         let sample = String::from_utf8_lossy(&payload[..payload.len().min(160)]).into_owned();
         warn!(
             topic = %item.topic,
             partition = item.partition,
             offset = item.offset,
             reason = error.reason(),
-            suppressed = self.suppressed,
+            suppressed,
             sample,
             "record rejected: {error}"
         );
-        self.last = Some(Instant::now());
-        self.suppressed = 0;
     }
 }
