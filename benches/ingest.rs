@@ -23,7 +23,7 @@
 
 use std::hint::black_box;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use exposure::catalog::Catalog;
@@ -31,7 +31,7 @@ use exposure::classify::Classifier;
 use exposure::config::Clock;
 use exposure::flow::{self, Flow, Format, Outcome};
 use exposure::generate::{Generator, World};
-use exposure::state::{Engine, Settings};
+use exposure::state::{wall_now_ms, Engine, Settings};
 use support::ThreadCpu;
 
 mod support;
@@ -70,13 +70,6 @@ impl Records {
             .zip(self.ends.iter().copied())
             .map(|(start, end)| &self.bytes[start..end])
     }
-}
-
-fn wall_now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_millis() as i64
 }
 
 /// The engine `exposure analyze` builds from the default config, with the

@@ -14,7 +14,7 @@
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use exposure::catalog::Catalog;
@@ -23,7 +23,7 @@ use exposure::config::Clock;
 use exposure::flow::{self, Flow, Format};
 use exposure::generate::{Generator, World};
 use exposure::query::{self, PortQuery};
-use exposure::state::{Engine, Settings};
+use exposure::state::{wall_now_ms, Engine, Settings};
 
 mod support;
 
@@ -32,13 +32,6 @@ const EXTRA_FLOWS: usize = 2_000_000;
 const DAY_MS: i64 = 86_400_000;
 /// Calls timed one by one for the percentiles.
 const CALLS: usize = 300;
-
-fn wall_now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_millis() as i64
-}
 
 fn engine(world: &World) -> Engine {
     let settings = Settings {

@@ -232,7 +232,7 @@ async fn the_official_python_sdk_works_against_the_service() {
 
     let catalog = Arc::new(Catalog::builtin());
     let engine = Arc::new(Engine::from_config(&config, catalog));
-    fill(&engine, api::system_wall_clock());
+    fill(&engine, exposure::state::wall_now_ms());
     let metrics = Arc::new(Metrics::new(Arc::clone(&engine)));
     let health = Arc::new(Health::default());
     health.set_restored(true);
@@ -246,7 +246,7 @@ async fn the_official_python_sdk_works_against_the_service() {
         metrics: Arc::clone(&metrics),
         health,
         config: api_config,
-        wall_clock: api::system_wall_clock,
+        wall_clock: exposure::state::wall_now_ms,
     };
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(api::serve(listener, api::router(state), shutdown.clone()));

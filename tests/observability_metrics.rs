@@ -5,9 +5,13 @@
 //! (alerting rules, dashboard) names only metrics and labels the service
 //! exposes.
 
+mod support;
+
+use support::http_get;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Write;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -188,33 +192,15 @@ fn with_service<T>(
     out
 }
 
-/// A plain HTTP/1.0 GET; returns (status, body).
-fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, body.to_owned())
-}
-
 /// `/metrics` of a fed service after one API request, over a real socket.
 fn live_scrape() -> String {
     with_service(MetricsOptions::default(), |addr, _| {
-        let (status, body) = get(
+        let (status, body) = http_get(
             addr,
             "/?Action=DescribeInternetOpenPort&Version=2017-12-07&Lang=en",
         );
         assert_eq!(status, 200, "{body}");
-        let (status, body) = get(addr, "/metrics");
+        let (status, body) = http_get(addr, "/metrics");
         assert_eq!(status, 200, "{body}");
         body
     })

@@ -62,13 +62,6 @@ pub struct App {
     user_limiter: RateLimiter<usize>,
 }
 
-/// The wall clock in UNIX ms, for [`ApiState::wall_clock`].
-pub fn system_wall_clock() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
 /// The API's routes. Serve it with [`serve`] (or
 /// `into_make_service_with_connect_info::<SocketAddr>()`): the rate limit
 /// needs the client's address.

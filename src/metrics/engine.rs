@@ -149,13 +149,10 @@ impl EngineCollector {
         let now_ms = self.engine.now_ms(wall_now_ms());
         let res = self.engine.resolution(now_ms);
         let last_day = [TimeWindows::new(now_ms, None, None).last_1d];
-        // Counted as `Engine::state_bytes` does, in this same walk.
-        let entry_bytes =
-            std::mem::size_of::<(crate::classify::Endpoint, crate::state::EndpointState)>() + 8;
         let mut walk = Walk::default();
         self.engine.for_each(|endpoint, state| {
             walk.endpoints += 1;
-            walk.state_bytes += (entry_bytes + state.series.heap_bytes()) as u64;
+            walk.state_bytes += state.approx_bytes() as u64;
             if !state.ever_open {
                 return;
             }

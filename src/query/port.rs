@@ -1,6 +1,7 @@
 //! `DescribeInternetOpenPort`: one row per (port, protocol) with at least one
 //! open endpoint in the range (SPEC §6).
 
+use std::cmp::Reverse;
 use std::collections::HashMap;
 
 use serde::Serialize;
@@ -88,13 +89,14 @@ pub fn describe_internet_open_port(
             })
         })
         .collect();
-    list.sort_by(|((port_a, proto_a), a), ((port_b, proto_b), b)| {
-        b.top()
-            .risk_level
-            .cmp(&a.top().risk_level)
-            .then(b.total_bytes().cmp(&a.total_bytes()))
-            .then(port_a.cmp(port_b))
-            .then(proto_a.as_str().cmp(proto_b.as_str()))
+    // RiskLevel desc, TotalBytes desc, Port asc, Protocol asc (SPEC §6).
+    list.sort_by_cached_key(|((port, proto), group)| {
+        (
+            Reverse(group.top().risk_level),
+            Reverse(group.total_bytes()),
+            *port,
+            proto.as_str(),
+        )
     });
     let (page_info, page) = super::paginate(list, q.current_page, q.page_size);
     let data_list = page

@@ -84,6 +84,14 @@ pub struct EndpointState {
     pub peers: Peers,
 }
 
+impl EndpointState {
+    /// Approximate bytes this endpoint holds: its map entry (key, value and
+    /// a word of table overhead) plus its buckets.
+    pub fn approx_bytes(&self) -> usize {
+        std::mem::size_of::<(Endpoint, EndpointState)>() + 8 + self.series.heap_bytes()
+    }
+}
+
 /// Applies flows to the sharded state; shared by every ingest thread and
 /// every query.
 pub struct Engine {
@@ -427,9 +435,8 @@ impl Engine {
 
     /// Approximate heap bytes held per endpoint state, for the memory report.
     pub fn state_bytes(&self) -> usize {
-        let per_entry = std::mem::size_of::<(Endpoint, EndpointState)>() + 8;
         let mut total = 0;
-        self.for_each(|_, s| total += per_entry + s.series.heap_bytes());
+        self.for_each(|_, s| total += s.approx_bytes());
         total
     }
 }
