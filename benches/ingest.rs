@@ -73,7 +73,7 @@ impl Records {
 }
 
 /// The engine `exposure analyze` builds from the default config, with the
-/// event clock.
+/// event clock, keeping the port index as `exposure run` does from start.
 fn engine(world: &World) -> Engine {
     let settings = Settings {
         retention_days: 30,
@@ -83,7 +83,9 @@ fn engine(world: &World) -> Engine {
         max_pending: 1_000_000,
     };
     let classifier = Classifier::new(&world.assets(), &[]);
-    Engine::new(classifier, Arc::new(Catalog::builtin()), settings)
+    let engine = Engine::new(classifier, Arc::new(Catalog::builtin()), settings);
+    engine.keep_port_index_current(wall_now_ms());
+    engine
 }
 
 /// One record through the pipeline, as `analyze::run` does it.

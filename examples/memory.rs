@@ -95,6 +95,9 @@ fn main() {
     };
     let classifier = Classifier::new(&world.assets(), &[]);
     let engine = Engine::new(classifier, Arc::new(Catalog::builtin()), settings);
+    // As `exposure run`: the port index is kept from the start (and moved
+    // to each new hour by `maintain`).
+    engine.keep_port_index_current(now);
     let mut rng = StdRng::seed_from_u64(1);
     let before = rss_bytes();
 

@@ -24,6 +24,9 @@ use crate::state::{wall_now_ms, Engine};
 
 /// How often old hours are rolled into days and expired data dropped.
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(60);
+/// How often the port index is checked against the clock: a new hour moves
+/// it here rather than in the first query of the hour.
+const INDEX_INTERVAL: Duration = Duration::from_secs(1);
 /// The drain after a stop signal must finish within this (SPEC §9: exit within 10 s).
 pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(8);
 
@@ -55,6 +58,7 @@ pub async fn run(
     let store = Store::open(&config.state.dir)
         .with_context(|| format!("state.dir: cannot use {}", config.state.dir.display()))?;
     restore(&store, &engine, &progress)?;
+    engine.keep_port_index_current(wall_now_ms());
     health.set_restored(true);
     let handles = Handles {
         engine: engine.clone(),
@@ -101,13 +105,17 @@ pub async fn run(
         let stop = shutdown.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(MAINTENANCE_INTERVAL);
+            let mut index_tick = tokio::time::interval(INDEX_INTERVAL);
             tick.tick().await;
             loop {
+                let engine = engine.clone();
                 tokio::select! {
                     _ = stop.cancelled() => break,
                     _ = tick.tick() => {
-                        let engine = engine.clone();
                         let _ = tokio::task::spawn_blocking(move || engine.maintain(wall_now_ms())).await;
+                    }
+                    _ = index_tick.tick() => {
+                        let _ = tokio::task::spawn_blocking(move || engine.keep_port_index_current(wall_now_ms())).await;
                     }
                 }
             }

@@ -375,6 +375,10 @@ impl Catalog {
     /// The service with this name or alias, ignoring case. `Unknown` is not a
     /// catalog service: use [`Catalog::unknown`] for it.
     pub fn service_by_name(&self, name: &str) -> Option<ServiceId> {
+        // Labels are mostly lower case already: look up without allocating.
+        if !name.bytes().any(|b| b.is_ascii_uppercase()) && name.is_ascii() {
+            return self.by_name.get(name).copied();
+        }
         self.by_name.get(&name.to_lowercase()).copied()
     }
 

@@ -26,6 +26,7 @@ pub use port::{describe_internet_open_port, PortResponse, PortRow};
 pub use service::{describe_internet_open_service, ServiceResponse, ServiceRow};
 pub use statistic::{describe_internet_open_statistic, StatisticResponse};
 
+use crate::state::index::recent_windows;
 use crate::state::{hour_of, Engine, HourRange};
 
 /// The Actions answered, as in the `cloudfw` API version `2017-12-07`.
@@ -232,17 +233,25 @@ impl TimeWindows {
             // The hour holding `end - 1s` is the last one overlapped.
             end: hour_of(end.saturating_sub(1).saturating_mul(1000)) + 1,
         };
-        let last = |days: i64| hours(now_s - days * DAY_S, now_s + 1);
+        let [last_1d, last_7d, last_30d] = recent_windows(hour_of(now_ms));
         TimeWindows {
             range: if start_s < end_s {
                 hours(start_s, end_s)
             } else {
                 HourRange { start: 0, end: 0 }
             },
-            last_1d: last(1),
-            last_7d: last(7),
-            last_30d: last(30),
+            last_1d,
+            last_7d,
+            last_30d,
         }
+    }
+
+    /// Which of the last 1, 7 and 30 days (0, 1, 2) the range is, if any:
+    /// such ranges are answered from the port index.
+    pub fn range_is_recent(&self) -> Option<usize> {
+        [self.last_1d, self.last_7d, self.last_30d]
+            .iter()
+            .position(|w| *w == self.range)
     }
 
     /// The four windows in the order `[range, 1d, 7d, 30d]`.

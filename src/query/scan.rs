@@ -152,8 +152,13 @@ impl<'a> Group<'a> {
             Some(_) => self.unknown_strict = true,
             None => {}
         }
-        let risk = open.service.risk;
-        match self.services.entry(open.service.name.clone()) {
+        self.add_service(open.service.clone());
+    }
+
+    /// Keeps the riskiest catalog entry seen with the service's name.
+    fn add_service(&mut self, service: EndpointService<'a>) {
+        let risk = service.risk;
+        match self.services.entry(service.name) {
             Entry::Vacant(slot) => {
                 slot.insert(risk);
             }

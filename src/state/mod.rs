@@ -12,6 +12,7 @@
 //! probes of their port.
 
 pub mod checkpoint;
+pub mod index;
 pub mod peers;
 pub mod series;
 mod stats;
@@ -25,6 +26,8 @@ use crate::catalog::{Catalog, Protocol};
 use crate::classify::{Classifier, Endpoint, Verdict};
 use crate::config::{Clock, Config};
 use crate::flow::{self, DecodeError, Flow, Format};
+use index::{PortIndex, Recent, Share};
+pub use index::{PortSums, WindowSums};
 pub use peers::Peers;
 pub use series::{HourRange, Resolution, Sample, Series, Tally};
 pub use stats::{Outcome, RejectReason, Stats, StatsSnapshot};
@@ -82,13 +85,26 @@ pub struct EndpointState {
     pub ever_open: bool,
     /// Distinct Internet peers it exchanged flows with (an estimate).
     pub peers: Peers,
+    /// Its share of the port index, once open and indexed.
+    pub recent: Option<Box<Recent>>,
 }
 
 impl EndpointState {
     /// Approximate bytes this endpoint holds: its map entry (key, value and
     /// a word of table overhead) plus its buckets.
     pub fn approx_bytes(&self) -> usize {
-        std::mem::size_of::<(Endpoint, EndpointState)>() + 8 + self.series.heap_bytes()
+        let recent = self
+            .recent
+            .as_ref()
+            .map_or(0, |_| std::mem::size_of::<Recent>());
+        std::mem::size_of::<(Endpoint, EndpointState)>() + 8 + self.series.heap_bytes() + recent
+    }
+
+    fn set_recent(&mut self, new: Recent) {
+        match &mut self.recent {
+            Some(recent) => **recent = new,
+            None => self.recent = Some(Box::new(new)),
+        }
     }
 }
 
@@ -113,6 +129,8 @@ pub struct Engine {
     new_exposures: [AtomicU64; 4],
     /// Interned L7 labels (few distinct values, many flows).
     labels: DashMap<Box<str>, Arc<str>, ahash::RandomState>,
+    /// Per-(port, protocol) sums over the last 1, 7 and 30 days.
+    index: PortIndex,
     stats: Stats,
 }
 
@@ -133,6 +151,7 @@ impl Engine {
             probes: (0..65536 * 2).map(|_| AtomicU64::new(0)).collect(),
             new_exposures: Default::default(),
             labels: DashMap::with_hasher(ahash::RandomState::new()),
+            index: PortIndex::default(),
             stats: Stats::default(),
         }
     }
@@ -169,7 +188,12 @@ impl Engine {
 
     /// The resolution buckets are read at, given "now".
     pub fn resolution(&self, now_ms: i64) -> Resolution {
-        Resolution::at(hour_of(now_ms), self.settings.retention_days)
+        self.resolution_at(hour_of(now_ms))
+    }
+
+    /// The resolution buckets are read at when "now" falls in `hour`.
+    fn resolution_at(&self, hour: u32) -> Resolution {
+        Resolution::at(hour, self.settings.retention_days)
     }
 
     /// Decodes one record (a Kafka record or a file line) and applies its
@@ -279,17 +303,7 @@ impl Engine {
             if !state.ever_open {
                 self.count_probe(endpoint, inbound);
             }
-            if label.is_some() {
-                state.label = label;
-            }
-            if sample.evidence && !state.ever_open {
-                state.ever_open = true;
-                self.pending.fetch_sub(1, Ordering::AcqRel);
-                self.open.fetch_add(1, Ordering::AcqRel);
-                self.count_new_exposure(endpoint, state.label.as_deref());
-            }
-            state.series.add(hour, sample);
-            state.peers.add(peer);
+            self.touch(endpoint, &mut state, hour, sample, peer, label);
             return Outcome::Applied;
         }
         // A new endpoint: reserve room for it under the bounds first.
@@ -313,45 +327,169 @@ impl Engine {
             return Outcome::Ignored(stats::IgnoredReason::PendingLimit);
         }
         self.count_probe(endpoint, inbound);
-        if sample.evidence {
-            self.count_new_exposure(endpoint, label.as_deref());
-        }
-        let mut series = Series::default();
-        series.add(hour, sample);
-        let mut peers = Peers::default();
-        peers.add(peer);
-        let state = EndpointState {
-            peers,
-            series,
-            label,
-            ever_open: sample.evidence,
-        };
-        // Another thread may have inserted the same endpoint meanwhile: merge.
         match self.endpoints.entry(endpoint) {
             dashmap::Entry::Vacant(v) => {
-                v.insert(state);
+                if sample.evidence {
+                    self.count_new_exposure(endpoint, label.as_deref());
+                }
+                let mut series = Series::default();
+                series.add(hour, sample);
+                let mut peers = Peers::default();
+                peers.add(peer);
+                let mut state = v.insert(EndpointState {
+                    peers,
+                    series,
+                    label,
+                    ever_open: sample.evidence,
+                    recent: None,
+                });
+                if sample.evidence {
+                    self.reindex(endpoint, &mut state, None, hour, sample);
+                }
             }
+            // Another thread inserted it meanwhile: the slot reserved above
+            // is not needed, and the flow applies as to a known endpoint
+            // (whose probe was counted above).
             dashmap::Entry::Occupied(mut o) => {
                 counter.fetch_sub(1, Ordering::AcqRel);
-                if sample.evidence {
-                    // Counted above as new; the other thread's insert was pending or open already.
-                    self.uncount_new_exposure(endpoint, state.label.as_deref());
-                }
-                let existing = o.get_mut();
-                existing.series.add(hour, sample);
-                existing.peers.add(peer);
-                if sample.evidence && !existing.ever_open {
-                    existing.ever_open = true;
-                    self.pending.fetch_sub(1, Ordering::AcqRel);
-                    self.open.fetch_add(1, Ordering::AcqRel);
-                    self.count_new_exposure(endpoint, existing.label.as_deref());
-                }
-                if state.label.is_some() {
-                    existing.label = state.label;
-                }
+                self.touch(endpoint, o.get_mut(), hour, sample, peer, label);
             }
         }
         Outcome::Applied
+    }
+
+    /// Applies a flow to a known endpoint (its shard locked): label,
+    /// evidence, buckets, peers, and its share of the port index.
+    fn touch(
+        &self,
+        endpoint: Endpoint,
+        state: &mut EndpointState,
+        hour: u32,
+        sample: Sample,
+        peer: std::net::IpAddr,
+        label: Option<Arc<str>>,
+    ) {
+        // The label the endpoint was indexed under, when this flow changes it.
+        let mut replaced = None;
+        if let Some(label) = label {
+            if !state
+                .label
+                .as_ref()
+                .is_some_and(|current| Arc::ptr_eq(current, &label))
+            {
+                replaced = Some(state.label.replace(label));
+            }
+        }
+        if sample.evidence && !state.ever_open {
+            state.ever_open = true;
+            self.pending.fetch_sub(1, Ordering::AcqRel);
+            self.open.fetch_add(1, Ordering::AcqRel);
+            self.count_new_exposure(endpoint, state.label.as_deref());
+        }
+        state.series.add(hour, sample);
+        state.peers.add(peer);
+        if state.ever_open {
+            self.reindex(endpoint, state, replaced.as_ref(), hour, sample);
+        }
+    }
+
+    /// Brings an open endpoint's share of the port index up to date after
+    /// `sample` was added at `hour`; `old_label` is the label it was indexed
+    /// under if that changed. Called with the endpoint's shard locked.
+    fn reindex(
+        &self,
+        endpoint: Endpoint,
+        state: &mut EndpointState,
+        old_label: Option<&Option<Arc<str>>>,
+        hour: u32,
+        sample: Sample,
+    ) {
+        let Some(target) = self.index.target() else {
+            return;
+        };
+        let old = state.recent.as_deref().copied();
+        let new = match old {
+            Some(recent) if recent.hour == target => {
+                recent.with_sample(hour, sample, self.resolution_at(target))
+            }
+            _ => Recent::of(&state.series, target, self.resolution_at(target)),
+        };
+        if old == Some(new) && old_label.is_none() {
+            return;
+        }
+        let old_label = old_label.unwrap_or(&state.label);
+        let old_share = old
+            .as_ref()
+            .map(|recent| self.share(endpoint, old_label, recent));
+        let new_share = self.share(endpoint, &state.label, &new);
+        self.index
+            .replace(endpoint.port, endpoint.proto, old_share, Some(new_share));
+        state.set_recent(new);
+    }
+
+    /// What an open endpoint with `label` and `recent` tallies adds to its
+    /// port's sums.
+    fn share<'a>(
+        &self,
+        endpoint: Endpoint,
+        label: &'a Option<Arc<str>>,
+        recent: &'a Recent,
+    ) -> Share<'a> {
+        Share {
+            label,
+            // As `Catalog::endpoint_service` decides `Unknown`.
+            unknown: label.is_none() && !self.catalog.is_known(endpoint.port, endpoint.proto),
+            tallies: &recent.tallies,
+        }
+    }
+
+    /// Moves the port index to the windows of `hour`, unless it is there
+    /// already: every open endpoint's share is recomputed (one walk of the
+    /// state, shard by shard, ingest continuing meanwhile).
+    pub fn refresh_port_index(&self, hour: u32) {
+        let Some(refresh) = self.index.begin_refresh(hour) else {
+            return;
+        };
+        let res = self.resolution_at(hour);
+        for mut entry in self.endpoints.iter_mut() {
+            let (endpoint, state) = entry.pair_mut();
+            if !state.ever_open || state.recent.as_ref().is_some_and(|r| r.hour == hour) {
+                continue;
+            }
+            let new = Recent::of(&state.series, hour, res);
+            let old_share = state
+                .recent
+                .as_deref()
+                .map(|recent| self.share(*endpoint, &state.label, recent));
+            let new_share = self.share(*endpoint, &state.label, &new);
+            self.index
+                .replace(endpoint.port, endpoint.proto, old_share, Some(new_share));
+            state.set_recent(new);
+        }
+        refresh.finish();
+    }
+
+    /// Moves the port index to the hour holding "now", if it is elsewhere;
+    /// the first call starts keeping it.
+    pub fn keep_port_index_current(&self, wall_now_ms: i64) {
+        self.refresh_port_index(hour_of(self.now_ms(wall_now_ms)));
+    }
+
+    /// (port, protocol) pairs the port index holds sums for.
+    pub fn indexed_ports(&self) -> usize {
+        self.index.ports()
+    }
+
+    /// Calls `f` with the sums of every (port, protocol) over the windows of
+    /// `hour` ([`index::recent_windows`]), bringing the index to that hour
+    /// first. Returns false, having called `f` for nothing or for a part,
+    /// only if another refresh moved the index meanwhile (the clock moved
+    /// while reading); the caller then reads the state itself.
+    pub fn read_port_index(&self, hour: u32, mut f: impl FnMut(u16, Protocol, &PortSums)) -> bool {
+        if !self.index.is_ready(hour) {
+            self.refresh_port_index(hour);
+        }
+        self.index.read(hour, &mut f)
     }
 
     fn count_probe(&self, endpoint: Endpoint, inbound: bool) {
@@ -369,10 +507,6 @@ impl Engine {
 
     fn count_new_exposure(&self, endpoint: Endpoint, label: Option<&str>) {
         self.new_exposures[self.risk_level(endpoint, label)].fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn uncount_new_exposure(&self, endpoint: Endpoint, label: Option<&str>) {
-        self.new_exposures[self.risk_level(endpoint, label)].fetch_sub(1, Ordering::Relaxed);
     }
 
     /// Endpoints that became open since start, by risk level (index 0..=3).
@@ -418,10 +552,15 @@ impl Engine {
     /// left with no traffic are removed.
     pub fn maintain(&self, wall_now_ms: i64) {
         let res = self.resolution(self.now_ms(wall_now_ms));
-        self.endpoints.retain(|_, state| {
+        self.endpoints.retain(|endpoint, state| {
             state.series.compact(res);
             if !state.series.is_empty() {
                 return true;
+            }
+            if let Some(recent) = state.recent.take() {
+                let share = self.share(*endpoint, &state.label, &recent);
+                self.index
+                    .replace(endpoint.port, endpoint.proto, Some(share), None);
             }
             let counter = if state.ever_open {
                 &self.open
@@ -431,6 +570,11 @@ impl Engine {
             counter.fetch_sub(1, Ordering::AcqRel);
             false
         });
+        // Once queries use the index, keep it on the current hour so the
+        // first query of an hour does not pay for moving it.
+        if self.index.target().is_some() {
+            self.keep_port_index_current(wall_now_ms);
+        }
     }
 
     /// Approximate heap bytes held per endpoint state, for the memory report.

@@ -28,7 +28,7 @@ pub struct HourRange {
 }
 
 impl HourRange {
-    fn overlaps(self, other: HourRange) -> bool {
+    pub fn overlaps(self, other: HourRange) -> bool {
         self.start < other.end && other.start < self.end
     }
 }
@@ -169,6 +169,17 @@ impl Series {
         if sample.payload {
             b.tag |= PAYLOAD_FLAG;
         }
+    }
+
+    /// The hours a flow falling in hour `hour` is read as under `res`: that
+    /// hour, or its whole day once older than [`RECENT_HOURS`].
+    pub fn sample_span(hour: u32, res: Resolution) -> HourRange {
+        Bucket {
+            in_bytes: 0,
+            out_bytes: 0,
+            tag: hour,
+        }
+        .span(res)
     }
 
     /// Sums the buckets overlapping each window; buckets past retention are

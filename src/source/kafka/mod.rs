@@ -272,22 +272,26 @@ impl Core {
         mode: CommitMode,
     ) -> anyhow::Result<()> {
         let started = Instant::now();
+        let Some(c) = &self.checkpointing else {
+            // No state dir: nothing to write, only the offsets to commit.
+            let offsets = self.progress.consistent(|offsets| offsets);
+            commit(consumer, &offsets, mode);
+            return Ok(());
+        };
         let (bytes, offsets) = self.progress.consistent(|offsets| {
             (
                 checkpoint::encode(&self.engine, &offsets, wall_now_ms()),
                 offsets,
             )
         });
-        if let Some(c) = &self.checkpointing {
-            let path = c.store.write(&bytes).map_err(|e| {
-                self.metrics.record_checkpoint_failure();
-                error!(dir = %c.store.dir().display(), error = %e, "checkpoint failed");
-                anyhow::anyhow!("writing a checkpoint in {}: {e}", c.store.dir().display())
-            })?;
-            self.metrics
-                .record_checkpoint_success(started.elapsed(), bytes.len() as u64);
-            tracing::debug!(path = %path.display(), bytes = bytes.len(), elapsed = ?started.elapsed(), "checkpoint written");
-        }
+        let path = c.store.write(&bytes).map_err(|e| {
+            self.metrics.record_checkpoint_failure();
+            error!(dir = %c.store.dir().display(), error = %e, "checkpoint failed");
+            anyhow::anyhow!("writing a checkpoint in {}: {e}", c.store.dir().display())
+        })?;
+        self.metrics
+            .record_checkpoint_success(started.elapsed(), bytes.len() as u64);
+        tracing::debug!(path = %path.display(), bytes = bytes.len(), elapsed = ?started.elapsed(), "checkpoint written");
         commit(consumer, &offsets, mode);
         Ok(())
     }
@@ -298,30 +302,24 @@ fn poll_loop(
     core: &Core,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
-    let mut topics: HashMap<String, Arc<str>> = HashMap::new();
+    let mut route = Route::default();
     let mut last_checkpoint = Instant::now();
     let mut error_log = LogLimit::new(ERROR_LOG_INTERVAL);
     let interval = core.checkpointing.as_ref().map(|c| c.interval);
     while !shutdown.is_cancelled() {
         let polled = consumer.poll(POLL_TIMEOUT);
+        // One clock read per record: batch start, linger and checkpoint.
+        let now = Instant::now();
         let mut dispatch = core.lock_dispatch();
         match polled {
             None => {}
             Some(Err(e)) => {
-                if let Some(suppressed) = error_log.admit(Instant::now()) {
+                if let Some(suppressed) = error_log.admit(now) {
                     warn!(error = %e, suppressed, "kafka: consume error");
                 }
             }
             Some(Ok(m)) => {
-                let topic = match topics.get(m.topic()) {
-                    Some(t) => t.clone(),
-                    None => {
-                        let t: Arc<str> = Arc::from(m.topic());
-                        topics.insert(m.topic().to_owned(), t.clone());
-                        t
-                    }
-                };
-                let index = worker::worker_for(&topic, m.partition(), dispatch.senders.len());
+                let (topic, index) = route.of(m.topic(), m.partition(), dispatch.senders.len());
                 let batch = &mut dispatch.batches[index];
                 batch
                     .data
@@ -333,7 +331,7 @@ fn poll_loop(
                     timestamp_ms: m.timestamp().to_millis(),
                     end: batch.data.len(),
                 });
-                batch.started.get_or_insert_with(Instant::now);
+                batch.started.get_or_insert(now);
                 if batch.items.len() >= BATCH_RECORDS {
                     dispatch.hand_on(index, &core.in_flight)?;
                 }
@@ -342,13 +340,13 @@ fn poll_loop(
         for index in 0..dispatch.batches.len() {
             if dispatch.batches[index]
                 .started
-                .is_some_and(|t| t.elapsed() >= BATCH_LINGER)
+                .is_some_and(|t| now.duration_since(t) >= BATCH_LINGER)
             {
                 dispatch.hand_on(index, &core.in_flight)?;
             }
         }
         drop(dispatch);
-        if interval.is_some_and(|i| last_checkpoint.elapsed() >= i) {
+        if interval.is_some_and(|i| now.duration_since(last_checkpoint) >= i) {
             // A failed checkpoint is logged; the next one tries again, and
             // until then the previous one still stands.
             let _ = core.checkpoint(consumer, CommitMode::Async);
@@ -356,6 +354,37 @@ fn poll_loop(
         }
     }
     Ok(())
+}
+
+/// Which worker a record goes to, remembered for the last partition seen:
+/// records mostly come many at a time from one partition.
+#[derive(Default)]
+struct Route {
+    /// Interned topic names.
+    topics: HashMap<String, Arc<str>>,
+    last: Option<(Arc<str>, i32, usize)>,
+}
+
+impl Route {
+    /// The interned topic and the worker for a record of `topic`/`partition`.
+    fn of(&mut self, topic: &str, partition: i32, workers: usize) -> (Arc<str>, usize) {
+        if let Some((last, p, index)) = &self.last {
+            if *p == partition && **last == *topic {
+                return (last.clone(), *index);
+            }
+        }
+        let interned = match self.topics.get(topic) {
+            Some(t) => t.clone(),
+            None => {
+                let t: Arc<str> = Arc::from(topic);
+                self.topics.insert(topic.to_owned(), t.clone());
+                t
+            }
+        };
+        let index = worker::worker_for(&interned, partition, workers);
+        self.last = Some((interned.clone(), partition, index));
+        (interned, index)
+    }
 }
 
 /// Commits checkpointed offsets so lag tools see them; only for the

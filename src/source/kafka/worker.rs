@@ -2,7 +2,6 @@
 //! always on the same worker; dead-letter copies and rate-limited logs of
 //! rejected records.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
@@ -66,20 +65,27 @@ pub(super) fn run(rx: Receiver<Batch>, shared: &Shared) {
         let _applying = shared.progress.applying();
         let wall_now_ms = wall_now_ms();
         // Where each partition of this batch stands; records below it were
-        // applied before (restored from a checkpoint): skip them.
-        let mut next: HashMap<(Arc<str>, i32), i64> = HashMap::new();
+        // applied before (restored from a checkpoint): skip them. A batch
+        // holds few partitions, so a list beats a map.
+        let mut next: Vec<(Arc<str>, i32, i64)> = Vec::new();
         let mut start = 0;
         for item in &batch.items {
             let payload = &batch.data[start..item.end];
             start = item.end;
-            let key = (item.topic.clone(), item.partition);
-            let applied_up_to = *next.entry(key).or_insert_with(|| {
-                shared
-                    .progress
-                    .next_offset(&item.topic, item.partition)
-                    .unwrap_or(i64::MIN)
-            });
-            if item.offset < applied_up_to {
+            let at = match next.iter().position(|(topic, partition, _)| {
+                *partition == item.partition && **topic == *item.topic
+            }) {
+                Some(at) => at,
+                None => {
+                    let applied_up_to = shared
+                        .progress
+                        .next_offset(&item.topic, item.partition)
+                        .unwrap_or(i64::MIN);
+                    next.push((item.topic.clone(), item.partition, applied_up_to));
+                    next.len() - 1
+                }
+            };
+            if item.offset < next[at].2 {
                 continue;
             }
             if let Err(error) = shared.engine.ingest(
@@ -96,10 +102,10 @@ pub(super) fn run(rx: Receiver<Batch>, shared: &Shared) {
                 }
             }
             ingest.record(payload.len(), item.timestamp_ms, &flows);
-            next.insert((item.topic.clone(), item.partition), item.offset + 1);
+            next[at].2 = item.offset + 1;
         }
         ingest.flush();
-        for ((topic, partition), offset) in next {
+        for (topic, partition, offset) in next {
             shared.progress.advance(&topic, partition, offset);
         }
         shared.in_flight.fetch_sub(1, Ordering::AcqRel);

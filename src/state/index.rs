@@ -1,0 +1,387 @@
+//! Per-(port, protocol) sums of the open endpoints over the last 1, 7 and
+//! 30 days, kept up to date as flows are applied, so that
+//! `DescribeInternetOpenPort` reads one entry per port instead of walking
+//! every endpoint's history.
+//!
+//! The sums are exact, not sampled: each open endpoint keeps its own tallies
+//! over the three windows ([`Recent`]) as of the index's hour, and every
+//! change to the endpoint replaces what it contributed to its port (old
+//! tallies out, new ones in) while its shard is locked. The windows move
+//! when the hour changes: [`PortIndex::begin_refresh`] then sets the new
+//! hour, every endpoint's tallies are recomputed from its series, and only
+//! when all are done does the index answer for that hour. Until then (and
+//! for query ranges other than the three windows) queries walk the state.
+//!
+//! Lock order: an endpoint's shard, then its port's sums. Readers take only
+//! the port sums, one at a time.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use smallvec::SmallVec;
+
+use super::series::{HourRange, Resolution, Sample, Series, Tally};
+use crate::catalog::Protocol;
+
+/// Windows the index keeps: the last 1, 7 and 30 days.
+pub const WINDOW_DAYS: [u32; 3] = [1, 7, 30];
+/// No hour: the index has not been computed yet.
+const NO_HOUR: u32 = u32::MAX;
+const SLOTS: usize = 65536 * 2;
+
+/// The last 1, 7 and 30 days when "now" falls in hour `hour`: from the
+/// hour holding now minus N days to the end of the hour holding now.
+pub fn recent_windows(hour: u32) -> [HourRange; 3] {
+    WINDOW_DAYS.map(|days| HourRange {
+        start: hour.saturating_sub(days * 24),
+        end: hour + 1,
+    })
+}
+
+/// One open endpoint's tallies over the three windows, as of `hour`: what
+/// it adds to its port's sums.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Recent {
+    pub hour: u32,
+    pub tallies: [Tally; 3],
+}
+
+impl Recent {
+    /// Tallies `series` over the windows of `hour`.
+    pub fn of(series: &Series, hour: u32, res: Resolution) -> Recent {
+        Recent {
+            hour,
+            tallies: series.tally(&recent_windows(hour), res),
+        }
+    }
+
+    /// These tallies after `sample` was added to the series at
+    /// `sample_hour`: the same as [`Recent::of`] the new series, without
+    /// walking it.
+    pub fn with_sample(mut self, sample_hour: u32, sample: Sample, res: Resolution) -> Recent {
+        let span = Series::sample_span(sample_hour, res);
+        if span.end <= res.retained_after {
+            return self;
+        }
+        for (window, tally) in recent_windows(self.hour).iter().zip(&mut self.tallies) {
+            if span.overlaps(*window) {
+                tally.in_bytes = tally.in_bytes.saturating_add(sample.in_bytes);
+                tally.out_bytes = tally.out_bytes.saturating_add(sample.out_bytes);
+                tally.open |= sample.evidence;
+                tally.payload |= sample.payload;
+            }
+        }
+        self
+    }
+}
+
+/// Sums over the endpoints of one port that are open in one window.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WindowSums {
+    /// Endpoints open in the window.
+    pub endpoints: u64,
+    pub in_bytes: u64,
+    pub out_bytes: u64,
+    /// Their TotalBytes over the last 1, 7 and 30 days, each counted only
+    /// where the endpoint is open in that window.
+    pub recent: [u64; 3],
+    /// Their OutBytes over the last 7 days (where open in those 7 days).
+    pub reply_7d: u64,
+    /// `Unknown` endpoints without payload in the window.
+    pub no_payload: u64,
+    /// `Unknown` endpoints with payload in the window.
+    pub unknown_strict: u64,
+}
+
+/// What one endpoint adds to its port: its label, whether no service
+/// names it, and its tallies.
+#[derive(Clone, Copy, Debug)]
+pub struct Share<'a> {
+    pub label: &'a Option<Arc<str>>,
+    pub unknown: bool,
+    pub tallies: &'a [Tally; 3],
+}
+
+/// An L7 label (`None`: no label) and how many endpoints carrying it are
+/// open in each window.
+pub type LabelCount = (Option<Arc<str>>, [u64; 3]);
+
+/// The sums of one (port, protocol) over the three windows.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PortSums {
+    pub windows: [WindowSums; 3],
+    /// The L7 labels of its endpoints (`None`: no label), with how many
+    /// endpoints carrying each are open in each window; labels no open
+    /// endpoint carries are removed.
+    pub labels: SmallVec<[LabelCount; 1]>,
+}
+
+impl WindowSums {
+    /// What one endpoint with tallies `t` adds to window `r`; zero if it
+    /// is not open there.
+    fn of(share: &Share, r: usize) -> WindowSums {
+        let t = share.tallies;
+        if !t[r].open {
+            return WindowSums::default();
+        }
+        let open_bytes = |w: usize| if t[w].open { t[w].total_bytes() } else { 0 };
+        let unknown = u64::from(share.unknown);
+        WindowSums {
+            endpoints: 1,
+            in_bytes: t[r].in_bytes,
+            out_bytes: t[r].out_bytes,
+            recent: [open_bytes(0), open_bytes(1), open_bytes(2)],
+            reply_7d: if t[1].open { t[1].out_bytes } else { 0 },
+            no_payload: unknown * u64::from(!t[r].payload),
+            unknown_strict: unknown * u64::from(t[r].payload),
+        }
+    }
+
+    /// Adds `plus` and takes away `minus`, field by field. Wrapping
+    /// arithmetic makes taking away the exact inverse of adding.
+    fn shift(&mut self, plus: &WindowSums, minus: &WindowSums) {
+        let move_by = |sum: &mut u64, p: u64, m: u64| *sum = sum.wrapping_add(p).wrapping_sub(m);
+        move_by(&mut self.endpoints, plus.endpoints, minus.endpoints);
+        move_by(&mut self.in_bytes, plus.in_bytes, minus.in_bytes);
+        move_by(&mut self.out_bytes, plus.out_bytes, minus.out_bytes);
+        for w in 0..3 {
+            move_by(&mut self.recent[w], plus.recent[w], minus.recent[w]);
+        }
+        move_by(&mut self.reply_7d, plus.reply_7d, minus.reply_7d);
+        move_by(&mut self.no_payload, plus.no_payload, minus.no_payload);
+        move_by(
+            &mut self.unknown_strict,
+            plus.unknown_strict,
+            minus.unknown_strict,
+        );
+    }
+}
+
+impl PortSums {
+    /// Replaces one endpoint's share: `old` out, `new` in.
+    fn replace(&mut self, old: Option<Share>, new: Option<Share>) {
+        let zero = WindowSums::default();
+        let mut opened = [[0u64; 3]; 2];
+        for (r, window) in self.windows.iter_mut().enumerate() {
+            let minus = old.as_ref().map(|s| WindowSums::of(s, r));
+            let plus = new.as_ref().map(|s| WindowSums::of(s, r));
+            let (minus, plus) = (
+                minus.as_ref().unwrap_or(&zero),
+                plus.as_ref().unwrap_or(&zero),
+            );
+            window.shift(plus, minus);
+            opened[0][r] = minus.endpoints;
+            opened[1][r] = plus.endpoints;
+        }
+        // Label counts change only when the label or an open window does.
+        if let (Some(old), Some(new)) = (&old, &new) {
+            if old.label == new.label && opened[0] == opened[1] {
+                return;
+            }
+        }
+        if let Some(old) = old {
+            self.count_label(old.label, opened[0], true);
+        }
+        if let Some(new) = new {
+            self.count_label(new.label, opened[1], false);
+        }
+    }
+
+    /// Adds (or with `remove`, takes away) endpoints open per window to the
+    /// count of `label`, dropping labels left with none.
+    fn count_label(&mut self, label: &Option<Arc<str>>, open: [u64; 3], remove: bool) {
+        if open == [0; 3] {
+            return;
+        }
+        let at = match self.labels.iter().position(|(l, _)| l == label) {
+            Some(at) => at,
+            None => {
+                self.labels.push((label.clone(), [0; 3]));
+                self.labels.len() - 1
+            }
+        };
+        let counts = &mut self.labels[at].1;
+        for (count, n) in counts.iter_mut().zip(open) {
+            *count = if remove {
+                count.wrapping_sub(n)
+            } else {
+                count.wrapping_add(n)
+            };
+        }
+        if *counts == [0; 3] {
+            self.labels.swap_remove(at);
+        }
+    }
+}
+
+/// The sums of every (port, protocol), and the hour they are computed for.
+pub struct PortIndex {
+    /// The hour shares are computed at: read by writers under their
+    /// endpoint's shard lock.
+    target: AtomicU32,
+    /// The hour for which every open endpoint's share is in the sums.
+    ready: AtomicU32,
+    /// Odd while a refresh runs; readers check it did not move.
+    generation: AtomicU64,
+    refreshing: Mutex<()>,
+    /// Position + 1 of each `port * 2 + protocol` in `entries` (0: none yet).
+    positions: Box<[AtomicU32]>,
+    /// The sums, in the order their ports were first seen, in chunks that
+    /// never move: readers walk them front to back through memory.
+    entries: Box<[OnceLock<Box<[Entry]>>]>,
+    /// Entries in use; positions below it are initialized.
+    len: AtomicU32,
+    /// Held while an entry is added.
+    adding: Mutex<()>,
+}
+
+/// One (port, protocol)'s sums.
+#[derive(Default)]
+struct Entry {
+    /// `port * 2 + protocol`, set before the entry is published.
+    slot: AtomicU32,
+    sums: Mutex<PortSums>,
+}
+
+/// Entries per chunk of [`PortIndex::entries`].
+const CHUNK: usize = 256;
+
+impl Default for PortIndex {
+    fn default() -> Self {
+        PortIndex {
+            target: AtomicU32::new(NO_HOUR),
+            ready: AtomicU32::new(NO_HOUR),
+            generation: AtomicU64::new(0),
+            refreshing: Mutex::new(()),
+            positions: (0..SLOTS).map(|_| AtomicU32::new(0)).collect(),
+            entries: (0..SLOTS / CHUNK).map(|_| OnceLock::new()).collect(),
+            len: AtomicU32::new(0),
+            adding: Mutex::new(()),
+        }
+    }
+}
+
+impl PortIndex {
+    /// The hour writers compute shares at, or `None` before the first
+    /// refresh (nothing is tracked until a query needs it).
+    pub fn target(&self) -> Option<u32> {
+        let hour = self.target.load(Ordering::Acquire);
+        (hour != NO_HOUR).then_some(hour)
+    }
+
+    /// Replaces what one endpoint of `port`/`proto` contributes: `old` out,
+    /// `new` in (either may be absent).
+    pub fn replace(&self, port: u16, proto: Protocol, old: Option<Share>, new: Option<Share>) {
+        self.sums(port, proto).replace(old, new);
+    }
+
+    fn sums(&self, port: u16, proto: Protocol) -> MutexGuard<'_, PortSums> {
+        let slot = usize::from(port) * 2 + usize::from(proto == Protocol::Udp);
+        let position = match self.positions[slot].load(Ordering::Acquire) {
+            0 => self.add(slot),
+            p => p - 1,
+        };
+        lock(&self.entry(position).sums)
+    }
+
+    /// The entry at `position` (below `len`).
+    fn entry(&self, position: u32) -> &Entry {
+        let position = position as usize;
+        let chunk = self.entries[position / CHUNK]
+            .get()
+            .expect("chunks below len are allocated");
+        &chunk[position % CHUNK]
+    }
+
+    /// Gives `slot` the next entry (unless another thread just did) and
+    /// returns its position.
+    fn add(&self, slot: usize) -> u32 {
+        let _adding = lock(&self.adding);
+        if let Some(p) = self.positions[slot].load(Ordering::Acquire).checked_sub(1) {
+            return p;
+        }
+        let position = self.len.load(Ordering::Acquire);
+        let chunk = self.entries[position as usize / CHUNK]
+            .get_or_init(|| (0..CHUNK).map(|_| Entry::default()).collect());
+        chunk[position as usize % CHUNK]
+            .slot
+            .store(slot as u32, Ordering::Release);
+        self.positions[slot].store(position + 1, Ordering::Release);
+        self.len.store(position + 1, Ordering::Release);
+        position
+    }
+
+    /// Starts moving the index to `hour`, unless it is there already. While
+    /// the returned guard lives, writers compute shares at `hour` and the
+    /// caller must recompute every endpoint whose share is for another
+    /// hour; [`Refresh::finish`] then marks the index ready.
+    pub fn begin_refresh(&self, hour: u32) -> Option<Refresh<'_>> {
+        let guard = lock(&self.refreshing);
+        if self.ready.load(Ordering::Acquire) == hour {
+            return None;
+        }
+        // Odd from here until `finish`, whatever an abandoned refresh left.
+        let generation = (self.generation.load(Ordering::Acquire) | 1) + 2;
+        self.generation.store(generation, Ordering::Release);
+        self.ready.store(NO_HOUR, Ordering::Release);
+        self.target.store(hour, Ordering::SeqCst);
+        Some(Refresh {
+            index: self,
+            hour,
+            generation,
+            _guard: guard,
+        })
+    }
+
+    /// (port, protocol) pairs with sums (some may be all zero).
+    pub fn ports(&self) -> usize {
+        self.len.load(Ordering::Acquire) as usize
+    }
+
+    /// Whether the sums are complete for `hour`.
+    pub fn is_ready(&self, hour: u32) -> bool {
+        self.ready.load(Ordering::Acquire) == hour
+    }
+
+    /// Calls `f` with the sums of every port, if they are complete for
+    /// `hour`, and returns whether they were (and stayed so throughout).
+    pub fn read(&self, hour: u32, mut f: impl FnMut(u16, Protocol, &PortSums)) -> bool {
+        let generation = self.generation.load(Ordering::Acquire);
+        if generation % 2 == 1 || !self.is_ready(hour) {
+            return false;
+        }
+        for position in 0..self.len.load(Ordering::Acquire) {
+            let entry = self.entry(position);
+            let slot = entry.slot.load(Ordering::Acquire);
+            let proto = if slot.is_multiple_of(2) {
+                Protocol::Tcp
+            } else {
+                Protocol::Udp
+            };
+            f((slot / 2) as u16, proto, &lock(&entry.sums));
+        }
+        self.generation.load(Ordering::Acquire) == generation
+    }
+}
+
+/// A refresh in progress (see [`PortIndex::begin_refresh`]).
+pub struct Refresh<'a> {
+    index: &'a PortIndex,
+    pub hour: u32,
+    generation: u64,
+    _guard: MutexGuard<'a, ()>,
+}
+
+impl Refresh<'_> {
+    /// Every endpoint's share is now for `hour`: the index answers for it.
+    pub fn finish(self) {
+        self.index.ready.store(self.hour, Ordering::Release);
+        self.index
+            .generation
+            .store(self.generation + 1, Ordering::Release);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
