@@ -114,7 +114,13 @@ async fn call(app: &App, req: Request, info: &mut CallInfo) -> Result<Response, 
     app.check_ready()?;
     let engine = Arc::clone(&app.state.engine);
     let now_ms = (app.state.wall_clock)();
-    // The answer scans the whole state: keep it off the async workers.
+    // An answer may walk the whole state: keep it off the async workers,
+    // and compute at most one per core at a time.
+    let _computing = app
+        .computing
+        .acquire()
+        .await
+        .map_err(|_| ApiError::QueryFailed)?;
     let answer =
         tokio::task::spawn_blocking(move || query::answer(action, &engine, &q, now_ms, request_id))
             .await

@@ -60,6 +60,10 @@ pub struct App {
     limiter: RateLimiter<IpAddr>,
     /// Token buckets per user, by index (`auth = "acs"`).
     user_limiter: RateLimiter<usize>,
+    /// Answers computed at once, at most one per core: under a flood,
+    /// requests wait here instead of each taking a thread (and the cores
+    /// ingest needs).
+    pub(crate) computing: tokio::sync::Semaphore,
 }
 
 /// The API's routes. Serve it with [`serve`] (or
@@ -74,6 +78,7 @@ pub fn router(state: ApiState) -> Router {
         auth,
         limiter: RateLimiter::new(ratelimit::DEFAULT_MAX_KEYS),
         user_limiter: RateLimiter::new(users.max(1)),
+        computing: tokio::sync::Semaphore::new(crate::service::default_workers()),
     });
     let rpc = Router::new()
         .route("/", any(actions::rpc))

@@ -237,35 +237,44 @@ fn respond(
     // RiskLevel desc, TotalBytes desc, Port asc, Protocol asc (SPEC §6).
     // Full rows (texts, percentages, lists) are built for the page only.
     let filter_on_services = q.service_name.is_some() || q.service_name_fuzzy.is_some();
-    let mut order: Vec<_> = groups
-        .iter()
-        .enumerate()
-        .filter(|(_, group)| {
-            let services = if filter_on_services {
-                group.names.to_strings()
-            } else {
-                Vec::new()
-            };
-            q.matches(&Facts {
-                services: &services,
-                risk_level: group.top.risk_level,
-                suggest_level: Some(group.top.suggest_level),
-                ports: &[group.port],
-                public_ip: None,
+    let mut order = Vec::with_capacity(groups.len());
+    order.extend(
+        groups
+            .iter()
+            .enumerate()
+            .filter(|(_, group)| {
+                let services = if filter_on_services {
+                    group.names.to_strings()
+                } else {
+                    Vec::new()
+                };
+                q.matches(&Facts {
+                    services: &services,
+                    risk_level: group.top.risk_level,
+                    suggest_level: Some(group.top.suggest_level),
+                    ports: &[group.port],
+                    public_ip: None,
+                })
             })
-        })
-        .map(|(i, group)| {
-            // Protocols order as their names do: tcp before udp.
-            let key = (
-                Reverse(group.top.risk_level),
-                Reverse(group.total_bytes()),
-                group.port,
-                group.proto,
-            );
-            (key, i)
-        })
-        .collect();
-    order.sort_unstable();
+            .map(|(i, group)| {
+                // Protocols order as their names do: tcp before udp.
+                let key = (
+                    Reverse(group.top.risk_level),
+                    Reverse(group.total_bytes()),
+                    group.port,
+                    group.proto,
+                );
+                (key, i)
+            }),
+    );
+    // Only the rows up to the end of the page need their order.
+    let end = (u64::from(q.current_page) * u64::from(q.page_size)).min(order.len() as u64) as usize;
+    if end > 0 && end < order.len() {
+        order.select_nth_unstable(end - 1);
+        order[..end].sort_unstable();
+    } else {
+        order.sort_unstable();
+    }
     let (page_info, page) = super::paginate(order, q.current_page, q.page_size);
     let data_list = page
         .into_iter()

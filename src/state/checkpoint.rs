@@ -257,7 +257,7 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<Decoded, CheckpointError> {
                 label: label.map(Arc::from),
                 ever_open,
                 peers,
-                recent: None,
+                recent: Default::default(),
             },
         ));
     }

@@ -9,8 +9,12 @@
 //! tallies out, new ones in) while its shard is locked. The windows move
 //! when the hour changes: [`PortIndex::begin_refresh`] then sets the new
 //! hour, every endpoint's tallies are recomputed from its series, and only
-//! when all are done does the index answer for that hour. Until then (and
-//! for query ranges other than the three windows) queries walk the state.
+//! when all are done does the index answer for that hour. The service moves
+//! it within a second of a new hour; a query that finds it elsewhere moves
+//! it first. Query ranges other than the three windows walk the state.
+//!
+//! Nothing is tracked before the first refresh: `exposure run` starts the
+//! index at startup, `exposure analyze` at its query.
 //!
 //! Lock order: an endpoint's shard, then its port's sums. Readers take only
 //! the port sums, one at a time.
@@ -72,6 +76,64 @@ impl Recent {
             }
         }
         self
+    }
+}
+
+/// An endpoint's [`Recent`] as it keeps it: packed into 56 bytes, with no
+/// allocation and no value before the endpoint is open and indexed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeptRecent {
+    in_bytes: [u64; 3],
+    out_bytes: [u64; 3],
+    /// [`NO_HOUR`] while there is nothing kept.
+    hour: u32,
+    /// Bit `w`: open in window `w`; bit `3 + w`: payload in window `w`.
+    flags: u8,
+}
+
+impl Default for KeptRecent {
+    fn default() -> Self {
+        KeptRecent {
+            in_bytes: [0; 3],
+            out_bytes: [0; 3],
+            hour: NO_HOUR,
+            flags: 0,
+        }
+    }
+}
+
+impl KeptRecent {
+    pub fn get(&self) -> Option<Recent> {
+        if self.hour == NO_HOUR {
+            return None;
+        }
+        Some(Recent {
+            hour: self.hour,
+            tallies: std::array::from_fn(|w| Tally {
+                in_bytes: self.in_bytes[w],
+                out_bytes: self.out_bytes[w],
+                open: self.flags & (1 << w) != 0,
+                payload: self.flags & (1 << (3 + w)) != 0,
+            }),
+        })
+    }
+
+    pub fn set(&mut self, recent: Recent) {
+        let mut flags = 0;
+        for (w, t) in recent.tallies.iter().enumerate() {
+            self.in_bytes[w] = t.in_bytes;
+            self.out_bytes[w] = t.out_bytes;
+            flags |= u8::from(t.open) << w | u8::from(t.payload) << (3 + w);
+        }
+        self.hour = recent.hour;
+        self.flags = flags;
+    }
+
+    /// The kept value, leaving nothing.
+    pub fn take(&mut self) -> Option<Recent> {
+        let recent = self.get();
+        *self = KeptRecent::default();
+        recent
     }
 }
 
@@ -263,7 +325,7 @@ impl Default for PortIndex {
 
 impl PortIndex {
     /// The hour writers compute shares at, or `None` before the first
-    /// refresh (nothing is tracked until a query needs it).
+    /// refresh (nothing is tracked until then).
     pub fn target(&self) -> Option<u32> {
         let hour = self.target.load(Ordering::Acquire);
         (hour != NO_HOUR).then_some(hour)

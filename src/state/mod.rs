@@ -26,7 +26,7 @@ use crate::catalog::{Catalog, Protocol};
 use crate::classify::{Classifier, Endpoint, Verdict};
 use crate::config::{Clock, Config};
 use crate::flow::{self, DecodeError, Flow, Format};
-use index::{PortIndex, Recent, Share};
+use index::{KeptRecent, PortIndex, Recent, Share};
 pub use index::{PortSums, WindowSums};
 pub use peers::Peers;
 pub use series::{HourRange, Resolution, Sample, Series, Tally};
@@ -86,25 +86,14 @@ pub struct EndpointState {
     /// Distinct Internet peers it exchanged flows with (an estimate).
     pub peers: Peers,
     /// Its share of the port index, once open and indexed.
-    pub recent: Option<Box<Recent>>,
+    pub recent: KeptRecent,
 }
 
 impl EndpointState {
     /// Approximate bytes this endpoint holds: its map entry (key, value and
     /// a word of table overhead) plus its buckets.
     pub fn approx_bytes(&self) -> usize {
-        let recent = self
-            .recent
-            .as_ref()
-            .map_or(0, |_| std::mem::size_of::<Recent>());
-        std::mem::size_of::<(Endpoint, EndpointState)>() + 8 + self.series.heap_bytes() + recent
-    }
-
-    fn set_recent(&mut self, new: Recent) {
-        match &mut self.recent {
-            Some(recent) => **recent = new,
-            None => self.recent = Some(Box::new(new)),
-        }
+        std::mem::size_of::<(Endpoint, EndpointState)>() + 8 + self.series.heap_bytes()
     }
 }
 
@@ -341,7 +330,7 @@ impl Engine {
                     series,
                     label,
                     ever_open: sample.evidence,
-                    recent: None,
+                    recent: KeptRecent::default(),
                 });
                 if sample.evidence {
                     self.reindex(endpoint, &mut state, None, hour, sample);
@@ -407,7 +396,7 @@ impl Engine {
         let Some(target) = self.index.target() else {
             return;
         };
-        let old = state.recent.as_deref().copied();
+        let old = state.recent.get();
         let new = match old {
             Some(recent) if recent.hour == target => {
                 recent.with_sample(hour, sample, self.resolution_at(target))
@@ -424,7 +413,7 @@ impl Engine {
         let new_share = self.share(endpoint, &state.label, &new);
         self.index
             .replace(endpoint.port, endpoint.proto, old_share, Some(new_share));
-        state.set_recent(new);
+        state.recent.set(new);
     }
 
     /// What an open endpoint with `label` and `recent` tallies adds to its
@@ -453,18 +442,18 @@ impl Engine {
         let res = self.resolution_at(hour);
         for mut entry in self.endpoints.iter_mut() {
             let (endpoint, state) = entry.pair_mut();
-            if !state.ever_open || state.recent.as_ref().is_some_and(|r| r.hour == hour) {
+            let old = state.recent.get();
+            if !state.ever_open || old.is_some_and(|r| r.hour == hour) {
                 continue;
             }
             let new = Recent::of(&state.series, hour, res);
-            let old_share = state
-                .recent
-                .as_deref()
+            let old_share = old
+                .as_ref()
                 .map(|recent| self.share(*endpoint, &state.label, recent));
             let new_share = self.share(*endpoint, &state.label, &new);
             self.index
                 .replace(endpoint.port, endpoint.proto, old_share, Some(new_share));
-            state.set_recent(new);
+            state.recent.set(new);
         }
         refresh.finish();
     }

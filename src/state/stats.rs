@@ -85,12 +85,35 @@ pub enum Outcome {
 /// and markers, which are rare and whose reasons the decoders name.
 #[derive(Debug, Default)]
 pub struct Stats {
+    /// The per-record and per-flow counters, one stripe per group of
+    /// threads: ingest threads counting into one shared cache line would
+    /// each wait for it on every record.
+    stripes: [Stripe; STRIPES],
+    records_other: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+}
+
+/// Stripes of [`Stats`]; threads take them in turn.
+const STRIPES: usize = 8;
+
+/// One stripe of counters, on cache lines of its own.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Stripe {
     applied: AtomicU64,
     ignored: [AtomicU64; IgnoredReason::COUNT],
     future: AtomicU64,
     too_old: AtomicU64,
     records: AtomicU64,
-    records_other: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+}
+
+/// The stripe of the calling thread.
+fn stripe_index() -> usize {
+    use std::sync::atomic::AtomicUsize;
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
+    }
+    INDEX.with(|i| *i)
 }
 
 /// A consistent-enough copy of [`Stats`] for reports.
@@ -109,18 +132,21 @@ pub struct StatsSnapshot {
 impl Stats {
     /// Counts one flow's outcome.
     pub fn count(&self, outcome: Outcome) {
+        let stripe = &self.stripes[stripe_index()];
         let counter = match outcome {
-            Outcome::Applied => &self.applied,
-            Outcome::Ignored(r) => &self.ignored[r.index()],
-            Outcome::Rejected(RejectReason::Future) => &self.future,
-            Outcome::Rejected(RejectReason::TooOld) => &self.too_old,
+            Outcome::Applied => &stripe.applied,
+            Outcome::Ignored(r) => &stripe.ignored[r.index()],
+            Outcome::Rejected(RejectReason::Future) => &stripe.future,
+            Outcome::Rejected(RejectReason::TooOld) => &stripe.too_old,
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts one record read, whatever became of it.
     pub fn count_record(&self) {
-        self.records.fetch_add(1, Ordering::Relaxed);
+        self.stripes[stripe_index()]
+            .records
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a record the decoder refused (`reason` from `DecodeError::reason`).
@@ -138,23 +164,41 @@ impl Stats {
         *map.entry((kind, reason)).or_default() += 1;
     }
 
+    /// Records read so far, whatever became of them (cheaper than a
+    /// snapshot).
+    pub fn records(&self) -> u64 {
+        self.stripes
+            .iter()
+            .map(|s| s.records.load(Ordering::Relaxed))
+            .sum()
+    }
+
     pub fn snapshot(&self) -> StatsSnapshot {
+        let sum = |counter: fn(&Stripe) -> &AtomicU64| -> u64 {
+            self.stripes
+                .iter()
+                .map(|stripe| counter(stripe).load(Ordering::Relaxed))
+                .sum()
+        };
         let mut snap = StatsSnapshot {
-            records: self.records.load(Ordering::Relaxed),
-            applied: self.applied.load(Ordering::Relaxed),
+            records: self.records(),
+            applied: sum(|s| &s.applied),
             ..StatsSnapshot::default()
         };
         for reason in IgnoredReason::all() {
-            let n = self.ignored[reason.index()].load(Ordering::Relaxed);
+            let n: u64 = self
+                .stripes
+                .iter()
+                .map(|s| s.ignored[reason.index()].load(Ordering::Relaxed))
+                .sum();
             if n > 0 {
                 snap.ignored.insert(reason.as_str(), n);
             }
         }
-        for (reason, counter) in [
-            (RejectReason::Future, &self.future),
-            (RejectReason::TooOld, &self.too_old),
+        for (reason, n) in [
+            (RejectReason::Future, sum(|s| &s.future)),
+            (RejectReason::TooOld, sum(|s| &s.too_old)),
         ] {
-            let n = counter.load(Ordering::Relaxed);
             if n > 0 {
                 snap.rejected.insert(reason.as_str(), n);
             }

@@ -1,0 +1,230 @@
+//! What `bench_kafka` needs around the measurement: a tansu broker process
+//! that dies with the bench, topics, a plain HTTP GET, the machine's load.
+//!
+//! The broker command line is the one of `tests/support` (SPEC §10).
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+
+/// A random name, as rust-rdkafka's tests make them.
+pub fn rand_name(prefix: &str) -> String {
+    format!("{prefix}-{:016x}", rand::random::<u64>())
+}
+
+/// The 1, 5 and 15-minute load averages, as `/proc/loadavg` has them.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
+
+/// CPU time (ns) the threads of process `pid` ("self" for this one) have
+/// run so far, summed by thread name without its number (`ingest-0` and
+/// `ingest-1` are `ingest`, `rdk:broker1` is `rdk:broker`).
+pub fn thread_cpu_ns(pid: &str) -> BTreeMap<String, u64> {
+    let mut by_name = BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return by_name;
+    };
+    for task in tasks.flatten() {
+        let dir = task.path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        let name = comm
+            .trim()
+            .trim_end_matches(|c: char| c.is_ascii_digit())
+            .trim_end_matches('-');
+        let ns: u64 = std::fs::read_to_string(dir.join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0);
+        *by_name.entry(name.to_owned()).or_insert(0) += ns;
+    }
+    by_name
+}
+
+/// The tansu binary: on PATH or in cargo's bin directory.
+fn tansu_binary() -> anyhow::Result<PathBuf> {
+    let path = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .chain(std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo/bin")))
+        .map(|dir| dir.join("tansu"))
+        .find(|path| path.is_file());
+    path.context(
+        "tansu is not installed: cargo install tansu --version 0.6.0 --features dynostore --locked",
+    )
+}
+
+/// A tansu broker with in-memory storage on a free loopback port; killed
+/// when dropped, so also when the bench panics.
+pub struct Tansu {
+    child: Child,
+    pub bootstrap: String,
+    pub command: String,
+}
+
+impl Tansu {
+    pub fn start() -> anyhow::Result<Tansu> {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let binary = tansu_binary()?;
+        let version = Command::new(&binary)
+            .arg("--version")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default();
+        let args = [
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+            "--storage-engine",
+            "memory://tansu/",
+        ];
+        let child = Command::new(&binary)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        let tansu = Tansu {
+            child,
+            bootstrap: format!("127.0.0.1:{port}"),
+            command: format!("{} {} ({version})", binary.display(), args.join(" ")),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(&tansu.bootstrap).is_err() {
+            if Instant::now() > deadline {
+                bail!("tansu does not listen on {} after 20 s", tansu.bootstrap);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(tansu)
+    }
+}
+
+impl Tansu {
+    /// The broker's process id, for its CPU time.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Creates `topic` with `partitions` partitions.
+pub fn create_topic(
+    runtime: &tokio::runtime::Runtime,
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .context("creating the admin client")?;
+    let results = runtime.block_on(admin.create_topics(
+        &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+        &AdminOptions::new(),
+    ))?;
+    for result in results {
+        result.map_err(|(topic, code)| anyhow::anyhow!("creating {topic}: {code}"))?;
+    }
+    Ok(())
+}
+
+/// A plain HTTP/1.1 GET over a new connection; returns (status, body).
+pub fn http_get(addr: SocketAddr, path_and_query: &str) -> anyhow::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "GET {path_and_query} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    Ok((
+        status,
+        if chunked {
+            dechunk(body)
+        } else {
+            body.to_owned()
+        },
+    ))
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n.min(rest.len())]);
+        body = rest.get(n + 2..).unwrap_or("");
+    }
+    out
+}
+
+/// CPU time of this process's threads and of the broker over one pass.
+pub struct CpuMeter {
+    broker_pid: String,
+    before: BTreeMap<String, u64>,
+    broker_before: u64,
+}
+
+impl CpuMeter {
+    pub fn start(tansu: &Tansu) -> CpuMeter {
+        let broker_pid = tansu.pid().to_string();
+        let broker_before = thread_cpu_ns(&broker_pid).values().sum();
+        CpuMeter {
+            before: thread_cpu_ns("self"),
+            broker_before,
+            broker_pid,
+        }
+    }
+
+    /// Seconds by thread name since [`CpuMeter::start`]; call it while the
+    /// pass's threads still run. Threads that ended since are not counted.
+    pub fn read(&self) -> BTreeMap<String, f64> {
+        let mut cpu: BTreeMap<String, f64> = thread_cpu_ns("self")
+            .into_iter()
+            .map(|(name, ns)| {
+                let before = self.before.get(&name).copied().unwrap_or(0);
+                (name, ns.saturating_sub(before) as f64 / 1e9)
+            })
+            .collect();
+        let broker: u64 = thread_cpu_ns(&self.broker_pid).values().sum();
+        cpu.insert(
+            "tansu".to_owned(),
+            broker.saturating_sub(self.broker_before) as f64 / 1e9,
+        );
+        cpu
+    }
+}

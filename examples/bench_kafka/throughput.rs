@@ -1,0 +1,443 @@
+//! Row 1: end to end from the broker vs a consume-only loop, same topic,
+//! same client settings, alternating passes (see the crate doc).
+
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use exposure::catalog::Catalog;
+use exposure::config::{Config, KafkaConfig};
+use exposure::flow::encode_goflow2_pb;
+use exposure::generate::{Generator, World};
+use exposure::health::Health;
+use exposure::metrics::Metrics;
+use exposure::source::kafka::{self, consumer_config, Progress};
+use exposure::state::{wall_now_ms, Engine};
+use rdkafka::client::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use tokio_util::sync::CancellationToken;
+
+use crate::support::{create_topic, load_average, rand_name, CpuMeter, Tansu};
+use crate::{kafka_config, send, service_config, Args, HOUR_MS, STALL};
+
+/// How long the consume-only loop waits in one poll.
+const POLL_TIMEOUT: Duration = Duration::from_millis(100);
+/// How often the engine's record count is read while (b) runs.
+const WATCH_INTERVAL: Duration = Duration::from_millis(1);
+
+/// Records encoded back to back, with their ends.
+struct Records {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Records {
+    fn generate(world: &World, count: usize, now_ms: i64) -> Records {
+        let mut records = Records {
+            bytes: Vec::new(),
+            ends: Vec::with_capacity(count),
+        };
+        for flow in Generator::new(world, 1, now_ms - HOUR_MS, HOUR_MS).take(count) {
+            encode_goflow2_pb(&flow, &mut records.bytes);
+            records.ends.push(records.bytes.len());
+        }
+        records
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts
+            .zip(self.ends.iter().copied())
+            .map(|(start, end)| &self.bytes[start..end])
+    }
+}
+
+/// Counts the producer's delivery reports.
+#[derive(Default)]
+struct Deliveries {
+    ok: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        let counter = if result.is_ok() {
+            &self.ok
+        } else {
+            &self.failed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Produces every record, round-robin over the partitions, in librdkafka's
+/// usual batches (a consumer reading from the start only fetches at batch
+/// boundaries, so tansu's defect 1 does not apply). Returns the settings
+/// and the time taken until every record was acknowledged.
+fn produce_all(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    records: &Records,
+) -> anyhow::Result<(String, Duration)> {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "20")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "1000000")
+        .set("queue.buffering.max.kbytes", "1048576");
+    let settings = config
+        .config_map()
+        .into_iter()
+        .filter(|(k, _)| *k != "bootstrap.servers")
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let producer: BaseProducer<Deliveries> = config
+        .create_with_context(Deliveries::default())
+        .context("creating the producer")?;
+    let started = Instant::now();
+    for (i, payload) in records.iter().enumerate() {
+        let partition = (i % partitions as usize) as i32;
+        send(
+            &producer,
+            BaseRecord::to(topic).partition(partition).payload(payload),
+        )?;
+        if i % 1024 == 0 {
+            producer.poll(Duration::ZERO);
+        }
+    }
+    producer
+        .flush(Duration::from_secs(300))
+        .context("flushing the producer")?;
+    let took = started.elapsed();
+    let deliveries = producer.context();
+    let ok = deliveries.ok.load(Ordering::Relaxed);
+    let failed = deliveries.failed.load(Ordering::Relaxed);
+    if ok != records.ends.len() as u64 {
+        bail!(
+            "{ok} of {} records acknowledged, {failed} failed",
+            records.ends.len()
+        );
+    }
+    Ok((settings, took))
+}
+
+/// One pass over the topic.
+struct Pass {
+    /// From creating the consumer to the last record.
+    total: Duration,
+    /// From the first record to the last: the rate's denominator.
+    steady: Duration,
+    /// Between the first record and the last, the longest time (a) waited
+    /// on an empty local queue, or (b)'s engine record count stood still.
+    longest_pause: Duration,
+    /// CPU seconds by thread over the whole pass, the broker's included.
+    cpu: BTreeMap<String, f64>,
+}
+
+impl Pass {
+    fn rate(&self, records: usize) -> f64 {
+        records as f64 / self.steady.as_secs_f64()
+    }
+
+    fn join_time(&self) -> Duration {
+        self.total.saturating_sub(self.steady)
+    }
+}
+
+/// (a): polls until `expected` records arrived, touching each payload.
+fn consume_only(kafka: &KafkaConfig, expected: usize, cpu: &CpuMeter) -> anyhow::Result<Pass> {
+    let started = Instant::now();
+    let consumer: BaseConsumer = consumer_config(kafka)
+        .create()
+        .context("creating the consumer")?;
+    let topics: Vec<&str> = kafka.topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&topics)?;
+    let mut first: Option<Instant> = None;
+    let mut received = 0usize;
+    let mut touched = 0u64;
+    // When the local queue was last found empty, while it stays empty.
+    let mut waiting_since: Option<Instant> = None;
+    let mut longest_wait = Duration::ZERO;
+    while received < expected {
+        // A blocking poll (and the clock) only when nothing is queued, so the
+        // record path is the plain loop.
+        let polled = match consumer.poll(Duration::ZERO) {
+            Some(polled) => Some(polled),
+            None => {
+                let since = *waiting_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > STALL {
+                    bail!("consume-only: {received} of {expected} records, then nothing for {STALL:?}");
+                }
+                consumer.poll(POLL_TIMEOUT)
+            }
+        };
+        match polled {
+            Some(Ok(m)) => {
+                if let Some(since) = waiting_since.take() {
+                    let now = Instant::now();
+                    if first.is_some() {
+                        longest_wait = longest_wait.max(now - since);
+                    }
+                    first.get_or_insert(now);
+                }
+                first.get_or_insert_with(Instant::now);
+                let payload = m.payload().unwrap_or_default();
+                touched = touched
+                    .wrapping_add(payload.len() as u64)
+                    .wrapping_add(u64::from(payload.first().copied().unwrap_or(0)));
+                received += 1;
+            }
+            Some(Err(e)) => tracing::warn!(error = %e, "consume-only: consume error"),
+            None => {}
+        }
+    }
+    let done = Instant::now();
+    black_box(touched);
+    Ok(Pass {
+        total: done - started,
+        steady: done - first.unwrap_or(started),
+        longest_pause: longest_wait,
+        cpu: cpu.read(),
+    })
+}
+
+/// What (b) left in its engine, for the report.
+struct EngineCounts {
+    flows_applied: u64,
+    rejected: u64,
+    open: usize,
+    pending: usize,
+}
+
+/// (b): exposure's source feeding a fresh engine until it counted `expected` records.
+fn exposure_pass(
+    config: &Config,
+    workers: usize,
+    expected: usize,
+    cpu: &CpuMeter,
+) -> anyhow::Result<(Pass, EngineCounts)> {
+    let engine = Arc::new(Engine::from_config(config, Arc::new(Catalog::builtin())));
+    let metrics = Arc::new(Metrics::new(engine.clone()));
+    let health = Arc::new(Health::default());
+    health.set_restored(true);
+    let stop = CancellationToken::new();
+    let started = Instant::now();
+    let source = kafka::start(
+        &config.kafka,
+        workers,
+        engine.clone(),
+        Arc::new(Progress::default()),
+        None,
+        metrics,
+        health,
+        stop.clone(),
+    )?;
+    let watched = watch_records(&engine, expected as u64, started, cpu);
+    // Stopping also encodes the state once (the final checkpoint cut): not timed.
+    stop.cancel();
+    let joined = source.join();
+    let pass = watched?;
+    joined?;
+    let stats = engine.stats().snapshot();
+    let counts = EngineCounts {
+        flows_applied: stats.applied,
+        rejected: stats.rejected.values().sum(),
+        open: engine.open_endpoints(),
+        pending: engine.pending_endpoints(),
+    };
+    Ok((pass, counts))
+}
+
+/// Reads the engine's record count until it reaches `expected`.
+fn watch_records(
+    engine: &Engine,
+    expected: u64,
+    started: Instant,
+    cpu: &CpuMeter,
+) -> anyhow::Result<Pass> {
+    let mut first: Option<Instant> = None;
+    let mut last_seen = (0u64, Instant::now());
+    let mut longest_pause = Duration::ZERO;
+    loop {
+        let records = engine.stats().snapshot().records;
+        let now = Instant::now();
+        if records > 0 {
+            first.get_or_insert(now);
+        }
+        if records != last_seen.0 && last_seen.0 > 0 {
+            longest_pause = longest_pause.max(now - last_seen.1);
+        }
+        if records >= expected {
+            return Ok(Pass {
+                total: now - started,
+                steady: now - first.unwrap_or(started),
+                longest_pause,
+                cpu: cpu.read(),
+            });
+        }
+        if records != last_seen.0 {
+            last_seen = (records, now);
+        } else if now - last_seen.1 > STALL {
+            bail!("exposure: {records} of {expected} records, then nothing for {STALL:?}");
+        }
+        std::thread::sleep(WATCH_INTERVAL);
+    }
+}
+
+/// One line of the CPU table.
+fn cpu_row(round: usize, name: &str, pass: &Pass, records: usize) -> String {
+    let mut by_thread: Vec<(&String, &f64)> =
+        pass.cpu.iter().filter(|(_, s)| **s >= 0.005).collect();
+    by_thread.sort_by(|a, b| b.1.total_cmp(a.1));
+    let threads = by_thread
+        .iter()
+        .map(|(name, s)| format!("{name} {s:.2}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let total: f64 = pass.cpu.values().sum();
+    let wall = pass.total.as_secs_f64();
+    format!(
+        "| {round} | {name} | {wall:.2} s | {threads} | {total:.2} s | {:.2} | {:.2} |",
+        total / wall,
+        total * 1e6 / records as f64
+    )
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let mid = sorted.len() / 2;
+    if sorted.len() % 2 == 1 {
+        sorted[mid]
+    } else {
+        (sorted[mid - 1] + sorted[mid]) / 2.0
+    }
+}
+
+pub fn run(
+    args: &Args,
+    workers: usize,
+    runtime: &tokio::runtime::Runtime,
+    tansu: &Tansu,
+    world: &World,
+) -> anyhow::Result<()> {
+    let n = args.records;
+    println!("## End to end from the broker vs consume-only (goal: (b)/(a) >= 80 %)");
+    let generating = Instant::now();
+    let records = Records::generate(world, n, wall_now_ms());
+    let generated_in = generating.elapsed();
+    let topic = rand_name("bench-flows");
+    create_topic(runtime, &tansu.bootstrap, &topic, args.partitions)?;
+    let (producer_settings, produced_in) =
+        produce_all(&tansu.bootstrap, &topic, args.partitions, &records)?;
+    println!(
+        "records       {n} goflow2-pb records, one flow each, {:.1} bytes on average; world of {} open endpoints (seed 1), flow times in the last hour; generated in {:.1} s",
+        records.bytes.len() as f64 / n as f64,
+        args.endpoints,
+        generated_in.as_secs_f64(),
+    );
+    println!(
+        "topic         {} partitions, records round-robin; produced in {:.1} s ({:.0} records/s) with {producer_settings}",
+        args.partitions,
+        produced_in.as_secs_f64(),
+        n as f64 / produced_in.as_secs_f64()
+    );
+    println!("rates         N / (last record - first record); 'join' is the time before the first record (group join, first fetch)");
+    println!("(b) stops when Engine::stats().records reaches N, read every {WATCH_INTERVAL:?}");
+    println!("pauses        after the first record: (a) the longest wait on an empty local queue, (b) the longest time the engine's record count stood still");
+    println!();
+    println!("| round | order | (a) consume-only rec/s | (a) join | (a) longest wait | (b) exposure rec/s | (b) join | (b) longest pause | (b)/(a) | load |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    let mut rates_a = Vec::new();
+    let mut rates_b = Vec::new();
+    let mut ratios = Vec::new();
+    let mut counts = None;
+    let mut cpu_rows = Vec::new();
+    let mut longest_pause = Duration::ZERO;
+    for round in 1..=args.rounds {
+        let kafka_a = kafka_config(&tansu.bootstrap, &topic, &rand_name("bench-a"), args);
+        let config_b = service_config(
+            kafka_config(&tansu.bootstrap, &topic, &rand_name("bench-b"), args),
+            world,
+        );
+        let a_first = round % 2 == 1;
+        let (a, b) = if a_first {
+            let a = consume_only(&kafka_a, n, &CpuMeter::start(tansu))?;
+            let b = exposure_pass(&config_b, workers, n, &CpuMeter::start(tansu))?;
+            (a, b)
+        } else {
+            let b = exposure_pass(&config_b, workers, n, &CpuMeter::start(tansu))?;
+            let a = consume_only(&kafka_a, n, &CpuMeter::start(tansu))?;
+            (a, b)
+        };
+        let (b, round_counts) = b;
+        let (rate_a, rate_b) = (a.rate(n), b.rate(n));
+        println!(
+            "| {round} | {} | {rate_a:.0} | {:.2} s | {:.0} ms | {rate_b:.0} | {:.2} s | {:.0} ms | {:.1} % | {} |",
+            if a_first { "a, b" } else { "b, a" },
+            a.join_time().as_secs_f64(),
+            a.longest_pause.as_secs_f64() * 1e3,
+            b.join_time().as_secs_f64(),
+            b.longest_pause.as_secs_f64() * 1e3,
+            100.0 * rate_b / rate_a,
+            load_average(),
+        );
+        longest_pause = longest_pause.max(a.longest_pause).max(b.longest_pause);
+        cpu_rows.push(cpu_row(round, "(a)", &a, n));
+        cpu_rows.push(cpu_row(round, "(b)", &b, n));
+        rates_a.push(rate_a);
+        rates_b.push(rate_b);
+        ratios.push(rate_b / rate_a);
+        counts = Some(round_counts);
+    }
+    println!(
+        "| median | | {:.0} | | | {:.0} | | | {:.1} % (median of the rounds' ratios; ratio of the medians {:.1} %) | |",
+        median(&rates_a),
+        median(&rates_b),
+        100.0 * median(&ratios),
+        100.0 * median(&rates_b) / median(&rates_a),
+    );
+    if longest_pause >= Duration::from_millis(500)
+        && !args
+            .settings
+            .iter()
+            .any(|(k, _)| k == "fetch.queue.backoff.ms")
+    {
+        println!();
+        println!(
+            "pauses near 1 s: librdkafka postpones a partition's next fetch by fetch.queue.backoff.ms (default 1000 ms) \
+             whenever its local queue holds more than queued.min.messages (default 100000); compare with --set fetch.queue.backoff.ms=10"
+        );
+    }
+    println!();
+    println!("CPU over each whole pass (join included), by thread: bench_kafka is the main thread ((a)'s poll loop, (b)'s watcher), kafka-poll and ingest are exposure's source, rdk:* are librdkafka's, tansu is the broker process");
+    println!();
+    println!(
+        "| round | pass | wall | CPU s by thread | CPU total | cores busy | CPU µs per record |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for row in cpu_rows {
+        println!("{row}");
+    }
+    if let Some(c) = counts {
+        println!();
+        println!(
+            "engine after the last (b): {} flows applied, {} rejected, {} open endpoints, {} pending",
+            c.flows_applied, c.rejected, c.open, c.pending
+        );
+    }
+    Ok(())
+}
