@@ -8,7 +8,9 @@
 //! engine lives across iterations, so after the warm-up every endpoint
 //! exists: this is the steady state of a long-running ingest.
 //!
-//! `decode` and `apply` alone are measured too, to show where time goes.
+//! `decode` and `apply` alone are measured too, to show where time goes,
+//! and goflow2-pb into an engine that does not keep the port index, to show
+//! what keeping it costs.
 //!
 //! Times are the bench thread's CPU time (see `support`): the machine's two
 //! cores are shared with builds, and wall time would count the waits.
@@ -75,6 +77,14 @@ impl Records {
 /// The engine `exposure analyze` builds from the default config, with the
 /// event clock, keeping the port index as `exposure run` does from start.
 fn engine(world: &World) -> Engine {
+    let engine = unindexed_engine(world);
+    engine.keep_port_index_current(wall_now_ms());
+    engine
+}
+
+/// The same engine without the port index (as `exposure analyze` ingests
+/// until its query).
+fn unindexed_engine(world: &World) -> Engine {
     let settings = Settings {
         retention_days: 30,
         clock: Clock::Event,
@@ -83,9 +93,7 @@ fn engine(world: &World) -> Engine {
         max_pending: 1_000_000,
     };
     let classifier = Classifier::new(&world.assets(), &[]);
-    let engine = Engine::new(classifier, Arc::new(Catalog::builtin()), settings);
-    engine.keep_port_index_current(wall_now_ms());
-    engine
+    Engine::new(classifier, Arc::new(Catalog::builtin()), settings)
 }
 
 /// One record through the pipeline, as `analyze::run` does it.
@@ -133,6 +141,13 @@ fn benches(c: &mut Criterion<ThreadCpu>) {
             engine.pending_endpoints()
         );
     }
+    // What keeping the port index costs, in the same run.
+    let records = Records::encode(Format::Goflow2Pb, &flows);
+    let unindexed = unindexed_engine(&world);
+    let mut out = Vec::with_capacity(4);
+    group.bench_function("goflow2-pb-without-index", |b| {
+        b.iter(|| ingest(&unindexed, Format::Goflow2Pb, &records, &mut out, now))
+    });
     group.finish();
 
     let mut group = c.benchmark_group("decode");

@@ -129,12 +129,67 @@ impl KeptRecent {
         self.flags = flags;
     }
 
+    /// Adds `sample`, at `sample_hour`, to tallies kept for `hour`, in
+    /// place, when that sets no flag that was not set already; returns the
+    /// bytes that moved. `None` (nothing changed) when nothing is kept for
+    /// `hour`, or the sample opens a window or brings its first payload.
+    pub fn add_bytes(
+        &mut self,
+        hour: u32,
+        sample_hour: u32,
+        sample: Sample,
+        res: Resolution,
+    ) -> Option<MovedBytes> {
+        if self.hour != hour {
+            return None;
+        }
+        let span = Series::sample_span(sample_hour, res);
+        let mut moved = MovedBytes {
+            in_bytes: [0; 3],
+            out_bytes: [0; 3],
+            open: self.flags & 0b111,
+        };
+        if span.end <= res.retained_after {
+            return Some(moved);
+        }
+        let mut flags = self.flags;
+        let windows = recent_windows(hour);
+        for (w, window) in windows.iter().enumerate() {
+            if span.overlaps(*window) {
+                flags |= u8::from(sample.evidence) << w | u8::from(sample.payload) << (3 + w);
+            }
+        }
+        if flags != self.flags {
+            return None;
+        }
+        for (w, window) in windows.iter().enumerate() {
+            if span.overlaps(*window) {
+                let (i, o) = (self.in_bytes[w], self.out_bytes[w]);
+                self.in_bytes[w] = i.saturating_add(sample.in_bytes);
+                self.out_bytes[w] = o.saturating_add(sample.out_bytes);
+                moved.in_bytes[w] = self.in_bytes[w] - i;
+                moved.out_bytes[w] = self.out_bytes[w] - o;
+            }
+        }
+        Some(moved)
+    }
+
     /// The kept value, leaving nothing.
     pub fn take(&mut self) -> Option<Recent> {
         let recent = self.get();
         *self = KeptRecent::default();
         recent
     }
+}
+
+/// Bytes added to an endpoint's windows by a flow that changed no flag
+/// (see [`KeptRecent::add_bytes`]).
+#[derive(Clone, Copy, Debug)]
+pub struct MovedBytes {
+    in_bytes: [u64; 3],
+    out_bytes: [u64; 3],
+    /// Bit `w`: the endpoint is open in window `w`.
+    open: u8,
 }
 
 /// Sums over the endpoints of one port that are open in one window.
@@ -220,6 +275,31 @@ impl WindowSums {
 }
 
 impl PortSums {
+    /// Moves the sums by an endpoint's added bytes: what
+    /// [`PortSums::replace`] would do when only bytes changed.
+    fn add_bytes(&mut self, moved: &MovedBytes) {
+        let open = |w: usize| moved.open & (1 << w) != 0;
+        let total: [u64; 3] = std::array::from_fn(|w| {
+            if open(w) {
+                moved.in_bytes[w].wrapping_add(moved.out_bytes[w])
+            } else {
+                0
+            }
+        });
+        let reply_7d = if open(1) { moved.out_bytes[1] } else { 0 };
+        for (r, sums) in self.windows.iter_mut().enumerate() {
+            if !open(r) {
+                continue;
+            }
+            sums.in_bytes = sums.in_bytes.wrapping_add(moved.in_bytes[r]);
+            sums.out_bytes = sums.out_bytes.wrapping_add(moved.out_bytes[r]);
+            for (sum, add) in sums.recent.iter_mut().zip(total) {
+                *sum = sum.wrapping_add(add);
+            }
+            sums.reply_7d = sums.reply_7d.wrapping_add(reply_7d);
+        }
+    }
+
     /// Replaces one endpoint's share: `old` out, `new` in.
     fn replace(&mut self, old: Option<Share>, new: Option<Share>) {
         let zero = WindowSums::default();
@@ -335,6 +415,14 @@ impl PortIndex {
     /// `new` in (either may be absent).
     pub fn replace(&self, port: u16, proto: Protocol, old: Option<Share>, new: Option<Share>) {
         self.sums(port, proto).replace(old, new);
+    }
+
+    /// Adds one endpoint's moved bytes to the sums of `port`/`proto`.
+    pub fn add_bytes(&self, port: u16, proto: Protocol, moved: &MovedBytes) {
+        if moved.in_bytes == [0; 3] && moved.out_bytes == [0; 3] {
+            return;
+        }
+        self.sums(port, proto).add_bytes(moved);
     }
 
     fn sums(&self, port: u16, proto: Protocol) -> MutexGuard<'_, PortSums> {

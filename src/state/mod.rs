@@ -396,6 +396,15 @@ impl Engine {
         let Some(target) = self.index.target() else {
             return;
         };
+        // Mostly a flow only adds bytes: no window opens, no payload flag
+        // or label changes. Then the bytes move, in place.
+        if old_label.is_none() {
+            let res = self.resolution_at(target);
+            if let Some(moved) = state.recent.add_bytes(target, hour, sample, res) {
+                self.index.add_bytes(endpoint.port, endpoint.proto, &moved);
+                return;
+            }
+        }
         let old = state.recent.get();
         let new = match old {
             Some(recent) if recent.hour == target => {
