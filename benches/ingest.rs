@@ -24,16 +24,12 @@
 //! pending, so a bigger map and more cache misses per flow.
 
 use std::hint::black_box;
-use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use exposure::catalog::Catalog;
-use exposure::classify::Classifier;
-use exposure::config::Clock;
 use exposure::flow::{self, Flow, Format, Outcome};
-use exposure::generate::{Generator, World};
-use exposure::state::{wall_now_ms, Engine, Settings};
+use exposure::generate::{bench, Generator, World};
+use exposure::state::{wall_now_ms, Engine};
 use support::ThreadCpu;
 
 mod support;
@@ -74,28 +70,6 @@ impl Records {
     }
 }
 
-/// The engine `exposure analyze` builds from the default config, with the
-/// event clock, keeping the port index as `exposure run` does from start.
-fn engine(world: &World) -> Engine {
-    let engine = unindexed_engine(world);
-    engine.keep_port_index_current(wall_now_ms());
-    engine
-}
-
-/// The same engine without the port index (as `exposure analyze` ingests
-/// until its query).
-fn unindexed_engine(world: &World) -> Engine {
-    let settings = Settings {
-        retention_days: 30,
-        clock: Clock::Event,
-        max_future_skew_ms: 5 * 60_000,
-        max_endpoints: 5_000_000,
-        max_pending: 1_000_000,
-    };
-    let classifier = Classifier::new(&world.assets(), &[]);
-    Engine::new(classifier, Arc::new(Catalog::builtin()), settings)
-}
-
 /// One record through the pipeline, as `analyze::run` does it.
 fn ingest(engine: &Engine, format: Format, records: &Records, flows: &mut Vec<Flow>, now: i64) {
     for record in records.iter() {
@@ -130,7 +104,7 @@ fn benches(c: &mut Criterion<ThreadCpu>) {
     group.throughput(Throughput::Elements(count as u64));
     for format in formats {
         let records = Records::encode(format, &flows);
-        let engine = engine(&world);
+        let engine = bench::engine(&world);
         let mut out = Vec::with_capacity(4);
         group.bench_function(format.as_str(), |b| {
             b.iter(|| ingest(&engine, format, &records, &mut out, now))
@@ -143,7 +117,7 @@ fn benches(c: &mut Criterion<ThreadCpu>) {
     }
     // What keeping the port index costs, in the same run.
     let records = Records::encode(Format::Goflow2Pb, &flows);
-    let unindexed = unindexed_engine(&world);
+    let unindexed = bench::unindexed_engine(&world);
     let mut out = Vec::with_capacity(4);
     group.bench_function("goflow2-pb-without-index", |b| {
         b.iter(|| ingest(&unindexed, Format::Goflow2Pb, &records, &mut out, now))
@@ -168,7 +142,7 @@ fn benches(c: &mut Criterion<ThreadCpu>) {
 
     let mut group = c.benchmark_group("apply");
     group.throughput(Throughput::Elements(count as u64));
-    let steady = engine(&world);
+    let steady = bench::engine(&world);
     group.bench_function("steady", |b| {
         b.iter(|| {
             for f in &flows {
@@ -179,7 +153,7 @@ fn benches(c: &mut Criterion<ThreadCpu>) {
     // Every endpoint new: the first pass over a fresh engine.
     group.bench_function("fresh", |b| {
         b.iter_batched(
-            || engine(&world),
+            || bench::engine(&world),
             |fresh| {
                 for f in &flows {
                     black_box(fresh.apply(f, now));

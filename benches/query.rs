@@ -13,37 +13,20 @@
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use exposure::catalog::Catalog;
-use exposure::classify::Classifier;
-use exposure::config::Clock;
 use exposure::flow::{self, Flow, Format};
-use exposure::generate::{Generator, World};
+use exposure::generate::{bench, World};
 use exposure::query::{self, PortQuery};
-use exposure::state::{wall_now_ms, Engine, Settings};
+use exposure::state::{wall_now_ms, Engine};
 
 mod support;
 
 const ENDPOINTS: usize = 100_000;
 const EXTRA_FLOWS: usize = 2_000_000;
-const DAY_MS: i64 = 86_400_000;
 /// Calls timed one by one for the percentiles.
 const CALLS: usize = 300;
-
-fn engine(world: &World) -> Engine {
-    let settings = Settings {
-        retention_days: 30,
-        clock: Clock::Event,
-        max_future_skew_ms: 5 * 60_000,
-        max_endpoints: 5_000_000,
-        max_pending: 1_000_000,
-    };
-    let classifier = Classifier::new(&world.assets(), &[]);
-    Engine::new(classifier, Arc::new(Catalog::builtin()), settings)
-}
 
 /// p50, p99 and max of `CALLS` queries, in ms.
 fn percentiles(engine: &Engine, q: &PortQuery, now: i64) -> [f64; 3] {
@@ -67,18 +50,12 @@ fn percentiles(engine: &Engine, q: &PortQuery, now: i64) -> [f64; 3] {
 fn benches(c: &mut Criterion) {
     let now = wall_now_ms();
     let world = World::new(1, ENDPOINTS);
-    let engine = engine(&world);
-    let mut generator = Generator::new(&world, 1, now - 30 * DAY_MS, 30 * DAY_MS);
-    while !generator.covered_all_servers() {
-        engine.apply(&generator.next().expect("endless"), now);
-    }
+    let engine = bench::engine(&world);
     // Records for the ingest thread, encoded before any timing.
     let mut ingest_records = Vec::new();
-    for f in generator.by_ref().take(EXTRA_FLOWS) {
-        engine.apply(&f, now);
-        flow::encode_goflow2_pb(&f, &mut ingest_records);
-    }
-    engine.maintain(now);
+    bench::fill(&engine, &world, now, EXTRA_FLOWS, |f| {
+        flow::encode_goflow2_pb(f, &mut ingest_records)
+    });
     assert_eq!(engine.open_endpoints(), ENDPOINTS);
 
     let q = PortQuery::default();

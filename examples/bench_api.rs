@@ -51,14 +51,12 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Parser;
 use exposure::api::{self, ApiState};
-use exposure::catalog::Catalog;
-use exposure::classify::Classifier;
-use exposure::config::{ApiConfig, Auth, Clock};
+use exposure::config::{ApiConfig, Auth};
 use exposure::flow;
-use exposure::generate::{Generator, World};
+use exposure::generate::{bench, World};
 use exposure::health::Health;
 use exposure::metrics::Metrics;
-use exposure::state::{wall_now_ms, Engine, Settings};
+use exposure::state::{wall_now_ms, Engine};
 use hdrhistogram::Histogram;
 use tokio_util::sync::CancellationToken;
 
@@ -73,7 +71,6 @@ use client::{Connection, Outcome};
 use ingest::{Ingest, Mark, Rate};
 use procfs::{load_average, process_threads, Cpu};
 
-const DAY_MS: i64 = 86_400_000;
 /// The default query: last 7 days, PageSize 10.
 const DEFAULT_QUERY: &str = "/?Action=DescribeInternetOpenPort&Version=2017-12-07";
 /// Largest PageSize the server accepts (`api.max_page_size`'s default).
@@ -201,25 +198,11 @@ fn main() -> anyhow::Result<()> {
 /// one-byte-length-prefixed goflow2-pb messages.
 fn build_state(endpoints: usize, extra_flows: usize, now: i64) -> (Arc<Engine>, Vec<u8>) {
     let world = World::new(1, endpoints);
-    let settings = Settings {
-        retention_days: 30,
-        clock: Clock::Event,
-        max_future_skew_ms: 5 * 60_000,
-        max_endpoints: 5_000_000,
-        max_pending: 1_000_000,
-    };
-    let classifier = Classifier::new(&world.assets(), &[]);
-    let engine = Engine::new(classifier, Arc::new(Catalog::builtin()), settings);
-    let mut generator = Generator::new(&world, 1, now - 30 * DAY_MS, 30 * DAY_MS);
-    while !generator.covered_all_servers() {
-        engine.apply(&generator.next().expect("endless"), now);
-    }
+    let engine = bench::engine(&world);
     let mut records = Vec::new();
-    for f in generator.by_ref().take(extra_flows) {
-        engine.apply(&f, now);
-        flow::encode_goflow2_pb(&f, &mut records);
-    }
-    engine.maintain(now);
+    bench::fill(&engine, &world, now, extra_flows, |f| {
+        flow::encode_goflow2_pb(f, &mut records)
+    });
     if engine.open_endpoints() != endpoints {
         eprintln!(
             "warning: {} open endpoints, {endpoints} asked for",

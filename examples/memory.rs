@@ -14,16 +14,11 @@
 //! ```
 
 use std::hint::black_box;
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
-use exposure::catalog::Catalog;
-use exposure::classify::Classifier;
-use exposure::config::Clock;
-use exposure::generate::World;
+use exposure::generate::{bench, World};
 use exposure::query::{self, PortQuery};
-use exposure::state::{Engine, Settings};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
@@ -86,18 +81,9 @@ fn main() {
     let start = now - hours * HOUR_MS;
 
     let world = World::new(1, args.endpoints);
-    let settings = Settings {
-        retention_days: 30,
-        clock: Clock::Event,
-        max_future_skew_ms: 5 * 60_000,
-        max_endpoints: 5_000_000,
-        max_pending: 1_000_000,
-    };
-    let classifier = Classifier::new(&world.assets(), &[]);
-    let engine = Engine::new(classifier, Arc::new(Catalog::builtin()), settings);
     // As `exposure run`: the port index is kept from the start (and moved
     // to each new hour by `maintain`).
-    engine.keep_port_index_current(now);
+    let engine = bench::engine(&world);
     let mut rng = StdRng::seed_from_u64(1);
     let before = rss_bytes();
 

@@ -24,20 +24,15 @@
 //! ```
 
 use std::hint::black_box;
-use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Parser;
-use exposure::catalog::Catalog;
-use exposure::classify::Classifier;
-use exposure::config::Clock;
 use exposure::flow::{self, Flow, Format};
-use exposure::generate::{Generator, World};
+use exposure::generate::{bench, Generator, World};
 use exposure::query::{self, PortQuery};
-use exposure::state::{wall_now_ms, Engine, Settings};
+use exposure::state::{wall_now_ms, Engine};
 use hdrhistogram::Histogram;
 
-const DAY_MS: i64 = 86_400_000;
 const HOUR_MS: i64 = 3_600_000;
 
 #[derive(Parser, Debug)]
@@ -62,22 +57,6 @@ struct Args {
     /// until its query), to show what keeping it costs.
     #[arg(long)]
     without_index: bool,
-}
-
-fn engine(world: &World, index: bool) -> Engine {
-    let settings = Settings {
-        retention_days: 30,
-        clock: Clock::Event,
-        max_future_skew_ms: 5 * 60_000,
-        max_endpoints: 50_000_000,
-        max_pending: 10_000_000,
-    };
-    let classifier = Classifier::new(&world.assets(), &[]);
-    let engine = Engine::new(classifier, Arc::new(Catalog::builtin()), settings);
-    if index {
-        engine.keep_port_index_current(wall_now_ms());
-    }
-    engine
 }
 
 fn load_average() -> String {
@@ -111,7 +90,11 @@ fn ingest_threads(args: &Args) {
             bytes
         })
         .collect();
-    let engine = engine(&world, !args.without_index);
+    let engine = if args.without_index {
+        bench::unindexed_engine(&world)
+    } else {
+        bench::engine(&world)
+    };
     ingest(&engine, &records, 0, 1, now);
     println!(
         "ingest: {} goflow2-pb records a run, {} open and {} pending endpoints after warm-up, port index {}; load average {}",
@@ -150,15 +133,8 @@ fn query_latency(args: &Args) {
         let now = wall_now_ms();
         let built = Instant::now();
         let world = World::new(1, size);
-        let engine = engine(&world, true);
-        let mut generator = Generator::new(&world, 1, now - 30 * DAY_MS, 30 * DAY_MS);
-        while !generator.covered_all_servers() {
-            engine.apply(&generator.next().expect("endless"), now);
-        }
-        for f in generator.by_ref().take(2_000_000) {
-            engine.apply(&f, now);
-        }
-        engine.maintain(now);
+        let engine = bench::engine(&world);
+        bench::fill(&engine, &world, now, 2_000_000, |_| {});
         let built = built.elapsed();
         let q = PortQuery::default();
         let ports = query::describe_internet_open_port(&engine, &q, now, String::new())

@@ -24,6 +24,7 @@
 //! spread uniformly over the span, not sorted, as from many exporters with
 //! their own delays.
 
+pub mod bench;
 mod world;
 
 use std::collections::VecDeque;
