@@ -21,11 +21,13 @@
 //! - [`classify`]: which addresses are assets, internal or Internet; a flow's
 //!   direction, which side serves, and whether it is response evidence.
 //! - [`state`]: the sharded windowed counters per endpoint (hour buckets,
-//!   rolled up to days beyond 48 hours), the engine that applies flows, and
-//!   checkpoints of the state with the Kafka offsets it holds.
+//!   rolled up to days beyond 48 hours), the engine that applies flows, the
+//!   port index (per-port sums over the last 1, 7 and 30 days, kept as flows
+//!   arrive), and checkpoints of the state with the Kafka offsets it holds.
 //! - [`query`]: the `DescribeInternetOpen*` family (Port, Ip, Service,
-//!   Detail, Statistic) from one scan of the state: parameters, filters,
-//!   ordering, paging and the response bodies.
+//!   Detail, Statistic): `DescribeInternetOpenPort` from the port index when
+//!   its range allows, everything else from one scan of the state;
+//!   parameters, filters, ordering, paging and the response bodies.
 //! - [`api`]: HTTP: RPC-style `DescribeInternetOpen*` on `/`, rate limits,
 //!   error mapping, `/healthz`, `/readyz`, `/metrics`.
 //! - [`source`]: where records come from: files and stdin for `analyze`;
@@ -38,7 +40,8 @@
 //! - [`metrics`]: every Prometheus metric, defined in one place.
 //! - [`health`]: the readiness flags behind `/readyz`.
 //! - [`logging`]: structured `tracing` logs, as text or JSON lines.
-//! - [`generate`]: a seeded, realistic world of flows for benches, tests and demos.
+//! - [`generate`]: a seeded, realistic world of flows for benches, tests and
+//!   demos, and the engines and states the benches measure.
 
 pub mod analyze;
 pub mod api;

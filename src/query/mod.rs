@@ -1,13 +1,16 @@
 //! The `DescribeInternetOpen*` answers, computed from the engine's state:
 //! parameters, time windows, filters, ordering and paging (SPEC §6, §7).
 //!
-//! Every Action reads the state through one walk, [`scan::scan`], which
-//! yields each endpoint open in the range with its traffic and service;
-//! [`scan::Group`] sums endpoints into the rows of `DescribeInternetOpenPort`
-//! (by port), `DescribeInternetOpenIp` (by address) and
-//! `DescribeInternetOpenService` (by service). `DescribeInternetOpenDetail`
-//! lists the endpoints themselves and `DescribeInternetOpenStatistic` counts
-//! them.
+//! `DescribeInternetOpenPort` over the last 1, 7 or 30 days (its default
+//! range is the last 7) reads the engine's port index: one entry per (port,
+//! protocol), kept as flows arrive. Everything else reads the state through
+//! one walk, [`scan::scan`], which yields each endpoint open in the range
+//! with its traffic and service; [`scan::Group`] sums endpoints into the
+//! rows of `DescribeInternetOpenPort` (by port), `DescribeInternetOpenIp`
+//! (by address) and `DescribeInternetOpenService` (by service).
+//! `DescribeInternetOpenDetail` lists the endpoints themselves and
+//! `DescribeInternetOpenStatistic` counts them. Both ways give the same
+//! answer (`src/query/tests/index.rs` holds them to it).
 
 pub mod detail;
 pub mod ip;
