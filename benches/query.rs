@@ -4,8 +4,9 @@
 //! The state is built from the generator: flows spread over the last 30
 //! days until every server has answered, then 2 M more. The default query
 //! (last 7 days, PageSize 10) is measured by criterion for the mean, then
-//! timed one call at a time for p50 and p99: idle, and while another thread
-//! ingests goflow2-pb records at full speed (the machine has 2 cores).
+//! timed one call at a time into an hdrhistogram for p50, p99 and p999:
+//! idle, and while another thread ingests goflow2-pb records at full speed
+//! (the machine has 2 cores).
 //!
 //! ```text
 //! cargo bench --bench query
@@ -20,30 +21,32 @@ use exposure::flow::{self, Flow, Format};
 use exposure::generate::{bench, World};
 use exposure::query::{self, PortQuery};
 use exposure::state::{wall_now_ms, Engine};
+use hdrhistogram::Histogram;
 
 mod support;
 
 const ENDPOINTS: usize = 100_000;
 const EXTRA_FLOWS: usize = 2_000_000;
 /// Calls timed one by one for the percentiles.
-const CALLS: usize = 300;
+const CALLS: usize = 3000;
 
-/// p50, p99 and max of `CALLS` queries, in ms.
-fn percentiles(engine: &Engine, q: &PortQuery, now: i64) -> [f64; 3] {
-    let mut times: Vec<Duration> = (0..CALLS)
-        .map(|_| {
-            let start = Instant::now();
-            let answer = query::describe_internet_open_port(engine, q, now, String::new());
-            black_box(answer);
-            start.elapsed()
-        })
-        .collect();
-    times.sort_unstable();
-    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+/// p50, p99, p999 and max of `CALLS` queries timed one by one, in ms
+/// (an hdrhistogram of microseconds).
+fn percentiles(engine: &Engine, q: &PortQuery, now: i64) -> [f64; 4] {
+    let mut hist = Histogram::<u64>::new(3).expect("valid precision");
+    for _ in 0..CALLS {
+        let start = Instant::now();
+        let answer = query::describe_internet_open_port(engine, q, now, String::new());
+        black_box(answer);
+        hist.record(start.elapsed().as_micros() as u64)
+            .expect("in range");
+    }
+    let ms = |us: u64| us as f64 / 1e3;
     [
-        ms(times[CALLS / 2]),
-        ms(times[CALLS * 99 / 100]),
-        ms(times[CALLS - 1]),
+        ms(hist.value_at_quantile(0.5)),
+        ms(hist.value_at_quantile(0.99)),
+        ms(hist.value_at_quantile(0.999)),
+        ms(hist.max()),
     ]
 }
 
@@ -68,8 +71,10 @@ fn benches(c: &mut Criterion) {
     );
 
     eprintln!("load average: {}", support::load_average());
-    let [p50, p99, max] = percentiles(&engine, &q, now);
-    eprintln!("idle: p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms over {CALLS} calls");
+    let [p50, p99, p999, max] = percentiles(&engine, &q, now);
+    eprintln!(
+        "idle: p50 {p50:.2} ms, p99 {p99:.2} ms, p999 {p999:.2} ms, max {max:.2} ms over {CALLS} calls"
+    );
 
     let stop = AtomicBool::new(false);
     let ingested = AtomicU64::new(0);
@@ -98,10 +103,10 @@ fn benches(c: &mut Criterion) {
         stop.store(true, Ordering::Relaxed);
         (result, secs)
     });
-    let [p50, p99, max] = busy;
+    let [p50, p99, p999, max] = busy;
     let rate = ingested.load(Ordering::Relaxed) as f64 / secs / 1e6;
     eprintln!(
-        "during ingest ({rate:.2} M records/s on the other core): p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms"
+        "during ingest ({rate:.2} M records/s on the other core): p50 {p50:.2} ms, p99 {p99:.2} ms, p999 {p999:.2} ms, max {max:.2} ms over {CALLS} calls"
     );
 
     c.bench_function("describe_internet_open_port/100k_endpoints_5k_ports", |b| {
