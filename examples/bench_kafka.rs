@@ -6,8 +6,8 @@
 //! seed 1) are produced round-robin into a fresh topic of P partitions.
 //! Then, in the same run and from the same topic, each pass with its own
 //! fresh consumer group and the client settings of
-//! `exposure::source::kafka::consumer_config` (plus `fetch.wait.max.ms=10`,
-//! SPEC §10 defect 5):
+//! `exposure::source::kafka::consumer_config` with the service's default
+//! librdkafka properties (plus `fetch.wait.max.ms=10`, SPEC §10 defect 5):
 //!
 //! - (a) consume only: a `BaseConsumer` polls until it has received all N
 //!   records, touching each payload (its length and first byte);
@@ -20,8 +20,9 @@
 //! `--rounds` rounds, the order swapped every round; each round and the
 //! medians are printed, since the machine's cores are shared. Beside the
 //! rates: the longest pause of each pass (a pause near 1 s is librdkafka's
-//! `fetch.queue.backoff.ms`, which `--set fetch.queue.backoff.ms=10`
-//! shortens for both passes), and the CPU time of every thread (this
+//! `fetch.queue.backoff.ms` at its own default of 1000 ms; the service sets
+//! 10, and `--set fetch.queue.backoff.ms=1000` shows the difference), and
+//! the CPU time of every thread (this
 //! process's, from `/proc/self/task/*/schedstat`, and the broker's), to
 //! show where the time goes.
 //!
