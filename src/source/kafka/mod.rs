@@ -324,6 +324,7 @@ fn poll_loop(
                 batch
                     .data
                     .extend_from_slice(m.payload().unwrap_or_default());
+                let topic = batch.topic_index(topic);
                 batch.items.push(Item {
                     topic,
                     partition: m.partition(),
@@ -367,23 +368,25 @@ struct Route {
 
 impl Route {
     /// The interned topic and the worker for a record of `topic`/`partition`.
-    fn of(&mut self, topic: &str, partition: i32, workers: usize) -> (Arc<str>, usize) {
-        if let Some((last, p, index)) = &self.last {
-            if *p == partition && **last == *topic {
-                return (last.clone(), *index);
-            }
+    fn of(&mut self, topic: &str, partition: i32, workers: usize) -> (&Arc<str>, usize) {
+        let same = self
+            .last
+            .as_ref()
+            .is_some_and(|(last, p, _)| *p == partition && **last == *topic);
+        if !same {
+            let interned = match self.topics.get(topic) {
+                Some(t) => t.clone(),
+                None => {
+                    let t: Arc<str> = Arc::from(topic);
+                    self.topics.insert(topic.to_owned(), t.clone());
+                    t
+                }
+            };
+            let index = worker::worker_for(&interned, partition, workers);
+            self.last = Some((interned, partition, index));
         }
-        let interned = match self.topics.get(topic) {
-            Some(t) => t.clone(),
-            None => {
-                let t: Arc<str> = Arc::from(topic);
-                self.topics.insert(topic.to_owned(), t.clone());
-                t
-            }
-        };
-        let index = worker::worker_for(&interned, partition, workers);
-        self.last = Some((interned.clone(), partition, index));
-        (interned, index)
+        let (interned, _, index) = self.last.as_ref().expect("set above");
+        (interned, *index)
     }
 }
 

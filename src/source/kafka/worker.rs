@@ -25,11 +25,27 @@ const REJECT_LOG_INTERVAL: Duration = Duration::from_secs(5);
 pub(super) struct Batch {
     pub data: Vec<u8>,
     pub items: Vec<Item>,
+    /// The topics of the items, each once per run of items from it.
+    pub topics: Vec<Arc<str>>,
     pub started: Option<Instant>,
 }
 
+impl Batch {
+    /// The index in [`Batch::topics`] for a next item from `topic`: a
+    /// batch holds a topic's name once, not a reference per record (whose
+    /// count every thread would update).
+    pub fn topic_index(&mut self, topic: &Arc<str>) -> u16 {
+        match self.topics.last() {
+            Some(last) if Arc::ptr_eq(last, topic) => {}
+            _ => self.topics.push(topic.clone()),
+        }
+        u16::try_from(self.topics.len() - 1).expect("a batch holds at most 512 records")
+    }
+}
+
 pub(super) struct Item {
-    pub topic: Arc<str>,
+    /// Index in the batch's `topics`.
+    pub topic: u16,
     pub partition: i32,
     pub offset: i64,
     pub timestamp_ms: Option<i64>,
@@ -72,16 +88,18 @@ pub(super) fn run(rx: Receiver<Batch>, shared: &Shared) {
         for item in &batch.items {
             let payload = &batch.data[start..item.end];
             start = item.end;
-            let at = match next.iter().position(|(topic, partition, _)| {
-                *partition == item.partition && **topic == *item.topic
-            }) {
+            let topic = &batch.topics[usize::from(item.topic)];
+            let at = match next
+                .iter()
+                .position(|(t, partition, _)| *partition == item.partition && t == topic)
+            {
                 Some(at) => at,
                 None => {
                     let applied_up_to = shared
                         .progress
-                        .next_offset(&item.topic, item.partition)
+                        .next_offset(topic, item.partition)
                         .unwrap_or(i64::MIN);
-                    next.push((item.topic.clone(), item.partition, applied_up_to));
+                    next.push((topic.clone(), item.partition, applied_up_to));
                     next.len() - 1
                 }
             };
@@ -95,9 +113,9 @@ pub(super) fn run(rx: Receiver<Batch>, shared: &Shared) {
                 wall_now_ms,
                 &mut flows,
             ) {
-                reject_log.record(item, payload, &error);
+                reject_log.record(topic, item, payload, &error);
                 if let Some(dl) = &shared.dead_letters {
-                    dl.send(item, payload, &error);
+                    dl.send(topic, item, payload, &error);
                     shared.metrics.dead_letters.inc();
                 }
             }
@@ -119,9 +137,9 @@ pub(super) struct DeadLetters {
 }
 
 impl DeadLetters {
-    fn send(&self, item: &Item, payload: &[u8], error: &DecodeError) {
+    fn send(&self, topic: &str, item: &Item, payload: &[u8], error: &DecodeError) {
         let message = error.to_string();
-        let origin = format!("{}/{}/{}", item.topic, item.partition, item.offset);
+        let origin = format!("{topic}/{}/{}", item.partition, item.offset);
         let headers = OwnedHeaders::new()
             .insert(Header {
                 key: "exposure-error",
@@ -155,13 +173,13 @@ impl Default for RejectLog {
 }
 
 impl RejectLog {
-    fn record(&mut self, item: &Item, payload: &[u8], error: &DecodeError) {
+    fn record(&mut self, topic: &str, item: &Item, payload: &[u8], error: &DecodeError) {
         let Some(suppressed) = self.0.admit(Instant::now()) else {
             return;
         };
         let sample = String::from_utf8_lossy(&payload[..payload.len().min(160)]).into_owned();
         warn!(
-            topic = %item.topic,
+            topic,
             partition = item.partition,
             offset = item.offset,
             reason = error.reason(),
