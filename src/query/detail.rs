@@ -16,51 +16,31 @@ use crate::state::Engine;
 /// One row of `DataList`, with the SDK model's field names and JSON types
 /// (`DescribeInternetOpenDetailResponseBodyDataList`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
 pub struct DetailRow {
     /// Alibaba Cloud inventory, unknown here: empty.
-    #[serde(rename = "AssetsInstanceId")]
     pub assets_instance_id: String,
-    #[serde(rename = "AssetsName")]
     pub assets_name: String,
-    #[serde(rename = "AssetsType")]
     pub assets_type: String,
     /// The endpoint as `ip:port/protocol` (`[v6]:port/protocol`): stable
     /// and unique.
-    #[serde(rename = "Id")]
     pub id: String,
-    #[serde(rename = "InBytes")]
     pub in_bytes: u64,
-    #[serde(rename = "OutBytes")]
     pub out_bytes: u64,
-    #[serde(rename = "Port")]
     pub port: u16,
-    #[serde(rename = "ProbRisk")]
     pub prob_risk: String,
-    #[serde(rename = "ProbRiskDesc")]
     pub prob_risk_desc: String,
-    #[serde(rename = "Protocol")]
     pub protocol: &'static str,
-    #[serde(rename = "PublicIp")]
     pub public_ip: String,
-    #[serde(rename = "RegionNo")]
     pub region_no: String,
-    #[serde(rename = "RiskLevel")]
     pub risk_level: u8,
-    #[serde(rename = "RiskReason")]
     pub risk_reason: String,
-    #[serde(rename = "ServiceName")]
     pub service_name: String,
-    #[serde(rename = "SuggestLevel")]
     pub suggest_level: u8,
-    #[serde(rename = "TotalBytes")]
     pub total_bytes: u64,
-    #[serde(rename = "TrafficPercent1Day")]
     pub traffic_percent_1_day: String,
-    #[serde(rename = "TrafficPercent30Day")]
     pub traffic_percent_30_day: String,
-    #[serde(rename = "TrafficPercent7Day")]
     pub traffic_percent_7_day: String,
-    #[serde(rename = "UnknownReason")]
     pub unknown_reason: Vec<String>,
 }
 

@@ -15,59 +15,38 @@ use crate::state::Engine;
 /// One row of `DataList`, with the SDK model's field names and JSON types
 /// (`DescribeInternetOpenIpResponseBodyDataList`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
 pub struct IpRow {
     /// Why there is no ACL recommendation: this service makes none.
-    #[serde(rename = "AclRecommendDetail")]
     pub acl_recommend_detail: String,
     /// Alibaba Cloud inventory, unknown here: empty.
-    #[serde(rename = "AssetsInstanceId")]
     pub assets_instance_id: String,
-    #[serde(rename = "AssetsName")]
     pub assets_name: String,
-    #[serde(rename = "AssetsType")]
     pub assets_type: String,
     /// Open endpoints (port, protocol) of the address.
-    #[serde(rename = "DetailNum")]
     pub detail_num: u64,
-    #[serde(rename = "HasAclRecommend")]
     pub has_acl_recommend: bool,
-    #[serde(rename = "InBytes")]
     pub in_bytes: u64,
     /// Cloud Firewall member account: none here, 0.
-    #[serde(rename = "MemberUid")]
     pub member_uid: u64,
-    #[serde(rename = "OutBytes")]
     pub out_bytes: u64,
     /// Sorted distinct open ports, as strings.
-    #[serde(rename = "PortList")]
     pub port_list: Vec<String>,
-    #[serde(rename = "PublicIp")]
     pub public_ip: String,
-    #[serde(rename = "RegionNo")]
     pub region_no: String,
-    #[serde(rename = "RiskLevel")]
     pub risk_level: u8,
-    #[serde(rename = "RiskReason")]
     pub risk_reason: String,
-    #[serde(rename = "ServiceNameList")]
     pub service_name_list: Vec<String>,
     /// Distinct Internet peers of the address's open endpoints, over the
     /// retention window: a 64-register HyperLogLog estimate (13 % standard
     /// error; small counts within a few percent).
-    #[serde(rename = "SrcIpCnt")]
     pub src_ip_cnt: u64,
-    #[serde(rename = "TotalBytes")]
     pub total_bytes: u64,
     /// OutBytes over the last 7 days, whatever the range.
-    #[serde(rename = "TotalReplyBytes")]
     pub total_reply_bytes: u64,
-    #[serde(rename = "TrafficPercent1Day")]
     pub traffic_percent_1_day: String,
-    #[serde(rename = "TrafficPercent30Day")]
     pub traffic_percent_30_day: String,
-    #[serde(rename = "TrafficPercent7Day")]
     pub traffic_percent_7_day: String,
-    #[serde(rename = "UnknownReason")]
     pub unknown_reason: Vec<String>,
 }
 

@@ -193,23 +193,19 @@ const DEFAULT_RANGE_DAYS: i64 = 7;
 
 /// The body of a paged answer: `{RequestId, PageInfo, DataList}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
 pub struct Paged<Row> {
-    #[serde(rename = "RequestId")]
     pub request_id: String,
-    #[serde(rename = "PageInfo")]
     pub page_info: PageInfo,
-    #[serde(rename = "DataList")]
     pub data_list: Vec<Row>,
 }
 
 /// `PageInfo` of a paged answer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
 pub struct PageInfo {
-    #[serde(rename = "CurrentPage")]
     pub current_page: u32,
-    #[serde(rename = "PageSize")]
     pub page_size: u32,
-    #[serde(rename = "TotalCount")]
     pub total_count: u64,
 }
 

@@ -15,40 +15,24 @@ use crate::state::{hour_of, Engine, PortSums};
 
 /// One row of `DataList`, with the seed's field names and JSON types.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
 pub struct PortRow {
-    #[serde(rename = "RiskLevel")]
     pub risk_level: u8,
-    #[serde(rename = "ProbRiskDesc")]
     pub prob_risk_desc: String,
-    #[serde(rename = "TrafficPercent1Day")]
     pub traffic_percent_1_day: String,
-    #[serde(rename = "Protocol")]
     pub protocol: &'static str,
-    #[serde(rename = "PublicIpNum")]
     pub public_ip_num: u64,
-    #[serde(rename = "SuggestLevel")]
     pub suggest_level: u8,
-    #[serde(rename = "DetailNum")]
     pub detail_num: u64,
-    #[serde(rename = "Port")]
     pub port: u16,
-    #[serde(rename = "TrafficPercent7Day")]
     pub traffic_percent_7_day: String,
-    #[serde(rename = "TrafficPercent30Day")]
     pub traffic_percent_30_day: String,
-    #[serde(rename = "ProbRisk")]
     pub prob_risk: String,
-    #[serde(rename = "RiskReason")]
     pub risk_reason: String,
-    #[serde(rename = "ServiceNameList")]
     pub service_name_list: Vec<String>,
-    #[serde(rename = "InBytes")]
     pub in_bytes: u64,
-    #[serde(rename = "OutBytes")]
     pub out_bytes: u64,
-    #[serde(rename = "TotalBytes")]
     pub total_bytes: u64,
-    #[serde(rename = "UnknownReason")]
     pub unknown_reason: Vec<String>,
 }
 

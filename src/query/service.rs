@@ -17,43 +17,27 @@ use crate::state::Engine;
 /// string, as Alibaba Cloud sends it (the SDK's type hint says `int`, but
 /// the SDK does not convert).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
 pub struct ServiceRow {
     /// Open endpoints (address, port) of the service on this protocol.
-    #[serde(rename = "DetailNum")]
     pub detail_num: u64,
-    #[serde(rename = "InBytes")]
     pub in_bytes: u64,
-    #[serde(rename = "OutBytes")]
     pub out_bytes: u64,
     /// Sorted distinct ports it is open on, as strings.
-    #[serde(rename = "PortList")]
     pub port_list: Vec<String>,
-    #[serde(rename = "ProbRisk")]
     pub prob_risk: String,
-    #[serde(rename = "ProbRiskDesc")]
     pub prob_risk_desc: String,
-    #[serde(rename = "Protocol")]
     pub protocol: &'static str,
     /// Distinct asset addresses it is open on.
-    #[serde(rename = "PublicIpNum")]
     pub public_ip_num: u64,
-    #[serde(rename = "RiskLevel")]
     pub risk_level: u8,
-    #[serde(rename = "RiskReason")]
     pub risk_reason: String,
-    #[serde(rename = "ServiceName")]
     pub service_name: String,
-    #[serde(rename = "SuggestLevel")]
     pub suggest_level: u8,
-    #[serde(rename = "TotalBytes")]
     pub total_bytes: u64,
-    #[serde(rename = "TrafficPercent1Day")]
     pub traffic_percent_1_day: String,
-    #[serde(rename = "TrafficPercent30Day")]
     pub traffic_percent_30_day: String,
-    #[serde(rename = "TrafficPercent7Day")]
     pub traffic_percent_7_day: String,
-    #[serde(rename = "UnknownReason")]
     pub unknown_reason: Vec<String>,
 }
 

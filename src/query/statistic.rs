@@ -21,32 +21,24 @@ pub const HIGH_RISK: u8 = 3;
 /// `InternetUnprotectedPortNum` is left out: this service does not know
 /// which ports an ACL protects, and 0 would read as "all protected".
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
 pub struct StatisticResponse {
     /// Asset addresses with at least one open endpoint (DescribeInternetOpenIp rows).
-    #[serde(rename = "InternetIpNum")]
     pub internet_ip_num: u64,
     /// Open (port, protocol) pairs (DescribeInternetOpenPort rows).
-    #[serde(rename = "InternetPortNum")]
     pub internet_port_num: u64,
     /// Addresses whose riskiest open endpoint is high-risk.
-    #[serde(rename = "InternetRiskIpNum")]
     pub internet_risk_ip_num: u64,
     /// (port, protocol) pairs whose row is high-risk.
-    #[serde(rename = "InternetRiskPortNum")]
     pub internet_risk_port_num: u64,
     /// Distinct high-risk service names.
-    #[serde(rename = "InternetRiskServiceNum")]
     pub internet_risk_service_num: u64,
     /// Distinct service names (a service on TCP and UDP counts once).
-    #[serde(rename = "InternetServiceNum")]
     pub internet_service_num: u64,
     /// Server Load Balancer addresses: this service knows no SLB, 0.
-    #[serde(rename = "InternetSlbIpNum")]
     pub internet_slb_ip_num: u64,
     /// Server Load Balancer ports: 0, as above.
-    #[serde(rename = "InternetSlbIpPortNum")]
     pub internet_slb_ip_port_num: u64,
-    #[serde(rename = "RequestId")]
     pub request_id: String,
 }
 
