@@ -58,25 +58,6 @@ impl Recent {
             tallies: series.tally(&recent_windows(hour), res),
         }
     }
-
-    /// These tallies after `sample` was added to the series at
-    /// `sample_hour`: the same as [`Recent::of`] the new series, without
-    /// walking it.
-    pub fn with_sample(mut self, sample_hour: u32, sample: Sample, res: Resolution) -> Recent {
-        let span = Series::sample_span(sample_hour, res);
-        if span.end <= res.retained_after {
-            return self;
-        }
-        for (window, tally) in recent_windows(self.hour).iter().zip(&mut self.tallies) {
-            if span.overlaps(*window) {
-                tally.in_bytes = tally.in_bytes.saturating_add(sample.in_bytes);
-                tally.out_bytes = tally.out_bytes.saturating_add(sample.out_bytes);
-                tally.open |= sample.evidence;
-                tally.payload |= sample.payload;
-            }
-        }
-        self
-    }
 }
 
 /// An endpoint's [`Recent`] as it keeps it: packed into 56 bytes, with no
@@ -130,16 +111,17 @@ impl KeptRecent {
     }
 
     /// Adds `sample`, at `sample_hour`, to tallies kept for `hour`, in
-    /// place, when that sets no flag that was not set already; returns the
-    /// bytes that moved. `None` (nothing changed) when nothing is kept for
-    /// `hour`, or the sample opens a window or brings its first payload.
-    pub fn add_bytes(
+    /// place: the same as [`Recent::of`] the series with the sample added,
+    /// without walking it. Returns the bytes that moved and whether the
+    /// sample opened a window or brought a window's first payload; `None`,
+    /// changing nothing, when nothing is kept for `hour`.
+    pub fn add(
         &mut self,
         hour: u32,
         sample_hour: u32,
         sample: Sample,
         res: Resolution,
-    ) -> Option<MovedBytes> {
+    ) -> Option<Added> {
         if self.hour != hour {
             return None;
         }
@@ -149,29 +131,24 @@ impl KeptRecent {
             out_bytes: [0; 3],
             open: self.flags & 0b111,
         };
-        if span.end <= res.retained_after {
-            return Some(moved);
-        }
-        let mut flags = self.flags;
-        let windows = recent_windows(hour);
-        for (w, window) in windows.iter().enumerate() {
-            if span.overlaps(*window) {
-                flags |= u8::from(sample.evidence) << w | u8::from(sample.payload) << (3 + w);
-            }
-        }
-        if flags != self.flags {
-            return None;
-        }
-        for (w, window) in windows.iter().enumerate() {
-            if span.overlaps(*window) {
+        let flags_before = self.flags;
+        if span.end > res.retained_after {
+            for (w, window) in recent_windows(hour).iter().enumerate() {
+                if !span.overlaps(*window) {
+                    continue;
+                }
                 let (i, o) = (self.in_bytes[w], self.out_bytes[w]);
                 self.in_bytes[w] = i.saturating_add(sample.in_bytes);
                 self.out_bytes[w] = o.saturating_add(sample.out_bytes);
                 moved.in_bytes[w] = self.in_bytes[w] - i;
                 moved.out_bytes[w] = self.out_bytes[w] - o;
+                self.flags |= u8::from(sample.evidence) << w | u8::from(sample.payload) << (3 + w);
             }
         }
-        Some(moved)
+        Some(Added {
+            moved,
+            flags_changed: self.flags != flags_before,
+        })
     }
 
     /// The kept value, leaving nothing.
@@ -182,8 +159,16 @@ impl KeptRecent {
     }
 }
 
-/// Bytes added to an endpoint's windows by a flow that changed no flag
-/// (see [`KeptRecent::add_bytes`]).
+/// What [`KeptRecent::add`] did.
+#[derive(Clone, Copy, Debug)]
+pub struct Added {
+    /// The bytes added to each window.
+    pub moved: MovedBytes,
+    /// A window opened or got its first payload: more than bytes changed.
+    pub flags_changed: bool,
+}
+
+/// Bytes added to an endpoint's windows (see [`KeptRecent::add`]).
 #[derive(Clone, Copy, Debug)]
 pub struct MovedBytes {
     in_bytes: [u64; 3],
@@ -276,7 +261,7 @@ impl WindowSums {
 
 impl PortSums {
     /// Moves the sums by an endpoint's added bytes: what
-    /// [`PortSums::replace`] would do when only bytes changed.
+    /// [`PortSums::replace`] does when only bytes changed.
     fn add_bytes(&mut self, moved: &MovedBytes) {
         let open = |w: usize| moved.open & (1 << w) != 0;
         let total: [u64; 3] = std::array::from_fn(|w| {

@@ -396,25 +396,22 @@ impl Engine {
         let Some(target) = self.index.target() else {
             return;
         };
-        // Mostly a flow only adds bytes: no window opens, no payload flag
-        // or label changes. Then the bytes move, in place.
-        if old_label.is_none() {
-            let res = self.resolution_at(target);
-            if let Some(moved) = state.recent.add_bytes(target, hour, sample, res) {
-                self.index.add_bytes(endpoint.port, endpoint.proto, &moved);
+        let before = state.recent;
+        let res = self.resolution_at(target);
+        match state.recent.add(target, hour, sample, res) {
+            // Mostly a flow only adds bytes: no window opens, no payload
+            // flag or label changes. Then the bytes move, in place.
+            Some(added) if !added.flags_changed && old_label.is_none() => {
+                self.index
+                    .add_bytes(endpoint.port, endpoint.proto, &added.moved);
                 return;
             }
+            Some(_) => {}
+            // Kept for another hour, or not yet: tally the series.
+            None => state.recent.set(Recent::of(&state.series, target, res)),
         }
-        let old = state.recent.get();
-        let new = match old {
-            Some(recent) if recent.hour == target => {
-                recent.with_sample(hour, sample, self.resolution_at(target))
-            }
-            _ => Recent::of(&state.series, target, self.resolution_at(target)),
-        };
-        if old == Some(new) && old_label.is_none() {
-            return;
-        }
+        let old = before.get();
+        let new = state.recent.get().expect("set for the target hour");
         let old_label = old_label.unwrap_or(&state.label);
         let old_share = old
             .as_ref()
@@ -422,7 +419,6 @@ impl Engine {
         let new_share = self.share(endpoint, &state.label, &new);
         self.index
             .replace(endpoint.port, endpoint.proto, old_share, Some(new_share));
-        state.recent.set(new);
     }
 
     /// What an open endpoint with `label` and `recent` tallies adds to its
