@@ -88,7 +88,7 @@ fn ingest(engine: &Engine, format: Format, records: &Records, flows: &mut Vec<Fl
 }
 
 fn benches(c: &mut Criterion<ThreadCpu>) {
-    eprintln!("load average: {}", support::load_average());
+    eprintln!("load average: {}", bench::load_average());
     let count: usize = std::env::var("BENCH_RECORDS")
         .ok()
         .and_then(|n| n.parse().ok())

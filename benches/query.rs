@@ -70,7 +70,7 @@ fn benches(c: &mut Criterion) {
         answer.page_info.total_count
     );
 
-    eprintln!("load average: {}", support::load_average());
+    eprintln!("load average: {}", bench::load_average());
     let [p50, p99, p999, max] = percentiles(&engine, &q, now);
     eprintln!(
         "idle: p50 {p50:.2} ms, p99 {p99:.2} ms, p999 {p999:.2} ms, max {max:.2} ms over {CALLS} calls"

@@ -68,8 +68,9 @@ mod ingest;
 mod procfs;
 
 use client::{Connection, Outcome};
+use exposure::generate::bench::load_average;
 use ingest::{Ingest, Mark, Rate};
-use procfs::{load_average, process_threads, Cpu};
+use procfs::{process_threads, Cpu};
 
 /// The default query: last 7 days, PageSize 10.
 const DEFAULT_QUERY: &str = "/?Action=DescribeInternetOpenPort&Version=2017-12-07";

@@ -59,12 +59,13 @@ use anyhow::bail;
 use clap::Parser;
 use exposure::config::{Config, KafkaConfig, NetworkConfig, OffsetReset};
 use exposure::flow::Format;
+use exposure::generate::bench::load_average;
 use exposure::generate::World;
 use exposure::service::default_workers;
 use exposure::source::kafka::consumer_config;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, ProducerContext};
-use support::{load_average, Tansu};
+use support::Tansu;
 
 const HOUR_MS: i64 = 3_600_000;
 /// A pass or sample that sees nothing for this long has failed.

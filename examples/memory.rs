@@ -23,8 +23,6 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 const HOUR_MS: i64 = 3_600_000;
-/// Linux's page size on x86-64 and most arm64 kernels.
-const PAGE_BYTES: u64 = 4096;
 
 #[derive(Parser, Debug)]
 #[command(about = "Bytes per open endpoint with a full 30-day history")]
@@ -40,17 +38,6 @@ struct Args {
     maintain_hours: i64,
 }
 
-/// Resident set size of this process, in bytes.
-fn rss_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").expect("/proc/self/statm is readable");
-    let resident: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("statm's second field is the resident page count");
-    resident * PAGE_BYTES
-}
-
 /// Resident set after asking glibc to give free heap pages back, to tell
 /// live state from freed-but-kept memory.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -61,7 +48,7 @@ fn rss_after_trim() -> Option<u64> {
     // SAFETY: glibc's malloc_trim only releases free memory; it is safe to
     // call at any time from any thread.
     unsafe { malloc_trim(0) };
-    Some(rss_bytes())
+    Some(bench::rss_bytes())
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
@@ -85,7 +72,7 @@ fn main() {
     // to each new hour by `maintain`).
     let engine = bench::engine(&world);
     let mut rng = StdRng::seed_from_u64(1);
-    let before = rss_bytes();
+    let before = bench::rss_bytes();
 
     let fed = Instant::now();
     let mut maintaining = Duration::ZERO;
@@ -105,7 +92,7 @@ fn main() {
     }
     engine.maintain(now);
     let fed = fed.elapsed();
-    let after = rss_bytes();
+    let after = bench::rss_bytes();
 
     let open = engine.open_endpoints();
     assert_eq!(open, args.endpoints, "every endpoint is open");

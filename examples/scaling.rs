@@ -59,12 +59,6 @@ struct Args {
     without_index: bool,
 }
 
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
-}
-
 /// Decodes and applies every `threads`-th record starting at `first`.
 fn ingest(engine: &Engine, records: &[Vec<u8>], first: usize, threads: usize, now: i64) {
     let mut out: Vec<Flow> = Vec::with_capacity(4);
@@ -102,7 +96,7 @@ fn ingest_threads(args: &Args) {
         engine.open_endpoints(),
         engine.pending_endpoints(),
         if args.without_index { "not kept" } else { "kept" },
-        load_average()
+        bench::load_average()
     );
     println!("| ingest threads | runs (M records/s, wall) | best |");
     println!("|---|---|---|");
@@ -162,7 +156,7 @@ fn query_latency(args: &Args) {
             ms(0.999),
             hist.max() as f64 / 1e3,
             built.as_secs_f64(),
-            load_average()
+            bench::load_average()
         );
     }
 }

@@ -20,6 +20,7 @@ use exposure::classify::Classifier;
 use exposure::config::Clock;
 use exposure::flow::tcp_flags::{ACK, PSH, SYN};
 use exposure::flow::{Flow, PROTO_TCP};
+use exposure::generate::bench;
 use exposure::state::{Engine, Settings};
 
 #[derive(Parser, Debug)]
@@ -36,16 +37,6 @@ struct Args {
     /// Distinct Internet sources in the flood.
     #[arg(long, default_value_t = 5_000_000)]
     sources: u32,
-}
-
-fn rss_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    pages * 4096
 }
 
 fn main() {
@@ -68,7 +59,7 @@ fn main() {
             max_pending: args.max_pending,
         },
     );
-    let base_rss = rss_bytes();
+    let base_rss = bench::rss_bytes();
     let asset = |i: u32| -> IpAddr {
         if i < 256 {
             IpAddr::V4(Ipv4Addr::new(203, 0, 113, i as u8))
@@ -112,12 +103,12 @@ fn main() {
         stats.ignored.get("pending_limit").copied().unwrap_or(0),
         stats.ignored.get("endpoint_limit").copied().unwrap_or(0),
         engine.probes(22, exposure::catalog::Protocol::Tcp),
-        (rss_bytes() - base_rss) as f64 / (1 << 20) as f64,
+        (bench::rss_bytes() - base_rss) as f64 / (1 << 20) as f64,
     );
 
     // A flood of distinct sources against one open server: sources are not
     // part of any key, so the state does not grow with them.
-    let before = rss_bytes();
+    let before = bench::rss_bytes();
     let server: IpAddr = "203.0.113.80".parse().unwrap();
     let reply = Flow {
         src_addr: server,
@@ -155,6 +146,6 @@ fn main() {
         started.elapsed().as_secs_f64(),
         endpoints_before,
         engine.open_endpoints() + engine.pending_endpoints(),
-        (rss_bytes() as f64 - before as f64) / (1 << 20) as f64,
+        (bench::rss_bytes() as f64 - before as f64) / (1 << 20) as f64,
     );
 }

@@ -1,5 +1,5 @@
 //! What the benches share: a criterion measurement of the bench thread's
-//! own CPU time, and the machine's load.
+//! own CPU time.
 //!
 //! The bench machine has 2 cores shared with builds, so wall time
 //! includes time spent waiting for a core. The scheduler's count of time
@@ -20,13 +20,6 @@ pub fn thread_cpu_ns() -> u64 {
         .next()
         .and_then(|ns| ns.parse().ok())
         .expect("schedstat starts with the run time in ns")
-}
-
-/// The 1-minute load average, to print beside results.
-pub fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
 }
 
 /// CPU time of the bench thread, in ns.

@@ -4,13 +4,6 @@
 /// `/proc/self/stat` and `/proc/stat` count CPU time in ticks of 1/100 s (USER_HZ).
 const TICKS_PER_SECOND: f64 = 100.0;
 
-/// `/proc/loadavg`'s three load averages.
-pub fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
-}
-
 /// CPU time used so far, in seconds: by this process, and by the whole
 /// machine (all cores, anything but idle and I/O wait).
 #[derive(Clone, Copy, Debug)]

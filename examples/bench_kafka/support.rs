@@ -20,13 +20,6 @@ pub fn rand_name(prefix: &str) -> String {
     format!("{prefix}-{:016x}", rand::random::<u64>())
 }
 
-/// The 1, 5 and 15-minute load averages, as `/proc/loadavg` has them.
-pub fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".to_owned())
-}
-
 /// CPU time (ns) the threads of process `pid` ("self" for this one) have
 /// run so far, summed by thread name without its number (`ingest-0` and
 /// `ingest-1` are `ingest`, `rdk:broker1` is `rdk:broker`).

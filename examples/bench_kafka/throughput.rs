@@ -23,7 +23,9 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{create_topic, load_average, rand_name, CpuMeter, Tansu};
+use exposure::generate::bench::load_average;
+
+use crate::support::{create_topic, rand_name, CpuMeter, Tansu};
 use crate::{kafka_config, send, service_config, Args, HOUR_MS, STALL};
 
 /// How long the consume-only loop waits in one poll.

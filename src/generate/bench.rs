@@ -1,5 +1,6 @@
-//! The engines and states the benches and bench examples measure, built
-//! one way so their numbers compare.
+//! What the benches and bench examples share: the engines and states they
+//! measure, built one way so their numbers compare, and what they print
+//! about the machine beside their results (Linux `/proc`).
 
 use std::sync::Arc;
 
@@ -59,4 +60,24 @@ pub fn fill(
         each_extra(&f);
     }
     engine.maintain(now);
+}
+
+/// The 1, 5 and 15-minute load averages, as `/proc/loadavg` has them.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
+
+/// Resident set size of this process, in bytes (0 where `/proc` has none).
+pub fn rss_bytes() -> u64 {
+    /// Linux's page size on x86-64 and most arm64 kernels.
+    const PAGE_BYTES: u64 = 4096;
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    pages * PAGE_BYTES
 }
