@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use super::params::{Facts, PortQuery};
-use super::scan::{scan, Group, Totals};
+use super::scan::{scan, unknown_reasons, Group, Totals};
 use super::{Paged, TimeWindows};
 use crate::catalog::{EndpointService, Lang, Protocol, Service};
 use crate::state::{hour_of, Engine, PortSums};
@@ -149,7 +149,7 @@ impl<'a> PortGroup<'a> {
 
     /// From the walk: endpoints summed by [`Group::add_sums`].
     fn from_group(port: u16, proto: Protocol, group: &Group<'a>) -> PortGroup<'a> {
-        let reasons = group.unknown_reason();
+        let (no_payload, unknown_strict) = group.unknown_flags();
         PortGroup {
             port,
             proto,
@@ -157,8 +157,8 @@ impl<'a> PortGroup<'a> {
             in_bytes: group.in_bytes,
             out_bytes: group.out_bytes,
             recent: group.recent,
-            no_payload: reasons.iter().any(|r| r == super::scan::NO_PAYLOAD),
-            unknown_strict: reasons.iter().any(|r| r == super::scan::UNKNOWN_STRICT),
+            no_payload,
+            unknown_strict,
             top: group.top(),
             names: Names::Many(group.service_names().into_iter().map(Cow::Owned).collect()),
         }
@@ -169,14 +169,7 @@ impl<'a> PortGroup<'a> {
     }
 
     fn unknown_reason(&self) -> Vec<String> {
-        [
-            (self.no_payload, super::scan::NO_PAYLOAD),
-            (self.unknown_strict, super::scan::UNKNOWN_STRICT),
-        ]
-        .into_iter()
-        .filter(|(present, _)| *present)
-        .map(|(_, reason)| reason.to_owned())
-        .collect()
+        unknown_reasons(self.no_payload, self.unknown_strict)
     }
 }
 

@@ -196,14 +196,12 @@ impl<'a> Group<'a> {
 
     /// Sorted distinct reasons of its `Unknown` endpoints.
     pub fn unknown_reason(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        if self.no_payload {
-            out.push(NO_PAYLOAD.to_owned());
-        }
-        if self.unknown_strict {
-            out.push(UNKNOWN_STRICT.to_owned());
-        }
-        out
+        unknown_reasons(self.no_payload, self.unknown_strict)
+    }
+
+    /// Whether some `Unknown` endpoint had no payload, and whether one had.
+    pub fn unknown_flags(&self) -> (bool, bool) {
+        (self.no_payload, self.unknown_strict)
     }
 
     /// Distinct addresses of its endpoints.
@@ -226,6 +224,16 @@ impl<'a> Group<'a> {
 /// choice does not depend on the order endpoints are visited in).
 fn riskier(a: &Service, b: &Service) -> bool {
     (a.risk_level, std::cmp::Reverse(&a.name)) > (b.risk_level, std::cmp::Reverse(&b.name))
+}
+
+/// `UnknownReason` of a row: `no_payload` if some `Unknown` endpoint had
+/// none, `unknown_strict` if some had payload, in that order.
+pub fn unknown_reasons(no_payload: bool, unknown_strict: bool) -> Vec<String> {
+    [(no_payload, NO_PAYLOAD), (unknown_strict, UNKNOWN_STRICT)]
+        .into_iter()
+        .filter(|(present, _)| *present)
+        .map(|(_, reason)| reason.to_owned())
+        .collect()
 }
 
 /// Ports as the SDK's `PortList` carries them: strings.
