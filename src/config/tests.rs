@@ -126,6 +126,7 @@ fn defaults_follow_the_spec() {
     assert_eq!(config.kafka.auto_offset_reset, OffsetReset::Earliest);
     assert_eq!(config.kafka.dead_letter_topic, "");
     assert_eq!(config.kafka.librdkafka["fetch.wait.max.ms"], "100");
+    assert_eq!(config.kafka.librdkafka["fetch.queue.backoff.ms"], "10");
     assert_eq!(config.window.retention_days, 30);
     assert_eq!(config.window.clock, Clock::Wall);
     assert_eq!(config.window.max_future_skew, Duration::from_secs(300));
@@ -523,6 +524,8 @@ fn librdkafka_numbers_are_stringified_and_managed_keys_rejected() {
     .unwrap();
     assert_eq!(config.kafka.librdkafka["fetch.wait.max.ms"], "10");
     assert_eq!(config.kafka.librdkafka["enable.partition.eof"], "false");
+    // The service's other defaults stay beside the keys set.
+    assert_eq!(config.kafka.librdkafka["fetch.queue.backoff.ms"], "10");
 }
 
 #[test]

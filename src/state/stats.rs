@@ -215,3 +215,31 @@ impl Stats {
         snap
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Threads count into different stripes; every count is in the totals.
+    #[test]
+    fn counts_from_many_threads_all_add_up() {
+        let stats = Stats::default();
+        std::thread::scope(|s| {
+            for _ in 0..STRIPES + 3 {
+                s.spawn(|| {
+                    for _ in 0..1000 {
+                        stats.count_record();
+                        stats.count(Outcome::Applied);
+                        stats.count(Outcome::Rejected(RejectReason::TooOld));
+                    }
+                });
+            }
+        });
+        let threads = (STRIPES + 3) as u64;
+        assert_eq!(stats.records(), 1000 * threads);
+        let snap = stats.snapshot();
+        assert_eq!(snap.records, 1000 * threads);
+        assert_eq!(snap.applied, 1000 * threads);
+        assert_eq!(snap.rejected.get("too_old"), Some(&(1000 * threads)));
+    }
+}
