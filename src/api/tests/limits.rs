@@ -81,3 +81,21 @@ async fn zero_qps_means_no_limit() {
         assert_eq!(h.get(PORT_QUERY).await.status, StatusCode::OK);
     }
 }
+
+/// Answers are computed at most one per core at a time; requests beyond
+/// that wait for their turn and are all answered, none refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_beyond_the_cores_all_get_answers() {
+    let h = std::sync::Arc::new(harness(0));
+    let calls: Vec<_> = (0..64)
+        .map(|_| {
+            let h = std::sync::Arc::clone(&h);
+            tokio::spawn(async move { h.get(PORT_QUERY).await })
+        })
+        .collect();
+    for call in calls {
+        let reply = call.await.unwrap();
+        assert_eq!(reply.status, StatusCode::OK);
+        assert_eq!(reply.json()["PageInfo"]["TotalCount"], 4);
+    }
+}
