@@ -53,6 +53,16 @@ pub(super) fn decode(
     Ok(Outcome::Flows)
 }
 
+/// The value of a varint's first bytes (up to 8, continuation bits still
+/// set, bytes beyond it zero): its 7-bit groups moved together.
+#[inline(always)]
+fn compact_groups(word: u64) -> u64 {
+    let x = word & 0x7f7f_7f7f_7f7f_7f7f;
+    let x = ((x & 0x7f00_7f00_7f00_7f00) >> 1) | (x & 0x007f_007f_007f_007f);
+    let x = ((x & 0x3fff_0000_3fff_0000) >> 2) | (x & 0x0000_3fff_0000_3fff);
+    ((x & 0x0fff_ffff_0000_0000) >> 4) | (x & 0x0000_0000_0fff_ffff)
+}
+
 fn malformed(offset: usize, what: &'static str) -> DecodeError {
     DecodeError::MalformedProtobuf { offset, what }
 }
@@ -66,11 +76,16 @@ struct Reader<'a> {
 impl Reader<'_> {
     #[inline(always)]
     fn varint(&mut self) -> Result<u64, DecodeError> {
-        // Fast path: tags and small values are one byte.
-        match self.buf.get(self.pos) {
-            Some(&b) if b < 0x80 => {
+        // Fast paths: tags and small values are one byte; the tags of
+        // fields 16 to 2047 and ports are two.
+        match *self.buf.get(self.pos..).unwrap_or_default() {
+            [b0, ..] if b0 < 0x80 => {
                 self.pos += 1;
-                Ok(u64::from(b))
+                Ok(u64::from(b0))
+            }
+            [b0, b1, ..] if b1 < 0x80 => {
+                self.pos += 2;
+                Ok(u64::from(b0 & 0x7f) | u64::from(b1) << 7)
             }
             _ => self.varint_slow(),
         }
@@ -79,6 +94,34 @@ impl Reader<'_> {
     #[inline(never)]
     fn varint_slow(&mut self) -> Result<u64, DecodeError> {
         let rest = &self.buf[self.pos..];
+        // Timestamps in ns are 9 bytes: read the first 8 as one word.
+        if let Some(word) = rest.first_chunk::<8>().map(|w| u64::from_le_bytes(*w)) {
+            let stops = !word & 0x8080_8080_8080_8080;
+            let (len, low) = if stops == 0 {
+                (8, word)
+            } else {
+                let len = stops.trailing_zeros() as usize / 8 + 1;
+                (len, word & (u64::MAX >> (64 - 8 * len)))
+            };
+            let value = compact_groups(low);
+            if stops != 0 {
+                self.pos += len;
+                return Ok(value);
+            }
+            // 9 or 10 bytes: 56 bits so far. Errors are left to the loop.
+            match (rest.get(8), rest.get(9)) {
+                (Some(&b8), _) if b8 < 0x80 => {
+                    self.pos += 9;
+                    return Ok(value | u64::from(b8) << 56);
+                }
+                (Some(&b8), Some(&b9)) if b9 <= 1 => {
+                    self.pos += 10;
+                    return Ok(value | u64::from(b8 & 0x7f) << 56 | u64::from(b9) << 63);
+                }
+                _ => {}
+            }
+        }
+        // Fewer than 8 bytes left, or an error: byte by byte.
         let mut value = 0u64;
         // At most 10 bytes; `take` keeps the loop free of bounds checks.
         for (i, &b) in rest.iter().take(10).enumerate() {

@@ -400,3 +400,49 @@ proptest! {
         prop_assert_eq!(flows(&payload, None).unwrap(), batch);
     }
 }
+
+/// Reads one varint from `bytes` at 0: its value and the position after it.
+fn read_varint(bytes: &[u8]) -> Result<(u64, usize), DecodeError> {
+    let mut r = Reader { buf: bytes, pos: 0 };
+    r.varint().map(|v| (v, r.pos))
+}
+
+proptest! {
+    /// Every length from 1 to 10 bytes, as prost encodes it, decodes to its
+    /// value whether it ends the buffer or bytes follow (the one-, two- and
+    /// word-wide paths, and the byte loop near the end of a buffer).
+    #[test]
+    fn varints_of_every_length_decode_as_prost_encodes_them(
+        bits in 0u32..=64,
+        seed: u64,
+        trailing in proptest::collection::vec(any::<u8>(), 0..12),
+    ) {
+        let value = if bits == 0 { 0 } else { seed >> (64 - bits) | 1 << (bits - 1) };
+        let mut bytes = Vec::new();
+        prost::encoding::encode_varint(value, &mut bytes);
+        let len = bytes.len();
+        prop_assert_eq!(read_varint(&bytes).unwrap(), (value, len));
+        bytes.extend_from_slice(&trailing);
+        prop_assert_eq!(read_varint(&bytes).unwrap(), (value, len));
+    }
+}
+
+#[test]
+fn malformed_varints_are_rejected_at_any_length_of_buffer() {
+    // Ten bytes whose last carries more than the 64th bit.
+    let mut overlong = vec![0xff; 9];
+    overlong.push(0x02);
+    // Continuation bits to the end: truncated, with 1 to 12 bytes.
+    for n in 1..=12 {
+        assert!(
+            read_varint(&vec![0x80; n]).is_err(),
+            "{n} continuation bytes"
+        );
+    }
+    assert!(read_varint(&overlong).is_err());
+    overlong.extend_from_slice(&[0, 0, 0]);
+    assert!(read_varint(&overlong).is_err());
+    // Eleven bytes: the tenth still continues.
+    assert!(read_varint(&[0xff; 11]).is_err());
+    assert!(read_varint(&[]).is_err());
+}
