@@ -330,7 +330,7 @@ impl Engine {
             } else {
                 pending += 1;
             }
-            self.endpoints.insert(endpoint, state);
+            self.endpoints.insert(endpoint, Box::new(state));
         }
         self.open.store(open, Ordering::Release);
         self.pending.store(pending, Ordering::Release);
