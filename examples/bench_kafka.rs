@@ -41,7 +41,13 @@
 //! target/release/examples/bench_kafka            # 2 M records, 3 rounds, 500 samples
 //! target/release/examples/bench_kafka --records 200000 --rounds 1 --samples 100
 //! target/release/examples/bench_kafka --set fetch.queue.backoff.ms=10
+//! target/release/examples/bench_kafka --pipeline-only --samples 0
 //! ```
+//!
+//! `--pipeline-only` moves every flow between two addresses that are not
+//! assets, so exposure decodes and classifies each record and keeps no
+//! state: the ratio is then the ceiling of the Kafka path itself (poll
+//! thread, hand-over to the workers), whatever the engine costs.
 //!
 //! The bench starts and stops its own tansu (`~/.cargo/bin/tansu` or on
 //! PATH) and listens on 127.0.0.1 only.
@@ -104,6 +110,11 @@ struct Args {
     /// would set it (repeatable), e.g. `--set fetch.queue.backoff.ms=10`.
     #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_setting)]
     settings: Vec<(String, String)>,
+    /// Throughput records between two addresses outside the assets: exposure
+    /// decodes and classifies each, then ignores it, holding no state. The
+    /// ratio is then the Kafka path's own ceiling.
+    #[arg(long)]
+    pipeline_only: bool,
 }
 
 fn parse_setting(text: &str) -> Result<(String, String), String> {
