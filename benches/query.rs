@@ -41,13 +41,7 @@ fn percentiles(engine: &Engine, q: &PortQuery, now: i64) -> [f64; 4] {
         hist.record(start.elapsed().as_micros() as u64)
             .expect("in range");
     }
-    let ms = |us: u64| us as f64 / 1e3;
-    [
-        ms(hist.value_at_quantile(0.5)),
-        ms(hist.value_at_quantile(0.99)),
-        ms(hist.value_at_quantile(0.999)),
-        ms(hist.max()),
-    ]
+    bench::percentiles_ms(&hist)
 }
 
 fn benches(c: &mut Criterion) {

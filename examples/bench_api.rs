@@ -446,12 +446,6 @@ fn percentiles(h: &Histogram<u64>) -> String {
     if h.is_empty() {
         return "no responses".to_owned();
     }
-    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1e3;
-    format!(
-        "p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
-        ms(0.5),
-        ms(0.99),
-        ms(0.999),
-        h.max() as f64 / 1e3
-    )
+    let [p50, p99, p999, max] = bench::percentiles_ms(h);
+    format!("p50 {p50:.2} ms, p99 {p99:.2} ms, p99.9 {p999:.2} ms, max {max:.2} ms")
 }

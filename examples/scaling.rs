@@ -146,15 +146,11 @@ fn query_latency(args: &Args) {
             hist.record(start.elapsed().as_micros() as u64)
                 .expect("in range");
         }
-        let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1e3;
+        let [p50, p99, p999, max] = bench::percentiles_ms(&hist);
         println!(
-            "| {} | {} | {ports} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} s (load {}) |",
+            "| {} | {} | {ports} | {p50:.2} | {p99:.2} | {p999:.2} | {max:.2} | {:.0} s (load {}) |",
             engine.open_endpoints(),
             engine.pending_endpoints(),
-            ms(0.5),
-            ms(0.99),
-            ms(0.999),
-            hist.max() as f64 / 1e3,
             built.as_secs_f64(),
             bench::load_average()
         );

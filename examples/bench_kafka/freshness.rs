@@ -11,17 +11,16 @@ use exposure::catalog::Catalog;
 use exposure::config::{ApiConfig, Auth};
 use exposure::flow::tcp_flags::{ACK, PSH, SYN};
 use exposure::flow::{encode_goflow2_pb, Flow, PROTO_TCP};
-use exposure::generate::{Generator, World};
+use exposure::generate::{bench, Generator, World};
 use exposure::health::Health;
 use exposure::metrics::Metrics;
-use exposure::source::kafka::{self, Progress};
 use exposure::state::{wall_now_ms, Engine};
 use hdrhistogram::Histogram;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{create_topic, http_get, rand_name, Tansu};
+use crate::support::{create_topic, http_get, rand_name, start_source, Tansu};
 use crate::{kafka_config, send, service_config, Args, HOUR_MS};
 
 /// The pause between two API polls of one freshness sample.
@@ -134,16 +133,7 @@ pub fn run(
     let http_stop = CancellationToken::new();
     let server = runtime.spawn(api::serve(listener, router, http_stop.clone()));
     let stop = CancellationToken::new();
-    let source = kafka::start(
-        &config.kafka,
-        workers,
-        engine.clone(),
-        Arc::new(Progress::default()),
-        None,
-        metrics,
-        health,
-        stop.clone(),
-    )?;
+    let source = start_source(&config.kafka, workers, &engine, metrics, health, &stop)?;
     println!(
         "state         {} open endpoints, {} pending before the samples (world of {}, seed 2, last 24 h)",
         engine.open_endpoints(),
@@ -167,28 +157,19 @@ pub fn run(
     joined?;
     served??;
 
-    let ms = |us: u64| us as f64 / 1e3;
-    let h = &f.produced_to_visible;
     println!();
     println!("| | samples | p50 | p99 | p999 | max |");
     println!("|---|---|---|---|---|---|");
-    println!(
-        "| produced to visible | {} | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms |",
-        h.len(),
-        ms(h.value_at_quantile(0.5)),
-        ms(h.value_at_quantile(0.99)),
-        ms(h.value_at_quantile(0.999)),
-        ms(h.max())
-    );
-    let q = &f.http_round_trip;
-    println!(
-        "| one API poll (HTTP round trip) | {} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms |",
-        q.len(),
-        ms(q.value_at_quantile(0.5)),
-        ms(q.value_at_quantile(0.99)),
-        ms(q.value_at_quantile(0.999)),
-        ms(q.max())
-    );
+    for (what, h, decimals) in [
+        ("produced to visible", &f.produced_to_visible, 1),
+        ("one API poll (HTTP round trip)", &f.http_round_trip, 2),
+    ] {
+        let [p50, p99, p999, max] = bench::percentiles_ms(h);
+        println!(
+            "| {what} | {} | {p50:.decimals$} ms | {p99:.decimals$} ms | {p999:.decimals$} ms | {max:.decimals$} ms |",
+            h.len()
+        );
+    }
     if f.missing > 0 {
         println!(
             "{} samples were not visible within {VISIBLE_WITHIN:?} (not in the histogram)",

@@ -1,5 +1,6 @@
 //! What `bench_kafka` needs around the measurement: a tansu broker process
-//! that dies with the bench, topics, a plain HTTP GET, the machine's load.
+//! that dies with the bench, topics, exposure's source, a plain HTTP GET,
+//! the machine's load.
 //!
 //! The broker command line is the one of `tests/support` (SPEC §10).
 
@@ -8,12 +9,41 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
+use exposure::config::KafkaConfig;
+use exposure::health::Health;
+use exposure::metrics::Metrics;
+use exposure::source::kafka::{self, KafkaSource, Progress};
+use exposure::state::Engine;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
+use tokio_util::sync::CancellationToken;
+
+/// exposure's Kafka source into `engine`, as `exposure run` starts it but
+/// without checkpoints: from the start of the topic for a new group.
+pub fn start_source(
+    kafka: &KafkaConfig,
+    workers: usize,
+    engine: &Arc<Engine>,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    stop: &CancellationToken,
+) -> anyhow::Result<KafkaSource> {
+    kafka::start(
+        kafka,
+        workers,
+        engine.clone(),
+        Arc::new(Progress::default()),
+        None,
+        metrics,
+        health,
+        stop.clone(),
+    )
+}
 
 /// A random name, as rust-rdkafka's tests make them.
 pub fn rand_name(prefix: &str) -> String {

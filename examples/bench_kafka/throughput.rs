@@ -14,7 +14,7 @@ use exposure::flow::encode_goflow2_pb;
 use exposure::generate::{Generator, World};
 use exposure::health::Health;
 use exposure::metrics::Metrics;
-use exposure::source::kafka::{self, consumer_config, Progress};
+use exposure::source::kafka::consumer_config;
 use exposure::state::{wall_now_ms, Engine};
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use exposure::generate::bench::load_average;
 
-use crate::support::{create_topic, rand_name, CpuMeter, Tansu};
+use crate::support::{create_topic, rand_name, start_source, CpuMeter, Tansu};
 use crate::{kafka_config, send, service_config, Args, HOUR_MS, STALL};
 
 /// How long the consume-only loop waits in one poll.
@@ -247,16 +247,7 @@ fn exposure_pass(
     health.set_restored(true);
     let stop = CancellationToken::new();
     let started = Instant::now();
-    let source = kafka::start(
-        &config.kafka,
-        workers,
-        engine.clone(),
-        Arc::new(Progress::default()),
-        None,
-        metrics,
-        health,
-        stop.clone(),
-    )?;
+    let source = start_source(&config.kafka, workers, &engine, metrics, health, &stop)?;
     let watched = watch_records(&engine, expected as u64, started, cpu);
     // Stopping also encodes the state once (the final checkpoint cut): not timed.
     stop.cancel();

@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use hdrhistogram::Histogram;
+
 use super::{Generator, World};
 use crate::catalog::Catalog;
 use crate::classify::Classifier;
@@ -60,6 +62,17 @@ pub fn fill(
         each_extra(&f);
     }
     engine.maintain(now);
+}
+
+/// p50, p99, p99.9 and max of a histogram of microseconds, in ms.
+pub fn percentiles_ms(h: &Histogram<u64>) -> [f64; 4] {
+    let ms = |us: u64| us as f64 / 1e3;
+    [
+        ms(h.value_at_quantile(0.5)),
+        ms(h.value_at_quantile(0.99)),
+        ms(h.value_at_quantile(0.999)),
+        ms(h.max()),
+    ]
 }
 
 /// The 1, 5 and 15-minute load averages, as `/proc/loadavg` has them.

@@ -25,13 +25,13 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use smallvec::SmallVec;
 
 use super::series::{HourRange, Resolution, Sample, Series, Tally};
+use super::{port_slot, slot_port, PORT_SLOTS};
 use crate::catalog::Protocol;
 
 /// Windows the index keeps: the last 1, 7 and 30 days.
 pub const WINDOW_DAYS: [u32; 3] = [1, 7, 30];
 /// No hour: the index has not been computed yet.
 const NO_HOUR: u32 = u32::MAX;
-const SLOTS: usize = 65536 * 2;
 
 /// The last 1, 7 and 30 days when "now" falls in hour `hour`: from the
 /// hour holding now minus N days to the end of the hour holding now.
@@ -351,7 +351,7 @@ pub struct PortIndex {
     /// Odd while a refresh runs; readers check it did not move.
     generation: AtomicU64,
     refreshing: Mutex<()>,
-    /// Position + 1 of each `port * 2 + protocol` in `entries` (0: none yet).
+    /// Position + 1 of each (port, protocol) slot ([`port_slot`]) in `entries` (0: none yet).
     positions: Box<[AtomicU32]>,
     /// The sums, in the order their ports were first seen, in chunks that
     /// never move: readers walk them front to back through memory.
@@ -380,8 +380,8 @@ impl Default for PortIndex {
             ready: AtomicU32::new(NO_HOUR),
             generation: AtomicU64::new(0),
             refreshing: Mutex::new(()),
-            positions: (0..SLOTS).map(|_| AtomicU32::new(0)).collect(),
-            entries: (0..SLOTS / CHUNK).map(|_| OnceLock::new()).collect(),
+            positions: (0..PORT_SLOTS).map(|_| AtomicU32::new(0)).collect(),
+            entries: (0..PORT_SLOTS / CHUNK).map(|_| OnceLock::new()).collect(),
             len: AtomicU32::new(0),
             adding: Mutex::new(()),
         }
@@ -411,7 +411,7 @@ impl PortIndex {
     }
 
     fn sums(&self, port: u16, proto: Protocol) -> MutexGuard<'_, PortSums> {
-        let slot = usize::from(port) * 2 + usize::from(proto == Protocol::Udp);
+        let slot = port_slot(port, proto);
         let position = match self.positions[slot].load(Ordering::Acquire) {
             0 => self.add(slot),
             p => p - 1,
@@ -487,13 +487,8 @@ impl PortIndex {
         }
         for position in 0..self.len.load(Ordering::Acquire) {
             let entry = self.entry(position);
-            let slot = entry.slot.load(Ordering::Acquire);
-            let proto = if slot.is_multiple_of(2) {
-                Protocol::Tcp
-            } else {
-                Protocol::Udp
-            };
-            f((slot / 2) as u16, proto, &lock(&entry.sums));
+            let (port, proto) = slot_port(entry.slot.load(Ordering::Acquire) as usize);
+            f(port, proto, &lock(&entry.sums));
         }
         self.generation.load(Ordering::Acquire) == generation
     }

@@ -145,7 +145,7 @@ impl Engine {
             pending: AtomicUsize::new(0),
             event_now_ms: AtomicI64::new(i64::MIN),
             seen_any: AtomicBool::new(false),
-            probes: (0..65536 * 2).map(|_| AtomicU64::new(0)).collect(),
+            probes: (0..PORT_SLOTS).map(|_| AtomicU64::new(0)).collect(),
             new_exposures: Default::default(),
             labels: DashMap::with_hasher(ahash::RandomState::new()),
             index: PortIndex::default(),
@@ -496,7 +496,7 @@ impl Engine {
 
     fn count_probe(&self, endpoint: Endpoint, inbound: bool) {
         if inbound {
-            self.probes[probe_index(endpoint.port, endpoint.proto)].fetch_add(1, Ordering::Relaxed);
+            self.probes[port_slot(endpoint.port, endpoint.proto)].fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -530,7 +530,7 @@ impl Engine {
     /// Inbound flows to `port`/`proto` that reached an endpoint which had
     /// not answered (yet): scans, and the first packets of real services.
     pub fn probes(&self, port: u16, proto: Protocol) -> u64 {
-        self.probes[probe_index(port, proto)].load(Ordering::Relaxed)
+        self.probes[port_slot(port, proto)].load(Ordering::Relaxed)
     }
 
     /// Endpoints with response evidence (ever, within retention).
@@ -596,8 +596,22 @@ fn try_reserve(counter: &AtomicUsize, bound: usize) -> bool {
         .is_ok()
 }
 
-fn probe_index(port: u16, proto: Protocol) -> usize {
+/// Slots of per-(port, protocol) tables: every port, TCP and UDP.
+const PORT_SLOTS: usize = 65536 * 2;
+
+/// The slot of `port`/`proto` in per-(port, protocol) tables.
+fn port_slot(port: u16, proto: Protocol) -> usize {
     usize::from(port) * 2 + usize::from(proto == Protocol::Udp)
+}
+
+/// The (port, protocol) of a slot; the inverse of [`port_slot`].
+fn slot_port(slot: usize) -> (u16, Protocol) {
+    let proto = if slot.is_multiple_of(2) {
+        Protocol::Tcp
+    } else {
+        Protocol::Udp
+    };
+    ((slot / 2) as u16, proto)
 }
 
 /// The wall clock in UNIX ms.
@@ -626,5 +640,18 @@ mod tests {
     #[test]
     fn a_map_slot_is_32_bytes() {
         assert_eq!(std::mem::size_of::<(Endpoint, Box<EndpointState>)>(), 32);
+    }
+
+    #[test]
+    fn every_port_and_protocol_has_its_own_slot_and_back() {
+        let mut seen = vec![false; PORT_SLOTS];
+        for port in [0, 1, 443, 65535] {
+            for proto in [Protocol::Tcp, Protocol::Udp] {
+                let slot = port_slot(port, proto);
+                assert!(!seen[slot]);
+                seen[slot] = true;
+                assert_eq!(slot_port(slot), (port, proto));
+            }
+        }
     }
 }

@@ -174,7 +174,7 @@ impl Stats {
     }
 
     pub fn snapshot(&self) -> StatsSnapshot {
-        let sum = |counter: fn(&Stripe) -> &AtomicU64| -> u64 {
+        let sum = |counter: &dyn Fn(&Stripe) -> &AtomicU64| -> u64 {
             self.stripes
                 .iter()
                 .map(|stripe| counter(stripe).load(Ordering::Relaxed))
@@ -182,22 +182,18 @@ impl Stats {
         };
         let mut snap = StatsSnapshot {
             records: self.records(),
-            applied: sum(|s| &s.applied),
+            applied: sum(&|s| &s.applied),
             ..StatsSnapshot::default()
         };
         for reason in IgnoredReason::all() {
-            let n: u64 = self
-                .stripes
-                .iter()
-                .map(|s| s.ignored[reason.index()].load(Ordering::Relaxed))
-                .sum();
+            let n = sum(&|s| &s.ignored[reason.index()]);
             if n > 0 {
                 snap.ignored.insert(reason.as_str(), n);
             }
         }
         for (reason, n) in [
-            (RejectReason::Future, sum(|s| &s.future)),
-            (RejectReason::TooOld, sum(|s| &s.too_old)),
+            (RejectReason::Future, sum(&|s| &s.future)),
+            (RejectReason::TooOld, sum(&|s| &s.too_old)),
         ] {
             if n > 0 {
                 snap.rejected.insert(reason.as_str(), n);
