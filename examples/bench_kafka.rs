@@ -115,6 +115,12 @@ struct Args {
     /// ratio is then the Kafka path's own ceiling.
     #[arg(long)]
     pipeline_only: bool,
+    /// Before (b), apply the same records to its engine directly (not
+    /// measured): the pass then runs on a state that already holds every
+    /// endpoint, as in a service that has been running, instead of a
+    /// fresh one that creates an endpoint for a fifth of the records.
+    #[arg(long)]
+    warm: bool,
 }
 
 fn parse_setting(text: &str) -> Result<(String, String), String> {

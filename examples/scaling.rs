@@ -6,9 +6,16 @@
 //! goflow2-pb records are generated and encoded first, then applied once to
 //! warm the state (every endpoint exists afterwards, as in a long-running
 //! service). Each run then decodes and applies all of them again, split
-//! round-robin between the threads as records of different partitions
-//! would be, and reports records per wall-clock second. The port index is
-//! kept, as `exposure run` does.
+//! round-robin between the threads in batches of 512 as `exposure run`'s
+//! poll thread hands them out, and reports records per wall-clock second.
+//! The port index is kept, as `exposure run` does. Two ways to apply:
+//!
+//! - *by owner*, as `exposure run`'s workers do: each thread applies the
+//!   flows of the endpoints it owns (`Engine::owner`) and passes the others,
+//!   512 records' worth at a time, to their owner over a channel;
+//! - *where decoded* (`--where-decoded`, how the service worked before):
+//!   each thread applies every flow it decodes, so both threads write to
+//!   every endpoint's state and shard lock.
 //!
 //! **Query latency by state size.** For each size the state is built as
 //! `benches/query.rs` builds it (flows over the last 30 days until every
@@ -21,16 +28,18 @@
 //! ```text
 //! cargo run --release --example scaling
 //! cargo run --release --example scaling -- --sizes 10000,100000 --calls 500
+//! cargo run --release --example scaling -- --sizes 10000 --calls 10 --where-decoded
 //! ```
 
 use std::hint::black_box;
+use std::sync::mpsc::{channel, Receiver, Sender};
 use std::time::Instant;
 
 use clap::Parser;
 use exposure::flow::{self, Flow, Format};
 use exposure::generate::{bench, Generator, World};
 use exposure::query::{self, PortQuery};
-use exposure::state::{wall_now_ms, Engine};
+use exposure::state::{wall_now_ms, Engine, Prepared};
 use hdrhistogram::Histogram;
 
 const HOUR_MS: i64 = 3_600_000;
@@ -57,19 +66,108 @@ struct Args {
     /// until its query), to show what keeping it costs.
     #[arg(long)]
     without_index: bool,
+    /// Apply each flow on the thread that decoded it, instead of on the
+    /// thread that owns its endpoint.
+    #[arg(long)]
+    where_decoded: bool,
 }
 
-/// Decodes and applies every `threads`-th record starting at `first`.
-fn ingest(engine: &Engine, records: &[Vec<u8>], first: usize, threads: usize, now: i64) {
+/// Records handed to a thread at once, as `exposure run`'s poll thread does.
+const BATCH_RECORDS: usize = 512;
+
+/// Decodes and applies every flow of every `threads`-th batch of records
+/// starting at batch `first`, on this thread.
+fn ingest_where_decoded(
+    engine: &Engine,
+    records: &[Vec<u8>],
+    first: usize,
+    threads: usize,
+    now: i64,
+) {
     let mut out: Vec<Flow> = Vec::with_capacity(4);
-    for record in records.iter().skip(first).step_by(threads) {
-        out.clear();
-        if flow::decode(Format::Goflow2Pb, record, None, &mut out).is_ok() {
-            for f in &out {
-                engine.apply(f, now);
+    for batch in records.chunks(BATCH_RECORDS).skip(first).step_by(threads) {
+        for record in batch {
+            out.clear();
+            if flow::decode(Format::Goflow2Pb, record, None, &mut out).is_ok() {
+                for f in &out {
+                    engine.apply(f, now);
+                }
             }
         }
     }
+}
+
+/// Thread `me` of `peers.len()`: decodes every `threads`-th batch starting
+/// at batch `me`, applies the flows it owns and sends the others to their
+/// owner, applying what the others send it between its own batches and
+/// after them, until every other thread is done.
+fn ingest_by_owner(
+    engine: &Engine,
+    records: &[Vec<u8>],
+    me: usize,
+    peers: Vec<Sender<Vec<Prepared>>>,
+    inbox: Receiver<Vec<Prepared>>,
+    now: i64,
+) {
+    let threads = peers.len();
+    let mut out: Vec<Flow> = Vec::with_capacity(4);
+    let mut outboxes: Vec<Vec<Prepared>> = (0..threads).map(|_| Vec::new()).collect();
+    for batch in records.chunks(BATCH_RECORDS).skip(me).step_by(threads) {
+        for record in batch {
+            out.clear();
+            if flow::decode(Format::Goflow2Pb, record, None, &mut out).is_err() {
+                continue;
+            }
+            for f in &out {
+                let Ok(prepared) = engine.prepare(f, now) else {
+                    continue;
+                };
+                let owner = engine.owner(&prepared, threads);
+                if owner == me {
+                    engine.apply_prepared(prepared);
+                } else {
+                    outboxes[owner].push(prepared);
+                }
+            }
+        }
+        for (owner, outbox) in outboxes.iter_mut().enumerate() {
+            if !outbox.is_empty() {
+                let _ = peers[owner].send(std::mem::take(outbox));
+            }
+        }
+        while let Ok(flows) = inbox.try_recv() {
+            flows.into_iter().for_each(|p| {
+                engine.apply_prepared(p);
+            });
+        }
+    }
+    // The others hold senders to this thread until they are done.
+    drop(peers);
+    for flows in inbox {
+        flows.into_iter().for_each(|p| {
+            engine.apply_prepared(p);
+        });
+    }
+}
+
+/// One timed run over `records` with `threads` threads; M records/s.
+fn run(engine: &Engine, records: &[Vec<u8>], threads: usize, by_owner: bool, now: i64) -> f64 {
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        if !by_owner {
+            for first in 0..threads {
+                s.spawn(move || ingest_where_decoded(engine, records, first, threads, now));
+            }
+            return;
+        }
+        let (senders, receivers): (Vec<_>, Vec<_>) = (0..threads).map(|_| channel()).unzip();
+        for (me, inbox) in receivers.into_iter().enumerate() {
+            let peers = senders.clone();
+            s.spawn(move || ingest_by_owner(engine, records, me, peers, inbox, now));
+        }
+        drop(senders);
+    });
+    records.len() as f64 / start.elapsed().as_secs_f64() / 1e6
 }
 
 fn ingest_threads(args: &Args) {
@@ -89,29 +187,22 @@ fn ingest_threads(args: &Args) {
     } else {
         bench::engine(&world)
     };
-    ingest(&engine, &records, 0, 1, now);
+    ingest_where_decoded(&engine, &records, 0, 1, now);
+    let by_owner = !args.where_decoded;
     println!(
-        "ingest: {} goflow2-pb records a run, {} open and {} pending endpoints after warm-up, port index {}; load average {}",
+        "ingest: {} goflow2-pb records a run, {} open and {} pending endpoints after warm-up, port index {}, flows applied {}; load average {}",
         records.len(),
         engine.open_endpoints(),
         engine.pending_endpoints(),
         if args.without_index { "not kept" } else { "kept" },
+        if by_owner { "by their endpoint's owner (as exposure run)" } else { "where decoded" },
         bench::load_average()
     );
     println!("| ingest threads | runs (M records/s, wall) | best |");
     println!("|---|---|---|");
     for threads in [1, 2] {
         let rates: Vec<f64> = (0..args.runs)
-            .map(|_| {
-                let start = Instant::now();
-                std::thread::scope(|s| {
-                    for first in 0..threads {
-                        let (engine, records) = (&engine, &records);
-                        s.spawn(move || ingest(engine, records, first, threads, now));
-                    }
-                });
-                records.len() as f64 / start.elapsed().as_secs_f64() / 1e6
-            })
+            .map(|_| run(&engine, &records, threads, by_owner, now))
             .collect();
         let best = rates.iter().copied().fold(0.0, f64::max);
         let runs: Vec<String> = rates.iter().map(|r| format!("{r:.2}")).collect();

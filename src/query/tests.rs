@@ -931,6 +931,7 @@ fn new_exposures_are_counted_once_by_risk_level() {
 
 mod family;
 mod index;
+mod owners;
 
 #[test]
 fn src_ip_cnt_estimates_distinct_peers_of_an_address() {

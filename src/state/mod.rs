@@ -102,6 +102,22 @@ impl EndpointState {
     }
 }
 
+/// A flow checked and classified by [`Engine::prepare`]: what it adds to
+/// which endpoint, ready to apply.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    endpoint: Endpoint,
+    /// Its hour since the epoch.
+    hour: u32,
+    sample: Sample,
+    /// From an Internet peer to the endpoint (else from the endpoint).
+    inbound: bool,
+    /// The Internet side.
+    peer: std::net::IpAddr,
+    /// The collector's L7 label, interned.
+    label: Option<Arc<str>>,
+}
+
 /// Applies flows to the sharded state; shared by every ingest thread and
 /// every query.
 pub struct Engine {
@@ -205,20 +221,35 @@ impl Engine {
         wall_now_ms: i64,
         scratch: &mut Vec<Flow>,
     ) -> Result<(), DecodeError> {
+        self.decode_record(format, payload, fallback_time_ms, scratch)?;
+        for f in scratch.iter() {
+            self.apply(f, wall_now_ms);
+        }
+        Ok(())
+    }
+
+    /// The first step of [`Engine::ingest`]: counts the record and decodes
+    /// its flows into `scratch` (none for a marker, which is counted as
+    /// ignored). A record that cannot be decoded is counted as rejected and
+    /// leaves `scratch` empty.
+    pub fn decode_record(
+        &self,
+        format: Format,
+        payload: &[u8],
+        fallback_time_ms: Option<i64>,
+        scratch: &mut Vec<Flow>,
+    ) -> Result<(), DecodeError> {
         self.stats.count_record();
         scratch.clear();
         match flow::decode(format, payload, fallback_time_ms, scratch) {
-            Ok(flow::Outcome::Flows) => {
-                for f in scratch.iter() {
-                    self.apply(f, wall_now_ms);
-                }
-                Ok(())
-            }
+            Ok(flow::Outcome::Flows) => Ok(()),
             Ok(flow::Outcome::Marker) => {
+                scratch.clear();
                 self.stats.count_record_ignored("marker");
                 Ok(())
             }
             Err(e) => {
+                scratch.clear();
                 self.stats.count_record_rejected(e.reason());
                 Err(e)
             }
@@ -227,14 +258,45 @@ impl Engine {
 
     /// Applies one decoded flow and counts what became of it.
     pub fn apply(&self, flow: &Flow, wall_now_ms: i64) -> Outcome {
-        let outcome = self.apply_inner(flow, wall_now_ms);
+        match self.prepare(flow, wall_now_ms) {
+            Ok(prepared) => self.apply_prepared(prepared),
+            Err(outcome) => outcome,
+        }
+    }
+
+    /// The first half of [`Engine::apply`]: checks the flow's time, moves
+    /// the event clock and classifies it. A flow that changes no endpoint
+    /// is counted here and its outcome returned as the error; any other is
+    /// returned for [`Engine::apply_prepared`], on this thread or on the
+    /// one that owns its endpoint ([`Engine::owner`]).
+    pub fn prepare(&self, flow: &Flow, wall_now_ms: i64) -> Result<Prepared, Outcome> {
+        let prepared = self.prepare_inner(flow, wall_now_ms);
+        if let Err(outcome) = prepared {
+            self.stats.count(outcome);
+        }
+        prepared
+    }
+
+    /// The second half of [`Engine::apply`]: applies a prepared flow to its
+    /// endpoint and counts what became of it.
+    pub fn apply_prepared(&self, flow: Prepared) -> Outcome {
+        let outcome = self.update(flow);
         self.stats.count(outcome);
         outcome
     }
 
-    fn apply_inner(&self, flow: &Flow, wall_now_ms: i64) -> Outcome {
+    /// Which of `threads` ingest threads owns `flow`'s endpoint: each owns
+    /// one contiguous range of the map's shards. Threads that apply only
+    /// the flows they own never take each other's shard locks or endpoint
+    /// states, whose cache lines would otherwise move between cores on
+    /// almost every flow.
+    pub fn owner(&self, flow: &Prepared, threads: usize) -> usize {
+        self.endpoints.determine_map(&flow.endpoint) * threads.max(1) / ENDPOINT_SHARDS
+    }
+
+    fn prepare_inner(&self, flow: &Flow, wall_now_ms: i64) -> Result<Prepared, Outcome> {
         if flow.time_ms > wall_now_ms.saturating_add(self.settings.max_future_skew_ms) {
-            return Outcome::Rejected(RejectReason::Future);
+            return Err(Outcome::Rejected(RejectReason::Future));
         }
         let retention_ms = i64::from(self.settings.retention_days) * DAY_MS;
         let now = match self.settings.clock {
@@ -242,15 +304,22 @@ impl Engine {
             Clock::Event => self.event_now_ms.load(Ordering::Acquire).max(flow.time_ms),
         };
         if flow.time_ms < now.saturating_sub(retention_ms) || flow.time_ms < 0 {
-            return Outcome::Rejected(RejectReason::TooOld);
+            return Err(Outcome::Rejected(RejectReason::TooOld));
         }
         if self.settings.clock == Clock::Event {
-            self.event_now_ms.fetch_max(flow.time_ms, Ordering::AcqRel);
-            self.seen_any.store(true, Ordering::Release);
+            // Written only when they change: every ingest thread reads these
+            // for every flow, and a write (even of the same value) would
+            // take the cache line away from all the others.
+            if flow.time_ms > self.event_now_ms.load(Ordering::Acquire) {
+                self.event_now_ms.fetch_max(flow.time_ms, Ordering::AcqRel);
+            }
+            if !self.seen_any.load(Ordering::Acquire) {
+                self.seen_any.store(true, Ordering::Release);
+            }
         }
         let payload = has_payload(flow);
         let (endpoint, sample, inbound) = match self.classifier.classify(flow, &self.catalog) {
-            Verdict::Ignored(reason) => return Outcome::Ignored(reason.into()),
+            Verdict::Ignored(reason) => return Err(Outcome::Ignored(reason.into())),
             Verdict::Inbound(endpoint) => (
                 endpoint,
                 Sample {
@@ -271,31 +340,29 @@ impl Engine {
                 false,
             ),
         };
-        let peer = if inbound {
-            flow.src_addr
-        } else {
-            flow.dst_addr
-        };
-        self.update(
+        Ok(Prepared {
             endpoint,
-            hour_of(flow.time_ms),
+            hour: hour_of(flow.time_ms),
+            sample,
+            inbound,
+            peer: if inbound {
+                flow.src_addr
+            } else {
+                flow.dst_addr
+            },
+            label: flow.label.as_deref().map(|l| self.intern(l)),
+        })
+    }
+
+    fn update(&self, flow: Prepared) -> Outcome {
+        let Prepared {
+            endpoint,
+            hour,
             sample,
             inbound,
             peer,
-            flow.label.as_deref(),
-        )
-    }
-
-    fn update(
-        &self,
-        endpoint: Endpoint,
-        hour: u32,
-        sample: Sample,
-        inbound: bool,
-        peer: std::net::IpAddr,
-        label: Option<&str>,
-    ) -> Outcome {
-        let label = label.map(|l| self.intern(l));
+            label,
+        } = flow;
         if let Some(mut state) = self.endpoints.get_mut(&endpoint) {
             if !state.ever_open {
                 self.count_probe(endpoint, inbound);

@@ -1,17 +1,21 @@
 //! librdkafka's callbacks: connection state, lag and rebalances go to the
-//! health flags and metrics; an assignment resumes each partition from the
-//! restored checkpoint. Nothing here blocks.
+//! health flags and metrics; an assignment starts each partition where this
+//! process left it (restored from the checkpoint) and routes it to the
+//! fetch queue. Only a revoke waits: for what was read from its partitions
+//! to be applied and checkpointed.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Instant;
 
 use rdkafka::client::ClientContext;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::statistics::Statistics;
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Offset, TopicPartitionList};
 use tracing::{info, warn};
 
+use super::fetch::FetchQueue;
 use super::log_limit::LogLimit;
 use super::Core;
 use crate::health::Health;
@@ -24,6 +28,9 @@ pub(super) struct Context {
     /// librdkafka reports every failed connection attempt; during an outage
     /// that is many a second, so they are logged at most once per interval.
     pub error_log: Mutex<LogLimit>,
+    /// Where assigned partitions' records go; set once the consumer exists,
+    /// gone once the poll thread has stopped.
+    pub fetch: OnceLock<Weak<FetchQueue>>,
 }
 
 impl ClientContext for Context {
@@ -41,7 +48,7 @@ impl ClientContext for Context {
                 }
                 let position = self
                     .core
-                    .progress
+                    .progress()
                     .next_offset_by_name(topic, *id)
                     .or((p.committed_offset >= 0).then_some(p.committed_offset));
                 let labels = [topic.as_str(), &id.to_string()];
@@ -76,79 +83,123 @@ impl ClientContext for Context {
 }
 
 impl ConsumerContext for Context {
-    /// Before partitions go to another consumer, everything read from them
-    /// is applied, checkpointed and committed, so the new owner starts
-    /// exactly where this one stopped.
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        let Rebalance::Revoke(tpl) = rebalance else {
-            return;
-        };
-        if tpl.count() == 0 {
-            return;
-        }
-        let handed = self
-            .core
-            .drain()
-            .and_then(|()| self.core.checkpoint(consumer, CommitMode::Sync));
-        if let Err(e) = handed {
-            warn!(error = %e, "kafka: could not checkpoint before giving partitions away; the new owner may re-read records applied here");
-        }
-    }
-
-    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Assign(tpl) => {
+    /// Takes over librdkafka's rebalance (rust-rdkafka's default assigns the
+    /// list as given, with committed offsets):
+    ///
+    /// - an assignment starts every partition this process has applied
+    ///   records of at its own next offset, in the one assign call, and
+    ///   routes every partition to the fetch queue before it is fetched;
+    /// - before partitions go to another consumer, everything read from
+    ///   them is applied, checkpointed and committed, so the new owner
+    ///   starts exactly where this one stopped.
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let resumed = self.resume_from_progress(tpl);
+                self.route_to_fetch_queue(consumer, tpl);
+                let assigned = if cooperative {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                };
+                if let Err(e) = assigned {
+                    warn!(error = %e, "kafka: assigning partitions failed");
+                    return;
+                }
                 info!(partitions = tpl.count(), "kafka: partitions assigned");
-                self.resume_from_checkpoint(consumer, tpl);
+                if resumed > 0 {
+                    info!(
+                        partitions = resumed,
+                        "kafka: resuming partitions from checkpointed offsets"
+                    );
+                }
                 self.health.set_assigned(true);
-                self.metrics
-                    .kafka_assigned_partitions
-                    .set(tpl.count() as i64);
+                let total = consumer.assignment().map_or(tpl.count(), |a| a.count());
+                self.metrics.kafka_assigned_partitions.set(total as i64);
             }
-            Rebalance::Revoke(tpl) => {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                if tpl.count() > 0 {
+                    let handed = self
+                        .core
+                        .drain()
+                        .and_then(|()| self.core.checkpoint(consumer, CommitMode::Sync));
+                    if let Err(e) = handed {
+                        warn!(error = %e, "kafka: could not checkpoint before giving partitions away; the new owner may re-read records applied here");
+                    }
+                }
+                let unassigned = if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                };
+                if let Err(e) = unassigned {
+                    warn!(error = %e, "kafka: giving partitions away failed");
+                }
                 info!(partitions = tpl.count(), "kafka: partitions revoked");
-                self.health.set_assigned(false);
-                self.metrics.kafka_assigned_partitions.set(0);
+                let left = consumer.assignment().map_or(0, |a| a.count());
+                self.health.set_assigned(left > 0);
+                self.metrics.kafka_assigned_partitions.set(left as i64);
             }
-            Rebalance::Error(e) => warn!(error = %e, "kafka: rebalance failed"),
+            other => {
+                let code: RDKafkaErrorCode = other.into();
+                warn!(error = %code, "kafka: rebalance failed");
+            }
         }
     }
 }
 
 impl Context {
-    /// Re-assigns the partitions with the offsets this process has applied
-    /// up to (restored from the checkpoint, or applied before a
-    /// rebalance); the others start from their committed offset or
-    /// `auto_offset_reset`. Workers also skip anything below these offsets,
-    /// so a record delivered twice is applied once.
-    fn resume_from_checkpoint(&self, consumer: &BaseConsumer<Self>, assigned: &TopicPartitionList) {
-        let mut tpl = TopicPartitionList::new();
-        let mut known = 0;
+    /// Forwards each partition's records to the fetch queue; a partition
+    /// that cannot be routed is read from the consumer queue instead.
+    fn route_to_fetch_queue(&self, consumer: &BaseConsumer<Self>, assigned: &TopicPartitionList) {
+        let Some(fetch) = self.fetch.get().and_then(Weak::upgrade) else {
+            return;
+        };
         for e in assigned.elements() {
-            let offset = match self
-                .core
-                .progress
-                .next_offset_by_name(e.topic(), e.partition())
-            {
-                Some(next) => {
-                    known += 1;
-                    Offset::Offset(next)
-                }
-                None => Offset::Stored,
-            };
-            if let Err(err) = tpl.add_partition_offset(e.topic(), e.partition(), offset) {
-                warn!(error = %err, topic = e.topic(), partition = e.partition(), "kafka: cannot set resume offset");
+            if !fetch.route(consumer, e.topic(), e.partition()) {
+                warn!(
+                    topic = e.topic(),
+                    partition = e.partition(),
+                    "kafka: partition not routed to the fetch queue; its records are read one by one"
+                );
             }
         }
-        if known == 0 {
-            return;
+    }
+
+    /// Sets each assigned partition that this process has applied records
+    /// of (restored from the checkpoint, or applied before a rebalance) to
+    /// start at its next offset; the others start from their committed
+    /// offset or `auto_offset_reset`. Workers also skip anything below
+    /// these offsets, so a record delivered twice is applied once. Returns
+    /// how many partitions resume so.
+    fn resume_from_progress(&self, assigned: &mut TopicPartitionList) -> usize {
+        let mut resumed = 0;
+        let partitions: Vec<(String, i32)> = assigned
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_owned(), e.partition()))
+            .collect();
+        for (topic, partition) in partitions {
+            let Some(next) = self.core.progress().next_offset_by_name(&topic, partition) else {
+                continue;
+            };
+            self.core.progress().resume_at(&topic, partition, next);
+            match assigned.set_partition_offset(&topic, partition, Offset::Offset(next)) {
+                Ok(()) => resumed += 1,
+                Err(err) => {
+                    warn!(error = %err, topic, partition, "kafka: cannot set resume offset")
+                }
+            }
         }
-        match consumer.assign(&tpl) {
-            Ok(()) => info!(
-                partitions = known,
-                "kafka: resuming partitions from checkpointed offsets"
-            ),
-            Err(e) => warn!(error = %e, "kafka: resuming from checkpointed offsets failed"),
-        }
+        resumed
     }
 }

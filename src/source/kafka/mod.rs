@@ -1,40 +1,47 @@
 //! Flow records from Kafka: one poll thread, several worker threads, and
 //! checkpoints that make every record count exactly once.
 //!
-//! The poll thread reads records with librdkafka and hands them, in batches,
-//! to worker threads chosen by partition (module `worker`), so every partition is
-//! applied in order by one worker while different partitions are decoded
-//! and applied in parallel (the engine's state is sharded: no global lock).
-//! A worker records the next offset of every partition it has applied in
-//! [`Progress`].
+//! The poll thread reads records in batches from the fetch queue that every
+//! assigned partition is routed to (module `fetch`), and hands the batches
+//! to the workers in turn. Each worker decodes its batches and applies each
+//! flow on the worker that owns the flow's endpoint (module `worker`): the
+//! engine's state is sharded, and each worker owns a range of shards, so
+//! workers never contend for one endpoint's cache lines. Once every part
+//! of a batch is applied, the batch's partitions move forward in
+//! [`Progress`]. How far the poll thread reads ahead is bounded
+//! (`MAX_IN_FLIGHT_PER_WORKER`).
 //!
 //! Every `state.checkpoint_interval`, and at shutdown, the poll thread takes
-//! a consistent cut (no batch mid-apply), writes the engine's state and
-//! those offsets as one checkpoint file, and only then commits the offsets
-//! to Kafka (for lag tools). On start the checkpoint is restored and each
-//! partition resumes from its checkpointed offset; records below it are
-//! skipped if delivered again. A crash (kill -9) therefore loses nothing and
-//! counts nothing twice: the state and the offsets always move together.
+//! a consistent cut (it hands on what it has read and waits until nothing
+//! is in flight), writes the engine's state and those offsets as one
+//! checkpoint file, and only then commits the offsets to Kafka (for lag
+//! tools). On start the checkpoint is restored and each partition resumes
+//! from its checkpointed offset; records below it are skipped if delivered
+//! again. A crash (kill -9) therefore loses nothing and counts nothing
+//! twice: the state and the offsets always move together.
 //!
 //! Rejected records are counted by reason, logged rate-limited with a sample,
 //! copied to `kafka.dead_letter_topic` when set, and their offsets advance
 //! like any other: bad input never stops a partition.
 
 mod context;
+pub mod fetch;
+mod in_flight;
 mod log_limit;
 pub mod progress;
 mod worker;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{sync_channel, SyncSender};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, Sender};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::Message;
 use rdkafka::producer::Producer;
 use rdkafka::{Offset, TopicPartitionList};
@@ -47,22 +54,27 @@ use crate::metrics::Metrics;
 use crate::state::checkpoint::{self, PartitionOffset, Store};
 use crate::state::{wall_now_ms, Engine};
 use context::Context;
+use fetch::{FetchQueue, Fetched};
+use in_flight::InFlight;
 use log_limit::LogLimit;
 pub use progress::Progress;
-use worker::{Batch, DeadLetters, Item, Shared};
+use worker::{Batch, DeadLetters, Item, Shared, Work};
 
 /// Records handed to a worker at once, at most.
 const BATCH_RECORDS: usize = 512;
 /// A batch waits at most this long for more records before it is handed on.
 const BATCH_LINGER: Duration = Duration::from_millis(5);
-/// How long one poll waits for a record.
+/// How often the poll thread routes every assigned partition to the fetch
+/// queue again, so that a partition whose forwarding librdkafka dropped
+/// stalls for at most this long.
+const REROUTE_INTERVAL: Duration = Duration::from_secs(1);
+/// How long one poll waits for a record when none is queued.
 const POLL_TIMEOUT: Duration = Duration::from_millis(5);
-/// While records keep coming, the poll thread reads the clock and the
-/// shutdown token once per this many (a batch's linger then runs late by
-/// at most the time to read them: about 20 µs).
-const CLOCK_RECORDS: u32 = 64;
-/// Batches queued per worker before the poll thread waits (backpressure).
-const QUEUE_BATCHES: usize = 4;
+/// Pieces of work in flight per worker (batches of records, and the flows
+/// workers pass each other) before the poll thread waits: enough that one
+/// partition's burst of records does not stall the poll thread while
+/// another worker idles.
+const MAX_IN_FLIGHT_PER_WORKER: usize = 16;
 /// A revoke waits at most this long for the workers to apply what was read.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(30);
 /// A Kafka client or consume error is logged at most this often; the next
@@ -138,49 +150,51 @@ pub fn start(
     if let Some(c) = &checkpointing {
         metrics.set_checkpoint_interval(c.interval);
     }
-    let in_flight = Arc::new(AtomicUsize::new(0));
     let shared = Arc::new(Shared {
-        engine: engine.clone(),
+        engine,
         progress: progress.clone(),
         format: config.format,
         dead_letters,
         metrics: metrics.clone(),
-        in_flight: in_flight.clone(),
+        in_flight: Arc::new(InFlight::default()),
+        broken: AtomicBool::new(false),
     });
     let workers = workers.max(1);
-    let mut senders = Vec::with_capacity(workers);
+    let (senders, receivers): (Vec<_>, Vec<_>) = (0..workers).map(|_| channel::<Work>()).unzip();
     let mut handles = Vec::with_capacity(workers);
-    for i in 0..workers {
-        let (tx, rx) = sync_channel::<Batch>(QUEUE_BATCHES);
+    for (i, rx) in receivers.into_iter().enumerate() {
         let shared = shared.clone();
-        senders.push(tx);
+        let peers = senders.clone();
         handles.push(
             std::thread::Builder::new()
                 .name(format!("ingest-{i}"))
-                .spawn(move || worker::run(rx, &shared))
+                .spawn(move || worker::run(i, rx, peers, &shared))
                 .context("starting an ingest thread")?,
         );
     }
     let core = Arc::new(Core {
-        engine,
-        progress: progress.clone(),
+        shared,
         checkpointing,
         dispatch: Mutex::new(Dispatch {
-            batches: (0..workers).map(|_| Batch::default()).collect(),
+            batch: Batch::default(),
+            next: 0,
             senders,
         }),
-        in_flight,
-        metrics: metrics.clone(),
     });
     let context = Context {
         health,
         metrics,
         core: core.clone(),
         error_log: Mutex::new(LogLimit::new(ERROR_LOG_INTERVAL)),
+        fetch: OnceLock::new(),
     };
     let consumer: BaseConsumer<Context> = consumer_config(config)
         .create_with_context(context)
         .context("creating the kafka consumer")?;
+    // Owned by the poll thread, which drops it before the consumer; the
+    // context only routes partitions to it while it exists.
+    let fetch = Arc::new(FetchQueue::new(&consumer).context("creating the kafka fetch queue")?);
+    let _ = consumer.context().fetch.set(Arc::downgrade(&fetch));
     let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
     consumer
         .subscribe(&topics)
@@ -188,20 +202,22 @@ pub fn start(
     let poll_thread = std::thread::Builder::new()
         .name("kafka-poll".into())
         .spawn(move || {
-            let result = poll_loop(&consumer, &core, &shutdown);
+            let result = poll_loop(&consumer, &fetch, &core, &shutdown);
             // Stop fetching; what was fetched is applied, then checkpointed.
-            let handed_on = core.lock_dispatch().hand_on_all(&core.in_flight);
-            core.lock_dispatch().senders.clear();
-            for h in handles {
-                if h.join().is_err() {
-                    error!("an ingest thread panicked");
-                }
-            }
-            let checkpointed = core.checkpoint(&consumer, CommitMode::Sync);
-            if let Some(dl) = &shared.dead_letters {
+            let drained = core.drain();
+            let stopped = core.stop_workers(handles);
+            let checkpointed = match (&drained, &stopped) {
+                (Ok(()), Ok(())) => core.checkpoint(&consumer, CommitMode::Sync),
+                _ => Err(anyhow::anyhow!(
+                    "not checkpointed at shutdown: the last checkpoint stands"
+                )),
+            };
+            if let Some(dl) = &core.shared.dead_letters {
                 let _ = dl.producer.flush(Duration::from_secs(5));
             }
-            result.and(handed_on).and(checkpointed)
+            // Before the consumer: the queue holds records of its partitions.
+            drop(fetch);
+            result.and(drained).and(stopped).and(checkpointed)
         })
         .context("starting the kafka poll thread")?;
     Ok(KafkaSource {
@@ -211,43 +227,67 @@ pub fn start(
 }
 
 /// Records read and not yet handed to a worker, and the workers' queues.
+///
+/// Batches go to the workers in turn, whatever their partitions: decoding
+/// is then spread evenly even when records come in long runs of one
+/// partition, or from a topic of one partition. Which worker applies a
+/// flow is decided by its endpoint, not here (see `worker`).
 struct Dispatch {
-    batches: Vec<Batch>,
-    senders: Vec<SyncSender<Batch>>,
+    batch: Batch,
+    /// The worker the next batch goes to.
+    next: usize,
+    senders: Vec<Sender<Work>>,
 }
 
 impl Dispatch {
-    fn hand_on(&mut self, index: usize, in_flight: &AtomicUsize) -> anyhow::Result<()> {
-        let batch = &mut self.batches[index];
-        if batch.items.is_empty() {
-            return Ok(());
-        }
-        in_flight.fetch_add(1, Ordering::AcqRel);
-        self.senders[index]
-            .send(std::mem::take(batch))
-            .map_err(|_| {
-                in_flight.fetch_sub(1, Ordering::AcqRel);
-                anyhow::anyhow!("an ingest thread stopped")
-            })
-    }
-
-    fn hand_on_all(&mut self, in_flight: &AtomicUsize) -> anyhow::Result<()> {
-        for index in 0..self.batches.len() {
-            self.hand_on(index, in_flight)?;
+    /// Copies a record into the batch, handing the batch on once full.
+    fn add(
+        &mut self,
+        topics: &mut Topics,
+        record: Polled<'_>,
+        now: Instant,
+        in_flight: &InFlight,
+    ) -> anyhow::Result<()> {
+        let batch = &mut self.batch;
+        batch.data.extend_from_slice(record.payload);
+        let topic = batch.topic_index(topics.intern(record.topic));
+        batch.items.push(Item {
+            topic,
+            partition: record.partition,
+            offset: record.offset,
+            timestamp_ms: record.timestamp_ms,
+            end: batch.data.len(),
+        });
+        batch.started.get_or_insert(now);
+        if batch.items.len() >= BATCH_RECORDS {
+            self.hand_on(in_flight)?;
         }
         Ok(())
+    }
+
+    /// Hands the batch, if it holds anything, to the next worker.
+    fn hand_on(&mut self, in_flight: &InFlight) -> anyhow::Result<()> {
+        if self.batch.items.is_empty() {
+            return Ok(());
+        }
+        let index = self.next;
+        self.next = (self.next + 1) % self.senders.len();
+        in_flight.start();
+        self.senders[index]
+            .send(Work::Records(std::mem::take(&mut self.batch)))
+            .map_err(|_| {
+                in_flight.finish();
+                anyhow::anyhow!("an ingest thread stopped")
+            })
     }
 }
 
 /// What the poll loop and librdkafka's callbacks (which run inside
 /// `poll`, on the same thread) share.
 pub(super) struct Core {
-    engine: Arc<Engine>,
-    progress: Arc<Progress>,
+    shared: Arc<Shared>,
     checkpointing: Option<Checkpointing>,
     dispatch: Mutex<Dispatch>,
-    in_flight: Arc<AtomicUsize>,
-    metrics: Arc<Metrics>,
 }
 
 impl Core {
@@ -255,16 +295,39 @@ impl Core {
         self.dispatch.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    pub(super) fn progress(&self) -> &Progress {
+        &self.shared.progress
+    }
+
     /// Hands every pending record to the workers and waits until they have
-    /// applied all of it (before partitions are revoked).
+    /// applied all of it: the consistent cut a checkpoint or a revoke needs.
+    /// Called on the poll thread, so nothing new is handed on meanwhile.
     pub(super) fn drain(&self) -> anyhow::Result<()> {
-        self.lock_dispatch().hand_on_all(&self.in_flight)?;
-        let deadline = Instant::now() + DRAIN_DEADLINE;
-        while self.in_flight.load(Ordering::Acquire) > 0 {
-            if Instant::now() > deadline {
-                anyhow::bail!("ingest threads did not drain within {DRAIN_DEADLINE:?}");
+        self.lock_dispatch().hand_on(&self.shared.in_flight)?;
+        if !self
+            .shared
+            .in_flight
+            .wait_until_at_most(0, Instant::now() + DRAIN_DEADLINE)
+        {
+            anyhow::bail!("ingest threads did not drain within {DRAIN_DEADLINE:?}");
+        }
+        Ok(())
+    }
+
+    /// Stops the workers (after a drain: nothing is in flight) and waits for them.
+    fn stop_workers(&self, handles: Vec<JoinHandle<()>>) -> anyhow::Result<()> {
+        for sender in self.lock_dispatch().senders.drain(..) {
+            let _ = sender.send(Work::Stop);
+        }
+        let mut panicked = 0;
+        for h in handles {
+            if h.join().is_err() {
+                panicked += 1;
             }
-            std::thread::sleep(Duration::from_millis(1));
+        }
+        if panicked > 0 {
+            error!(panicked, "ingest threads panicked");
+            anyhow::bail!("{panicked} ingest thread(s) panicked");
         }
         Ok(())
     }
@@ -277,24 +340,24 @@ impl Core {
     ) -> anyhow::Result<()> {
         let started = Instant::now();
         let Some(c) = &self.checkpointing else {
-            // No state dir: nothing to write, only the offsets to commit.
-            let offsets = self.progress.consistent(|offsets| offsets);
-            commit(consumer, &offsets, mode);
+            // No state dir: nothing to write, only the offsets to commit
+            // (those of fully applied batches).
+            commit(consumer, &self.shared.progress.snapshot(), mode);
             return Ok(());
         };
-        let (bytes, offsets) = self.progress.consistent(|offsets| {
-            (
-                checkpoint::encode(&self.engine, &offsets, wall_now_ms()),
-                offsets,
-            )
-        });
+        if self.shared.broken.load(Ordering::Acquire) {
+            anyhow::bail!("an ingest thread stopped mid-batch: no checkpoint is written");
+        }
+        self.drain()?;
+        let offsets = self.shared.progress.snapshot();
+        let bytes = checkpoint::encode(&self.shared.engine, &offsets, wall_now_ms());
+        let metrics = &self.shared.metrics;
         let path = c.store.write(&bytes).map_err(|e| {
-            self.metrics.record_checkpoint_failure();
+            metrics.record_checkpoint_failure();
             error!(dir = %c.store.dir().display(), error = %e, "checkpoint failed");
             anyhow::anyhow!("writing a checkpoint in {}: {e}", c.store.dir().display())
         })?;
-        self.metrics
-            .record_checkpoint_success(started.elapsed(), bytes.len() as u64);
+        metrics.record_checkpoint_success(started.elapsed(), bytes.len() as u64);
         tracing::debug!(path = %path.display(), bytes = bytes.len(), elapsed = ?started.elapsed(), "checkpoint written");
         commit(consumer, &offsets, mode);
         Ok(())
@@ -303,70 +366,105 @@ impl Core {
 
 fn poll_loop(
     consumer: &BaseConsumer<Context>,
+    fetch: &FetchQueue,
     core: &Core,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
-    let mut route = Route::default();
+    let mut topics = Topics::default();
     let mut last_checkpoint = Instant::now();
+    let mut last_reroute = Instant::now();
     let mut error_log = LogLimit::new(ERROR_LOG_INTERVAL);
     let interval = core.checkpointing.as_ref().map(|c| c.interval);
-    let mut now = Instant::now();
-    // Records since the clock was last read.
-    let mut unclocked = 0;
+    let mut fetched = Fetched::default();
+    let in_flight = &core.shared.in_flight;
+    let max_in_flight = MAX_IN_FLIGHT_PER_WORKER * core.lock_dispatch().senders.len();
     loop {
-        let polled = consumer.poll(POLL_TIMEOUT);
-        // The clock (for batch start, linger and checkpoint) and the
-        // shutdown token (a mutex) are read when the queue ran dry, and
-        // every CLOCK_RECORDS records while it keeps delivering.
-        unclocked += 1;
-        let clocked = polled.is_none() || unclocked >= CLOCK_RECORDS;
-        if clocked {
-            now = Instant::now();
-            unclocked = 0;
-            if shutdown.is_cancelled() {
-                break;
+        // Backpressure: once the workers are `max_in_flight` behind, wait
+        // until they are half that (at most a poll's time, so events are
+        // still served), rather than waking for every batch they finish.
+        let room = in_flight.count() < max_in_flight
+            || in_flight.wait_until_at_most(max_in_flight / 2, Instant::now() + POLL_TIMEOUT);
+        // Events first (rebalances, statistics, commits, errors; served by
+        // the context inside `poll`), with the records of any partition
+        // that is not routed to the fetch queue.
+        let mut unrouted = Vec::new();
+        while unrouted.len() < BATCH_RECORDS {
+            match consumer.poll(Duration::ZERO) {
+                None => break,
+                Some(Ok(m)) => unrouted.push(m),
+                Some(Err(e)) => {
+                    if let Some(suppressed) = error_log.admit(Instant::now()) {
+                        warn!(error = %e, suppressed, "kafka: consume error");
+                    }
+                }
             }
+        }
+        if room {
+            let wait = if unrouted.is_empty() {
+                POLL_TIMEOUT
+            } else {
+                Duration::ZERO
+            };
+            fetch.poll(wait, BATCH_RECORDS, &mut fetched);
+        }
+        let now = Instant::now();
+        if shutdown.is_cancelled() {
+            break;
         }
         let mut dispatch = core.lock_dispatch();
-        match polled {
-            None => {}
-            Some(Err(e)) => {
-                if let Some(suppressed) = error_log.admit(now) {
-                    warn!(error = %e, suppressed, "kafka: consume error");
-                }
-            }
-            Some(Ok(m)) => {
-                let (topic, index) = route.of(m.topic(), m.partition(), dispatch.senders.len());
-                let batch = &mut dispatch.batches[index];
-                batch
-                    .data
-                    .extend_from_slice(m.payload().unwrap_or_default());
-                let topic = batch.topic_index(topic);
-                batch.items.push(Item {
-                    topic,
-                    partition: m.partition(),
-                    offset: m.offset(),
-                    timestamp_ms: m.timestamp().to_millis(),
-                    end: batch.data.len(),
-                });
-                batch.started.get_or_insert(now);
-                if batch.items.len() >= BATCH_RECORDS {
-                    dispatch.hand_on(index, &core.in_flight)?;
-                }
-            }
+        for m in &unrouted {
+            let record = Polled {
+                topic: m.topic(),
+                partition: m.partition(),
+                offset: m.offset(),
+                timestamp_ms: m.timestamp().to_millis(),
+                payload: m.payload().unwrap_or_default(),
+            };
+            dispatch.add(&mut topics, record, now, in_flight)?;
         }
-        if !clocked {
-            continue;
-        }
-        for index in 0..dispatch.batches.len() {
-            if dispatch.batches[index]
-                .started
-                .is_some_and(|t| now.duration_since(t) >= BATCH_LINGER)
-            {
-                dispatch.hand_on(index, &core.in_flight)?;
+        // The topic's name, read once per run of records from one topic.
+        let mut topic: Option<(usize, &str)> = None;
+        for r in fetched.iter() {
+            if let Some(code) = r.error() {
+                if code != RDKafkaErrorCode::PartitionEOF {
+                    if let Some(suppressed) = error_log.admit(now) {
+                        warn!(error = %code, topic = r.topic(), partition = r.partition(), suppressed, "kafka: consume error");
+                    }
+                }
+                continue;
             }
+            let name = match topic {
+                Some((id, name)) if id == r.topic_id() => name,
+                _ => {
+                    let name = r.topic();
+                    topic = Some((r.topic_id(), name));
+                    name
+                }
+            };
+            let record = Polled {
+                topic: name,
+                partition: r.partition(),
+                offset: r.offset(),
+                timestamp_ms: r.timestamp_ms(),
+                payload: r.payload(),
+            };
+            dispatch.add(&mut topics, record, now, in_flight)?;
+        }
+        if dispatch
+            .batch
+            .started
+            .is_some_and(|t| now.duration_since(t) >= BATCH_LINGER)
+        {
+            dispatch.hand_on(in_flight)?;
         }
         drop(dispatch);
+        // Copied into batches: librdkafka's buffers go back.
+        fetched.clear();
+        drop(unrouted);
+        if now.duration_since(last_reroute) >= REROUTE_INTERVAL {
+            reroute_assigned(consumer, fetch);
+            last_reroute = now;
+        }
         if interval.is_some_and(|i| now.duration_since(last_checkpoint) >= i) {
             // A failed checkpoint is logged; the next one tries again, and
             // until then the previous one still stands.
@@ -377,36 +475,54 @@ fn poll_loop(
     Ok(())
 }
 
-/// Which worker a record goes to, remembered for the last partition seen:
-/// records mostly come many at a time from one partition.
-#[derive(Default)]
-struct Route {
-    /// Interned topic names.
-    topics: HashMap<String, Arc<str>>,
-    last: Option<(Arc<str>, i32, usize)>,
+/// Routes every assigned partition to the fetch queue again. A rebalance
+/// routes partitions before librdkafka fetches them, and that lasts until
+/// they are revoked; but librdkafka drops the routing whenever it stops
+/// fetching a partition (see [`FetchQueue::route`]), so should a partition
+/// be restarted some other way, its records would wait unread. (Whether a
+/// partition's routing was dropped cannot be read: librdkafka's queue
+/// length follows the routing.)
+fn reroute_assigned(consumer: &BaseConsumer<Context>, fetch: &FetchQueue) {
+    let Ok(assigned) = consumer.assignment() else {
+        return;
+    };
+    for e in assigned.elements() {
+        fetch.route(consumer, e.topic(), e.partition());
+    }
 }
 
-impl Route {
-    /// The interned topic and the worker for a record of `topic`/`partition`.
-    fn of(&mut self, topic: &str, partition: i32, workers: usize) -> (&Arc<str>, usize) {
-        let same = self
-            .last
-            .as_ref()
-            .is_some_and(|(last, p, _)| *p == partition && **last == *topic);
-        if !same {
-            let interned = match self.topics.get(topic) {
+/// A record as the poll thread reads it, from either queue.
+struct Polled<'a> {
+    topic: &'a str,
+    partition: i32,
+    offset: i64,
+    timestamp_ms: Option<i64>,
+    payload: &'a [u8],
+}
+
+/// Topic names interned once, so a batch holds a reference to its topic
+/// instead of a copy per record; the last one is remembered, since records
+/// mostly come many at a time from one topic.
+#[derive(Default)]
+struct Topics {
+    interned: HashMap<String, Arc<str>>,
+    last: Option<Arc<str>>,
+}
+
+impl Topics {
+    fn intern(&mut self, topic: &str) -> &Arc<str> {
+        if self.last.as_ref().is_none_or(|last| **last != *topic) {
+            let interned = match self.interned.get(topic) {
                 Some(t) => t.clone(),
                 None => {
                     let t: Arc<str> = Arc::from(topic);
-                    self.topics.insert(topic.to_owned(), t.clone());
+                    self.interned.insert(topic.to_owned(), t.clone());
                     t
                 }
             };
-            let index = worker::worker_for(&interned, partition, workers);
-            self.last = Some((interned, partition, index));
+            self.last = Some(interned);
         }
-        let (interned, _, index) = self.last.as_ref().expect("set above");
-        (interned, *index)
+        self.last.as_ref().expect("set above")
     }
 }
 

@@ -1,22 +1,29 @@
-//! What the workers have applied, per partition, and the gate that gives
-//! checkpoints a consistent cut.
+//! What the workers have applied, per partition.
 
-use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::sync::Arc;
 
 use dashmap::DashMap;
 
 use crate::state::checkpoint::PartitionOffset;
 
-/// The next offset to apply, per (topic, partition).
+/// The next offset to apply, per (topic, partition), and where each
+/// partition resumed.
 ///
-/// Workers apply a batch while holding the gate for reading and advance the
-/// partition's offset before letting go; a checkpoint takes the gate for
-/// writing, so the state it encodes holds exactly the records below the
-/// offsets it encodes.
+/// A partition moves forward once a batch of its records is applied whole
+/// (by every worker that had a part of it). Batches of one partition may be
+/// applied by different workers at once and finish out of order, so the
+/// offset is exact only when no work is in flight: a checkpoint reads it
+/// only then (`Core::drain`), so the state it encodes holds exactly the
+/// records below the offsets it encodes.
 #[derive(Debug, Default)]
 pub struct Progress {
     next: DashMap<(Arc<str>, i32), i64>,
-    gate: RwLock<()>,
+    /// Where each partition was restored or resumed: every record below is
+    /// in the state, and one delivered again is skipped. Unlike `next`, it
+    /// moves only when the partition (re)starts, so a worker may check
+    /// records against it while other batches of the partition are in
+    /// flight.
+    floor: DashMap<(Arc<str>, i32), i64>,
 }
 
 impl Progress {
@@ -25,12 +32,20 @@ impl Progress {
         for o in offsets {
             self.next
                 .insert((o.topic.clone(), o.partition), o.next_offset);
+            self.floor
+                .insert((o.topic.clone(), o.partition), o.next_offset);
         }
     }
 
-    /// Held by a worker while it applies a batch.
-    pub(super) fn applying(&self) -> RwLockReadGuard<'_, ()> {
-        self.gate.read().unwrap_or_else(|e| e.into_inner())
+    /// A partition resumes at `offset` (all below is applied): records
+    /// below it delivered again are skipped.
+    pub(super) fn resume_at(&self, topic: &str, partition: i32, offset: i64) {
+        self.floor.insert((Arc::from(topic), partition), offset);
+    }
+
+    /// Where a partition was restored or last resumed, if it was.
+    pub(super) fn floor(&self, topic: &Arc<str>, partition: i32) -> Option<i64> {
+        self.floor.get(&(topic.clone(), partition)).map(|o| *o)
     }
 
     pub(super) fn advance(&self, topic: &Arc<str>, partition: i32, next_offset: i64) {
@@ -68,13 +83,6 @@ impl Progress {
         all.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
         all
     }
-
-    /// Runs `f` with no batch being applied, giving it every partition's
-    /// next offset: a consistent cut of state and offsets.
-    pub fn consistent<R>(&self, f: impl FnOnce(Vec<PartitionOffset>) -> R) -> R {
-        let _cut = self.gate.write().unwrap_or_else(|e| e.into_inner());
-        f(self.snapshot())
-    }
 }
 
 #[cfg(test)]
@@ -102,6 +110,5 @@ mod tests {
             next_offset: 77,
         }]);
         assert_eq!(p.next_offset(&topic, 3), Some(77));
-        assert_eq!(p.consistent(|o| o), p.snapshot());
     }
 }

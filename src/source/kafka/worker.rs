@@ -1,24 +1,46 @@
-//! Ingest workers: decode and apply batches of records, one partition
-//! always on the same worker; dead-letter copies and rate-limited logs of
+//! Ingest workers: each decodes the batches of records the poll thread
+//! hands it (batches go to the workers in turn) and applies every flow on
+//! the worker that owns the flow's endpoint
+//! ([`Engine::owner`]): flows of another worker's endpoints are passed to it
+//! in one [`Handoff`] per batch. So no two workers ever write to the same
+//! endpoint state or take the same shard lock, and those cache lines stay
+//! on one core. Also here: dead-letter copies and rate-limited logs of
 //! rejected records.
+//!
+//! A batch of records is applied once its decoding worker and every worker
+//! it passed flows to are done with it; the last of them moves the batch's
+//! partitions forward in [`Progress`]. Checkpoints and revokes first wait
+//! until no work is in flight (`Core::drain`), so a cut never falls between
+//! the parts of a batch.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::Receiver;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, ThreadedProducer};
-use tracing::warn;
+use tracing::{error, warn};
 
+use super::in_flight::InFlight;
 use super::log_limit::LogLimit;
 use super::progress::Progress;
 use crate::flow::{DecodeError, Flow, Format};
-use crate::metrics::Metrics;
-use crate::state::{wall_now_ms, Engine};
+use crate::metrics::{IngestRecorder, Metrics};
+use crate::state::{wall_now_ms, Engine, Prepared};
 
 /// A rejected record is logged at most this often per worker (the rest are counted).
 const REJECT_LOG_INTERVAL: Duration = Duration::from_secs(5);
+
+/// What a worker is given to do.
+pub(super) enum Work {
+    /// Records read by the poll thread, for this worker to decode.
+    Records(Batch),
+    /// Flows another worker decoded, of endpoints this worker owns.
+    Flows(Handoff),
+    /// Exit; sent once nothing is in flight.
+    Stop,
+}
 
 /// Records for one worker: payloads back to back in one buffer.
 #[derive(Default)]
@@ -53,6 +75,31 @@ pub(super) struct Item {
     pub end: usize,
 }
 
+/// Flows of one batch that another worker owns.
+pub(super) struct Handoff {
+    flows: Vec<Prepared>,
+    done: Arc<BatchDone>,
+}
+
+/// The parts of one batch still being applied, and where its partitions
+/// stand once they all are.
+struct BatchDone {
+    remaining: AtomicUsize,
+    /// (topic, partition, next offset) for every partition of the batch.
+    next: Vec<(Arc<str>, i32, i64)>,
+}
+
+impl BatchDone {
+    /// One part is applied; the last one moves the partitions forward.
+    fn finish(&self, progress: &Progress) {
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            for (topic, partition, next) in &self.next {
+                progress.advance(topic, *partition, *next);
+            }
+        }
+    }
+}
+
 /// What the workers share.
 pub(super) struct Shared {
     pub engine: Arc<Engine>,
@@ -60,29 +107,57 @@ pub(super) struct Shared {
     pub format: Format,
     pub dead_letters: Option<DeadLetters>,
     pub metrics: Arc<Metrics>,
-    /// Batches handed on and not yet applied (see [`super::Core::drain`]).
-    pub in_flight: Arc<AtomicUsize>,
+    /// Work handed on and not yet finished (see [`super::Core::drain`]).
+    pub in_flight: Arc<InFlight>,
+    /// Set when a worker could not pass flows on (another worker is gone):
+    /// the state may then lack part of a batch, so no checkpoint is written.
+    pub broken: AtomicBool,
 }
 
-/// Every partition goes to one worker, so it is applied in order.
-pub(super) fn worker_for(topic: &str, partition: i32, workers: usize) -> usize {
-    let mut h = partition as u64;
-    for b in topic.bytes() {
-        h = h.wrapping_mul(31).wrapping_add(u64::from(b));
+/// Worker `me`'s loop; `peers` reach every worker (itself included), by index.
+pub(super) fn run(me: usize, rx: Receiver<Work>, peers: Vec<Sender<Work>>, shared: &Shared) {
+    let mut decoder = Decoder {
+        me,
+        flows: Vec::new(),
+        outboxes: (0..peers.len()).map(|_| Vec::new()).collect(),
+        reject_log: RejectLog::default(),
+        ingest: shared.metrics.ingest_recorder(shared.format),
+    };
+    while let Ok(work) = rx.recv() {
+        match work {
+            Work::Records(batch) => decoder.decode_and_apply(&batch, &peers, shared),
+            Work::Flows(handoff) => {
+                for flow in handoff.flows {
+                    shared.engine.apply_prepared(flow);
+                }
+                handoff.done.finish(&shared.progress);
+            }
+            Work::Stop => break,
+        }
+        shared.in_flight.finish();
     }
-    (h % workers as u64) as usize
 }
 
-pub(super) fn run(rx: Receiver<Batch>, shared: &Shared) {
-    let mut flows: Vec<Flow> = Vec::new();
-    let mut reject_log = RejectLog::default();
-    let mut ingest = shared.metrics.ingest_recorder(shared.format);
-    while let Ok(batch) = rx.recv() {
-        let _applying = shared.progress.applying();
+/// A worker's buffers, reused from batch to batch.
+struct Decoder {
+    me: usize,
+    flows: Vec<Flow>,
+    /// Flows of the batch being decoded, by the worker that owns them.
+    outboxes: Vec<Vec<Prepared>>,
+    reject_log: RejectLog,
+    ingest: IngestRecorder,
+}
+
+impl Decoder {
+    /// Decodes a batch, applies the flows this worker owns and passes the
+    /// others on.
+    fn decode_and_apply(&mut self, batch: &Batch, peers: &[Sender<Work>], shared: &Shared) {
+        let engine = &shared.engine;
         let wall_now_ms = wall_now_ms();
-        // Where each partition of this batch stands; records below it were
-        // applied before (restored from a checkpoint): skip them. A batch
-        // holds few partitions, so a list beats a map.
+        // Where each partition of this batch resumed; records below it are
+        // in the state already (restored from a checkpoint): skip them. A
+        // batch holds few partitions, so a list beats a map. Then, per
+        // partition, the offset after the batch's last record.
         let mut next: Vec<(Arc<str>, i32, i64)> = Vec::new();
         let mut start = 0;
         for item in &batch.items {
@@ -95,38 +170,70 @@ pub(super) fn run(rx: Receiver<Batch>, shared: &Shared) {
             {
                 Some(at) => at,
                 None => {
-                    let applied_up_to = shared
+                    let resumed_at = shared
                         .progress
-                        .next_offset(topic, item.partition)
+                        .floor(topic, item.partition)
                         .unwrap_or(i64::MIN);
-                    next.push((topic.clone(), item.partition, applied_up_to));
+                    next.push((topic.clone(), item.partition, resumed_at));
                     next.len() - 1
                 }
             };
             if item.offset < next[at].2 {
                 continue;
             }
-            if let Err(error) = shared.engine.ingest(
-                shared.format,
-                payload,
-                item.timestamp_ms,
-                wall_now_ms,
-                &mut flows,
-            ) {
-                reject_log.record(topic, item, payload, &error);
+            let decoded =
+                engine.decode_record(shared.format, payload, item.timestamp_ms, &mut self.flows);
+            if let Err(error) = decoded {
+                self.reject_log.record(topic, item, payload, &error);
                 if let Some(dl) = &shared.dead_letters {
                     dl.send(topic, item, payload, &error);
                     shared.metrics.dead_letters.inc();
                 }
             }
-            ingest.record(payload.len(), item.timestamp_ms, &flows);
+            for flow in &self.flows {
+                let Ok(prepared) = engine.prepare(flow, wall_now_ms) else {
+                    continue;
+                };
+                let owner = engine.owner(&prepared, peers.len());
+                if owner == self.me {
+                    engine.apply_prepared(prepared);
+                } else {
+                    self.outboxes[owner].push(prepared);
+                }
+            }
+            self.ingest
+                .record(payload.len(), item.timestamp_ms, &self.flows);
             next[at].2 = item.offset + 1;
         }
-        ingest.flush();
-        for (topic, partition, offset) in next {
-            shared.progress.advance(&topic, partition, offset);
+        self.ingest.flush();
+        let parts = 1 + self.outboxes.iter().filter(|o| !o.is_empty()).count();
+        let done = Arc::new(BatchDone {
+            remaining: AtomicUsize::new(parts),
+            next,
+        });
+        for (owner, outbox) in self.outboxes.iter_mut().enumerate() {
+            if outbox.is_empty() {
+                continue;
+            }
+            // The next batch's outbox starts as big as this one's.
+            let flows = std::mem::replace(outbox, Vec::with_capacity(outbox.len()));
+            let handoff = Handoff {
+                flows,
+                done: done.clone(),
+            };
+            shared.in_flight.start();
+            if peers[owner].send(Work::Flows(handoff)).is_err() {
+                // The other worker is gone: these flows are lost, so the
+                // batch never counts as applied and no checkpoint follows.
+                shared.in_flight.finish();
+                shared.broken.store(true, Ordering::Release);
+                error!(
+                    worker = owner,
+                    "an ingest thread stopped; flows of a batch were lost"
+                );
+            }
         }
-        shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+        done.finish(&shared.progress);
     }
 }
 

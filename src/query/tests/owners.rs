@@ -1,0 +1,99 @@
+//! Flows applied by the thread that owns their endpoint, as the Kafka
+//! source's workers apply them, give the same state as flows applied one
+//! by one on one thread.
+
+use std::sync::mpsc::channel;
+
+use super::*;
+use crate::generate::{bench, Generator, World};
+use crate::query::{describe_internet_open_port, PortQuery};
+use crate::state::{wall_now_ms, Prepared};
+
+const THREADS: usize = 3;
+
+fn every_row(e: &Engine, now: i64) -> PortResponse {
+    let q = PortQuery {
+        page_size: 1000,
+        ..PortQuery::default()
+    };
+    describe_internet_open_port(e, &q, now, String::new())
+}
+
+#[test]
+fn every_endpoint_has_one_owner_and_every_thread_owns_some() {
+    let world = World::new(7, 2_000);
+    let e = bench::engine(&world);
+    let now = wall_now_ms();
+    let mut owned = [0usize; THREADS];
+    for f in Generator::new(&world, 7, now - HOUR, HOUR).take(20_000) {
+        let Ok(prepared) = e.prepare(&f, now) else {
+            continue;
+        };
+        let owner = e.owner(&prepared, THREADS);
+        assert!(owner < THREADS);
+        assert_eq!(e.owner(&prepared, THREADS), owner, "the same every time");
+        assert_eq!(e.owner(&prepared, 1), 0);
+        owned[owner] += 1;
+    }
+    assert!(owned.iter().all(|&n| n > 1_000), "{owned:?}");
+}
+
+#[test]
+fn flows_applied_by_their_owners_give_the_state_of_flows_applied_in_order() {
+    let world = World::new(3, 2_000);
+    let now = wall_now_ms();
+    let flows: Vec<Flow> = Generator::new(&world, 3, now - 2 * HOUR, 2 * HOUR)
+        .take(60_000)
+        .collect();
+
+    let one = bench::engine(&world);
+    for f in &flows {
+        one.apply(f, now);
+    }
+
+    // Each thread prepares every THREADS-th chunk, applies what it owns
+    // and passes the rest on, as the workers do.
+    let owners = bench::engine(&world);
+    std::thread::scope(|s| {
+        let (senders, receivers): (Vec<_>, Vec<_>) =
+            (0..THREADS).map(|_| channel::<Vec<Prepared>>()).unzip();
+        for (me, inbox) in receivers.into_iter().enumerate() {
+            let (peers, owners, flows) = (senders.clone(), &owners, &flows);
+            s.spawn(move || {
+                for chunk in flows.chunks(512).skip(me).step_by(THREADS) {
+                    let mut outboxes: Vec<Vec<Prepared>> = vec![Vec::new(); THREADS];
+                    for f in chunk {
+                        if let Ok(p) = owners.prepare(f, now) {
+                            let owner = owners.owner(&p, THREADS);
+                            if owner == me {
+                                owners.apply_prepared(p);
+                            } else {
+                                outboxes[owner].push(p);
+                            }
+                        }
+                    }
+                    for (owner, outbox) in outboxes.into_iter().enumerate() {
+                        if !outbox.is_empty() {
+                            peers[owner].send(outbox).unwrap();
+                        }
+                    }
+                }
+                drop(peers);
+                for passed in inbox {
+                    for p in passed {
+                        owners.apply_prepared(p);
+                    }
+                }
+            });
+        }
+    });
+
+    assert!(one.open_endpoints() > 500, "{}", one.open_endpoints());
+    assert_eq!(owners.open_endpoints(), one.open_endpoints());
+    assert_eq!(owners.pending_endpoints(), one.pending_endpoints());
+    assert_eq!(owners.stats().snapshot(), one.stats().snapshot());
+    assert_eq!(owners.new_exposures(), one.new_exposures());
+    let (a, b) = (every_row(&owners, now), every_row(&one, now));
+    assert_eq!(a.page_info, b.page_info);
+    assert_eq!(a.data_list, b.data_list);
+}
