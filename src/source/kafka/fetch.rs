@@ -11,12 +11,14 @@
 //! revoke, resume from the checkpoint after an assign). So records and
 //! events are kept apart:
 //!
-//! - before a partition is assigned (`pre_rebalance`, ahead of librdkafka's
-//!   first fetch), its queue is forwarded here ([`FetchQueue::route`]);
-//!   librdkafka keeps an application's forwarding when it later starts or
-//!   restarts fetching that partition (`RD_KAFKA_Q_F_FWD_APP`, see
-//!   `rd_kafka_toppar_op_fetch_start`), and ops already queued move along
-//!   in order, so a partition's records all come from one queue, in order;
+//! - when a partition is assigned, before librdkafka fetches it, its queue
+//!   is forwarded here ([`FetchQueue::route`]), so its records all come
+//!   from this one queue, in order. librdkafka drops the forwarding when it
+//!   stops fetching the partition (a revoke, or an assign that restarts
+//!   it), and a later start does not forward it anywhere (an application's
+//!   forwarding, `RD_KAFKA_Q_F_FWD_APP`, is left as it is); so the source
+//!   routes each partition at every assignment and, to be safe, every
+//!   assigned partition again once a second;
 //! - the poll thread reads records here in batches ([`FetchQueue::poll`])
 //!   and serves the consumer queue, which now carries only events (and the
 //!   records of any partition that could not be routed), with
@@ -112,7 +114,7 @@ impl FetchQueue {
     pub fn poll(&self, timeout: Duration, max: usize, batch: &mut Fetched) {
         batch.clear();
         batch.messages.reserve(max);
-        self.take(0, max, batch);
+        self.take(max, batch);
         if batch.messages.is_empty() {
             let timeout_ms = timeout.as_millis().min(i32::MAX as u128) as i32;
             // SAFETY: the queue is valid while `self` lives; the message,
@@ -122,12 +124,12 @@ impl FetchQueue {
                 return;
             }
             batch.messages.push(first);
-            self.take(0, max, batch);
+            self.take(max, batch);
         }
     }
 
-    /// Appends up to `max - len` records to `batch`, waiting at most `timeout_ms`.
-    fn take(&self, timeout_ms: i32, max: usize, batch: &mut Fetched) {
+    /// Appends what is queued to `batch`, without waiting, until it holds `max`.
+    fn take(&self, max: usize, batch: &mut Fetched) {
         let room = max.saturating_sub(batch.messages.len());
         if room == 0 {
             return;
@@ -140,7 +142,7 @@ impl FetchQueue {
             batch.messages.reserve(room);
             let written = rdsys::rd_kafka_consume_batch_queue(
                 self.queue.as_ptr(),
-                timeout_ms,
+                0,
                 batch.messages.as_mut_ptr().add(len),
                 room,
             );

@@ -33,7 +33,7 @@ mod worker;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{channel, Sender};
+use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -161,17 +161,6 @@ pub fn start(
     });
     let workers = workers.max(1);
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..workers).map(|_| channel::<Work>()).unzip();
-    let mut handles = Vec::with_capacity(workers);
-    for (i, rx) in receivers.into_iter().enumerate() {
-        let shared = shared.clone();
-        let peers = senders.clone();
-        handles.push(
-            std::thread::Builder::new()
-                .name(format!("ingest-{i}"))
-                .spawn(move || worker::run(i, rx, peers, &shared))
-                .context("starting an ingest thread")?,
-        );
-    }
     let core = Arc::new(Core {
         shared,
         checkpointing,
@@ -199,6 +188,8 @@ pub fn start(
     consumer
         .subscribe(&topics)
         .with_context(|| format!("subscribing to {topics:?}"))?;
+    let handles = core.start_workers(receivers)?;
+    let on_failure = core.clone();
     let poll_thread = std::thread::Builder::new()
         .name("kafka-poll".into())
         .spawn(move || {
@@ -218,6 +209,10 @@ pub fn start(
             // Before the consumer: the queue holds records of its partitions.
             drop(fetch);
             result.and(drained).and(stopped).and(checkpointed)
+        })
+        .inspect_err(|_| {
+            // The workers wait for batches that will not come: stop them.
+            let _ = on_failure.stop_workers(Vec::new());
         })
         .context("starting the kafka poll thread")?;
     Ok(KafkaSource {
@@ -312,6 +307,27 @@ impl Core {
             anyhow::bail!("ingest threads did not drain within {DRAIN_DEADLINE:?}");
         }
         Ok(())
+    }
+
+    /// Starts one worker per receiver; each can pass flows to every other.
+    /// If one cannot be started, those started are stopped again.
+    fn start_workers(&self, receivers: Vec<Receiver<Work>>) -> anyhow::Result<Vec<JoinHandle<()>>> {
+        let peers = self.lock_dispatch().senders.clone();
+        let mut handles = Vec::with_capacity(receivers.len());
+        for (i, rx) in receivers.into_iter().enumerate() {
+            let (shared, peers) = (self.shared.clone(), peers.clone());
+            let started = std::thread::Builder::new()
+                .name(format!("ingest-{i}"))
+                .spawn(move || worker::run(i, rx, peers, &shared));
+            match started {
+                Ok(handle) => handles.push(handle),
+                Err(e) => {
+                    let _ = self.stop_workers(handles);
+                    return Err(e).context("starting an ingest thread");
+                }
+            }
+        }
+        Ok(handles)
     }
 
     /// Stops the workers (after a drain: nothing is in flight) and waits for them.
