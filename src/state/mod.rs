@@ -258,10 +258,12 @@ impl Engine {
 
     /// Applies one decoded flow and counts what became of it.
     pub fn apply(&self, flow: &Flow, wall_now_ms: i64) -> Outcome {
-        match self.prepare(flow, wall_now_ms) {
-            Ok(prepared) => self.apply_prepared(prepared),
+        let outcome = match self.prepare_inner(flow, wall_now_ms) {
+            Ok(prepared) => self.update(prepared),
             Err(outcome) => outcome,
-        }
+        };
+        self.stats.count(outcome);
+        outcome
     }
 
     /// The first half of [`Engine::apply`]: checks the flow's time, moves
