@@ -265,8 +265,11 @@ impl Dispatch {
         if self.batch.items.is_empty() {
             return Ok(());
         }
-        let index = self.next;
-        self.next = (self.next + 1) % self.senders.len();
+        if self.senders.is_empty() {
+            anyhow::bail!("the ingest threads were stopped");
+        }
+        let index = self.next % self.senders.len();
+        self.next = index + 1;
         in_flight.start();
         self.senders[index]
             .send(Work::Records(std::mem::take(&mut self.batch)))
@@ -357,7 +360,8 @@ impl Core {
         let started = Instant::now();
         let Some(c) = &self.checkpointing else {
             // No state dir: nothing to write, only the offsets to commit
-            // (those of fully applied batches).
+            // (this is only called at a revoke and at shutdown, after a
+            // drain).
             commit(consumer, &self.shared.progress.snapshot(), mode);
             return Ok(());
         };
