@@ -2,6 +2,7 @@
 //! open endpoint in the range (SPEC §6).
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::collections::HashMap;
 
@@ -9,9 +10,9 @@ use serde::Serialize;
 
 use super::params::{Facts, PortQuery};
 use super::scan::{scan, unknown_reasons, Group, Totals};
-use super::{Paged, TimeWindows};
+use super::{PageInfo, Paged, TimeWindows};
 use crate::catalog::{EndpointService, Lang, Protocol, Service};
-use crate::state::{hour_of, Engine, PortSums};
+use crate::state::{hour_of, Engine, LabelCount};
 
 /// One row of `DataList`, with the seed's field names and JSON types.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -46,9 +47,10 @@ pub fn describe_internet_open_port(
     wall_now_ms: i64,
     request_id: String,
 ) -> PortResponse {
-    let (groups, totals) =
-        index_groups(engine, q, wall_now_ms).unwrap_or_else(|| scan_groups(engine, q, wall_now_ms));
-    respond(groups, &totals, q, request_id)
+    CANDIDATES.with_borrow_mut(|candidates| {
+        by_index(engine, q, wall_now_ms, request_id.clone(), candidates)
+            .unwrap_or_else(|| by_scan(engine, q, wall_now_ms, request_id, candidates))
+    })
 }
 
 /// The answer computed by walking the state, never from the port index:
@@ -59,8 +61,7 @@ pub(crate) fn describe_internet_open_port_by_scan(
     q: &PortQuery,
     wall_now_ms: i64,
 ) -> PortResponse {
-    let (groups, totals) = scan_groups(engine, q, wall_now_ms);
-    respond(groups, &totals, q, String::new())
+    by_scan(engine, q, wall_now_ms, String::new(), &mut Vec::new())
 }
 
 /// The answer read from the port index only; `None` if it cannot answer.
@@ -70,15 +71,24 @@ pub(crate) fn describe_internet_open_port_by_index(
     q: &PortQuery,
     wall_now_ms: i64,
 ) -> Option<PortResponse> {
-    let (groups, totals) = index_groups(engine, q, wall_now_ms)?;
-    Some(respond(groups, &totals, q, String::new()))
+    by_index(engine, q, wall_now_ms, String::new(), &mut Vec::new())
 }
 
-/// The endpoints of one (port, protocol) open in the range: what its row
-/// is built from.
-struct PortGroup<'a> {
+thread_local! {
+    /// The rows that pass a call's filters, kept between calls on a thread
+    /// for their buffer: at 100 k open endpoints on 5 k ports a call would
+    /// otherwise allocate and free a few hundred kilobytes.
+    static CANDIDATES: RefCell<Vec<Candidate>> = const { RefCell::new(Vec::new()) };
+}
+
+/// What ordering and paging need of one row that passed the filters, as
+/// plain values; the service names and texts are looked up for the rows
+/// of the page only.
+#[derive(Clone, Copy, Debug)]
+struct Candidate {
     port: u16,
     proto: Protocol,
+    risk_level: u8,
     /// Endpoints open in the range: `DetailNum`.
     endpoints: u64,
     in_bytes: u64,
@@ -87,11 +97,23 @@ struct PortGroup<'a> {
     recent: [u64; 3],
     no_payload: bool,
     unknown_strict: bool,
-    /// The catalog entry of the row's RiskLevel, SuggestLevel and texts:
-    /// the highest risk; among equals, the lowest service name.
-    top: &'a Service,
-    /// Sorted distinct service names.
-    names: Names<'a>,
+}
+
+impl Candidate {
+    fn total_bytes(&self) -> u64 {
+        self.in_bytes.saturating_add(self.out_bytes)
+    }
+
+    /// RiskLevel desc, TotalBytes desc, Port asc, Protocol asc (SPEC §6);
+    /// protocols order as their names do, tcp before udp.
+    fn order(&self) -> (Reverse<u8>, Reverse<u64>, u16, Protocol) {
+        (
+            Reverse(self.risk_level),
+            Reverse(self.total_bytes()),
+            self.port,
+            self.proto,
+        )
+    }
 }
 
 /// Service names; most ports have one, which needs no allocation.
@@ -113,63 +135,6 @@ impl<'a> Names<'a> {
             .iter()
             .map(|n| n.clone().into_owned())
             .collect()
-    }
-}
-
-impl<'a> PortGroup<'a> {
-    /// From the port index: window `w` of one port's sums.
-    fn from_sums(
-        engine: &'a Engine,
-        port: u16,
-        proto: Protocol,
-        sums: &PortSums,
-        w: usize,
-    ) -> Option<PortGroup<'a>> {
-        let window = &sums.windows[w];
-        let catalog = engine.catalog();
-        let services = sums
-            .labels
-            .iter()
-            .filter(|(_, open)| open[w] > 0)
-            .map(|(label, _)| catalog.endpoint_service(port, proto, label.as_deref()));
-        let (top, names) = top_and_names(services)?;
-        Some(PortGroup {
-            port,
-            proto,
-            endpoints: window.endpoints,
-            in_bytes: window.in_bytes,
-            out_bytes: window.out_bytes,
-            recent: window.recent,
-            no_payload: window.no_payload > 0,
-            unknown_strict: window.unknown_strict > 0,
-            top,
-            names,
-        })
-    }
-
-    /// From the walk: endpoints summed by [`Group::add_sums`].
-    fn from_group(port: u16, proto: Protocol, group: &Group<'a>) -> PortGroup<'a> {
-        let (no_payload, unknown_strict) = group.unknown_flags();
-        PortGroup {
-            port,
-            proto,
-            endpoints: group.endpoints,
-            in_bytes: group.in_bytes,
-            out_bytes: group.out_bytes,
-            recent: group.recent,
-            no_payload,
-            unknown_strict,
-            top: group.top(),
-            names: Names::Many(group.service_names().into_iter().map(Cow::Owned).collect()),
-        }
-    }
-
-    fn total_bytes(&self) -> u64 {
-        self.in_bytes.saturating_add(self.out_bytes)
-    }
-
-    fn unknown_reason(&self) -> Vec<String> {
-        unknown_reasons(self.no_payload, self.unknown_strict)
     }
 }
 
@@ -203,97 +168,114 @@ fn top_and_names<'a>(
     Some((top?.0, names?))
 }
 
-/// Filters, orders and pages the groups into the answer.
-fn respond(
-    groups: Vec<PortGroup>,
-    totals: &Totals,
-    q: &PortQuery,
-    request_id: String,
-) -> PortResponse {
-    // Order only what passes the filters, by what rows are ordered on:
-    // RiskLevel desc, TotalBytes desc, Port asc, Protocol asc (SPEC §6).
-    // Full rows (texts, percentages, lists) are built for the page only.
-    let filter_on_services = q.service_name.is_some() || q.service_name_fuzzy.is_some();
-    let mut order = Vec::with_capacity(groups.len());
-    order.extend(
-        groups
-            .iter()
-            .enumerate()
-            .filter(|(_, group)| {
-                let services = if filter_on_services {
-                    group.names.to_strings()
-                } else {
-                    Vec::new()
-                };
-                q.matches(&Facts {
-                    services: &services,
-                    risk_level: group.top.risk_level,
-                    suggest_level: Some(group.top.suggest_level),
-                    ports: &[group.port],
-                    public_ip: None,
-                })
-            })
-            .map(|(i, group)| {
-                // Protocols order as their names do: tcp before udp.
-                let key = (
-                    Reverse(group.top.risk_level),
-                    Reverse(group.total_bytes()),
-                    group.port,
-                    group.proto,
-                );
-                (key, i)
-            }),
-    );
-    // Only the rows up to the end of the page need their order.
-    let end = (u64::from(q.current_page) * u64::from(q.page_size)).min(order.len() as u64) as usize;
-    if end > 0 && end < order.len() {
-        order.select_nth_unstable(end - 1);
-        order[..end].sort_unstable();
-    } else {
-        order.sort_unstable();
-    }
-    let (page_info, page) = super::paginate(order, q.current_page, q.page_size);
-    let data_list = page
-        .into_iter()
-        .map(|(_, i)| build_row(&groups[i], totals, q.lang))
-        .collect();
-    PortResponse {
-        request_id,
-        page_info,
-        data_list,
-    }
+/// The riskiest of `services` (ties: the lowest name), as
+/// [`top_and_names`] finds it, without collecting the names.
+fn top_of<'a>(services: impl Iterator<Item = EndpointService<'a>>) -> Option<&'a Service> {
+    services
+        .max_by(|a, b| {
+            (a.risk.risk_level, Reverse(&a.name)).cmp(&(b.risk.risk_level, Reverse(&b.name)))
+        })
+        .map(|s| s.risk)
 }
 
-/// The groups and totals from the port index; `None` when the range is not
-/// one of its windows (the last 1, 7 or 30 days; the default range is the
-/// last 7), or the clock moved the index while it was read.
-fn index_groups<'a>(
-    engine: &'a Engine,
+/// The services of one port's labels open in window `w`.
+fn services_in<'e, 'l>(
+    engine: &'e Engine,
+    port: u16,
+    proto: Protocol,
+    labels: &'l [LabelCount],
+    w: usize,
+) -> impl Iterator<Item = EndpointService<'e>> + use<'e, 'l> {
+    let catalog = engine.catalog();
+    labels
+        .iter()
+        .filter(move |(_, open)| open[w] > 0)
+        .map(move |(label, _)| catalog.endpoint_service(port, proto, label.as_deref()))
+}
+
+/// Whether a row with these services passes the filters of `q`.
+fn passes(q: &PortQuery, port: u16, top: &Service, names: impl FnOnce() -> Vec<String>) -> bool {
+    let filter_on_services = q.service_name.is_some() || q.service_name_fuzzy.is_some();
+    let services = if filter_on_services {
+        names()
+    } else {
+        Vec::new()
+    };
+    q.matches(&Facts {
+        services: &services,
+        risk_level: top.risk_level,
+        suggest_level: Some(top.suggest_level),
+        ports: &[port],
+        public_ip: None,
+    })
+}
+
+/// The answer from the port index, or `None` when the range is not one of
+/// its windows (or the clock moved while it was read).
+fn by_index(
+    engine: &Engine,
     q: &PortQuery,
     wall_now_ms: i64,
-) -> Option<(Vec<PortGroup<'a>>, Totals)> {
+    request_id: String,
+    candidates: &mut Vec<Candidate>,
+) -> Option<PortResponse> {
     let now_ms = engine.now_ms(wall_now_ms);
     let w = TimeWindows::new(now_ms, q.start_time, q.end_time).range_is_recent()?;
-    let mut groups = Vec::with_capacity(engine.indexed_ports());
+    candidates.clear();
     let mut totals = [0u64; 3];
     let complete = engine.read_port_index(hour_of(now_ms), |port, proto, sums| {
         // Every endpoint open in a window, each with its bytes there.
         for (i, total) in totals.iter_mut().enumerate() {
             *total = total.saturating_add(sums.windows[i].recent[i]);
         }
-        if sums.windows[w].endpoints > 0 {
-            groups.extend(PortGroup::from_sums(engine, port, proto, sums, w));
+        let window = &sums.windows[w];
+        if window.endpoints == 0 {
+            return;
+        }
+        let services = || services_in(engine, port, proto, &sums.labels, w);
+        let Some(top) = top_of(services()) else {
+            return;
+        };
+        let names = || top_and_names(services()).map_or_else(Vec::new, |(_, n)| n.to_strings());
+        if passes(q, port, top, names) {
+            candidates.push(Candidate {
+                port,
+                proto,
+                risk_level: top.risk_level,
+                endpoints: window.endpoints,
+                in_bytes: window.in_bytes,
+                out_bytes: window.out_bytes,
+                recent: window.recent,
+                no_payload: window.no_payload > 0,
+                unknown_strict: window.unknown_strict > 0,
+            });
         }
     });
-    complete.then_some((groups, Totals(totals)))
+    if !complete {
+        return None;
+    }
+    // The page's rows take their services from a second look at their
+    // ports' labels (the sums above are gone): a label that changed in
+    // between shows in the row, not in its place in the order.
+    Some(respond(candidates, &Totals(totals), q, request_id, |c| {
+        let labels = engine.port_labels(c.port, c.proto);
+        let (top, names) = top_and_names(services_in(engine, c.port, c.proto, &labels, w))
+            .unwrap_or_else(|| {
+                let unlabelled = engine.catalog().endpoint_service(c.port, c.proto, None);
+                (unlabelled.risk, Names::One(unlabelled.name))
+            });
+        (top, names.to_strings())
+    }))
 }
 
-/// The groups and totals by walking the state.
-fn scan_groups<'a>(
-    engine: &'a Engine,
+/// The answer from one walk of the state.
+fn by_scan(
+    engine: &Engine,
     q: &PortQuery,
     wall_now_ms: i64,
-) -> (Vec<PortGroup<'a>>, Totals) {
+    request_id: String,
+    candidates: &mut Vec<Candidate>,
+) -> PortResponse {
     let mut groups: HashMap<(u16, Protocol), Group> = HashMap::new();
     let totals = scan(engine, q, wall_now_ms, |open| {
         groups
@@ -301,34 +283,96 @@ fn scan_groups<'a>(
             .or_default()
             .add_sums(&open);
     });
-    let groups = groups
-        .iter()
-        .map(|((port, proto), group)| PortGroup::from_group(*port, *proto, group))
-        .collect();
-    (groups, totals)
+    candidates.clear();
+    for (&(port, proto), group) in &groups {
+        let top = group.top();
+        if !passes(q, port, top, || group.service_names()) {
+            continue;
+        }
+        let (no_payload, unknown_strict) = group.unknown_flags();
+        candidates.push(Candidate {
+            port,
+            proto,
+            risk_level: top.risk_level,
+            endpoints: group.endpoints,
+            in_bytes: group.in_bytes,
+            out_bytes: group.out_bytes,
+            recent: group.recent,
+            no_payload,
+            unknown_strict,
+        });
+    }
+    respond(candidates, &totals, q, request_id, |c| {
+        let group = &groups[&(c.port, c.proto)];
+        (group.top(), group.service_names())
+    })
 }
 
-fn build_row(group: &PortGroup, totals: &Totals, lang: Lang) -> PortRow {
-    let text = group.top.text(lang);
-    let [d1, d7, d30] = totals.percents(group.recent);
+/// Orders and pages the candidates into the answer; `describe` gives a
+/// page row's top service (risk, suggestion, texts) and service names.
+fn respond<'a>(
+    candidates: &mut [Candidate],
+    totals: &Totals,
+    q: &PortQuery,
+    request_id: String,
+    describe: impl Fn(&Candidate) -> (&'a Service, Vec<String>),
+) -> PortResponse {
+    // Only the rows up to the end of the page need their order.
+    let total_count = candidates.len();
+    let end = (u64::from(q.current_page) * u64::from(q.page_size)).min(total_count as u64) as usize;
+    if end > 0 && end < total_count {
+        candidates.select_nth_unstable_by_key(end - 1, Candidate::order);
+        candidates[..end].sort_unstable_by_key(Candidate::order);
+    } else {
+        candidates.sort_unstable_by_key(Candidate::order);
+    }
+    let skip = (u64::from(q.current_page.saturating_sub(1)) * u64::from(q.page_size))
+        .min(end as u64) as usize;
+    let data_list = candidates[skip..end]
+        .iter()
+        .map(|c| {
+            let (top, names) = describe(c);
+            build_row(c, top, names, totals, q.lang)
+        })
+        .collect();
+    PortResponse {
+        request_id,
+        page_info: PageInfo {
+            current_page: q.current_page,
+            page_size: q.page_size,
+            total_count: total_count as u64,
+        },
+        data_list,
+    }
+}
+
+fn build_row(
+    c: &Candidate,
+    top: &Service,
+    service_name_list: Vec<String>,
+    totals: &Totals,
+    lang: Lang,
+) -> PortRow {
+    let text = top.text(lang);
+    let [d1, d7, d30] = totals.percents(c.recent);
     PortRow {
-        risk_level: group.top.risk_level,
+        risk_level: top.risk_level,
         prob_risk_desc: text.prob_risk_desc.clone(),
         traffic_percent_1_day: d1,
-        protocol: group.proto.as_str(),
+        protocol: c.proto.as_str(),
         // Each endpoint of a (port, protocol) is on its own address.
-        public_ip_num: group.endpoints,
-        suggest_level: group.top.suggest_level,
-        detail_num: group.endpoints,
-        port: group.port,
+        public_ip_num: c.endpoints,
+        suggest_level: top.suggest_level,
+        detail_num: c.endpoints,
+        port: c.port,
         traffic_percent_7_day: d7,
         traffic_percent_30_day: d30,
         prob_risk: text.prob_risk.clone(),
         risk_reason: text.risk_reason.clone(),
-        service_name_list: group.names.to_strings(),
-        in_bytes: group.in_bytes,
-        out_bytes: group.out_bytes,
-        total_bytes: group.total_bytes(),
-        unknown_reason: group.unknown_reason(),
+        service_name_list,
+        in_bytes: c.in_bytes,
+        out_bytes: c.out_bytes,
+        total_bytes: c.total_bytes(),
+        unknown_reason: unknown_reasons(c.no_payload, c.unknown_strict),
     }
 }

@@ -410,6 +410,15 @@ impl PortIndex {
         self.sums(port, proto).add_bytes(moved);
     }
 
+    /// The labels of `port`/`proto` with their open counts (none if the
+    /// index holds nothing for it).
+    pub fn labels(&self, port: u16, proto: Protocol) -> SmallVec<[LabelCount; 1]> {
+        match self.positions[port_slot(port, proto)].load(Ordering::Acquire) {
+            0 => SmallVec::new(),
+            p => lock(&self.entry(p - 1).sums).labels.clone(),
+        }
+    }
+
     fn sums(&self, port: u16, proto: Protocol) -> MutexGuard<'_, PortSums> {
         let slot = port_slot(port, proto);
         let position = match self.positions[slot].load(Ordering::Acquire) {

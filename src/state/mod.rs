@@ -21,13 +21,14 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering}
 use std::sync::Arc;
 
 use dashmap::DashMap;
+use smallvec::SmallVec;
 
 use crate::catalog::{Catalog, Protocol};
 use crate::classify::{Classifier, Endpoint, Verdict};
 use crate::config::{Clock, Config};
 use crate::flow::{self, DecodeError, Flow, Format};
 use index::{KeptRecent, PortIndex, Recent, Share};
-pub use index::{PortSums, WindowSums};
+pub use index::{LabelCount, PortSums, WindowSums};
 pub use peers::Peers;
 pub use series::{HourRange, Resolution, Sample, Series, Tally};
 pub use stats::{Outcome, RejectReason, Stats, StatsSnapshot};
@@ -544,6 +545,12 @@ impl Engine {
     /// the first call starts keeping it.
     pub fn keep_port_index_current(&self, wall_now_ms: i64) {
         self.refresh_port_index(hour_of(self.now_ms(wall_now_ms)));
+    }
+
+    /// The L7 labels of `port`/`proto`'s indexed endpoints, with how many
+    /// carrying each are open in each window (see [`PortSums::labels`]).
+    pub fn port_labels(&self, port: u16, proto: Protocol) -> SmallVec<[LabelCount; 1]> {
+        self.index.labels(port, proto)
     }
 
     /// (port, protocol) pairs the port index holds sums for.
