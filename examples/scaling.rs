@@ -12,7 +12,9 @@
 //!
 //! - *by owner*, as `exposure run`'s workers do: each thread applies the
 //!   flows of the endpoints it owns (`Engine::owner`) and passes the others,
-//!   512 records' worth at a time, to their owner over a channel;
+//!   512 records' worth at a time, to their owner over a channel (one
+//!   thread owns everything and calls `Engine::apply`, as a single worker
+//!   does);
 //! - *where decoded* (`--where-decoded`, how the service worked before):
 //!   each thread applies every flow it decodes, so both threads write to
 //!   every endpoint's state and shard lock.
@@ -116,6 +118,13 @@ fn ingest_by_owner(
         for record in batch {
             out.clear();
             if flow::decode(Format::Goflow2Pb, record, None, &mut out).is_err() {
+                continue;
+            }
+            if threads == 1 {
+                // As a single worker does: no owner to look up.
+                out.iter().for_each(|f| {
+                    engine.apply(f, now);
+                });
                 continue;
             }
             for f in &out {

@@ -149,6 +149,22 @@ struct Decoder {
 }
 
 impl Decoder {
+    /// Applies the decoded flows this worker owns and puts the others in
+    /// their owners' outboxes.
+    fn apply_or_pass_on(&mut self, engine: &Engine, wall_now_ms: i64, workers: usize) {
+        for flow in &self.flows {
+            let Ok(prepared) = engine.prepare(flow, wall_now_ms) else {
+                continue;
+            };
+            let owner = engine.owner(&prepared, workers);
+            if owner == self.me {
+                engine.apply_prepared(prepared);
+            } else {
+                self.outboxes[owner].push(prepared);
+            }
+        }
+    }
+
     /// Decodes a batch, applies the flows this worker owns and passes the
     /// others on.
     fn decode_and_apply(&mut self, batch: &Batch, peers: &[Sender<Work>], shared: &Shared) {
@@ -190,16 +206,13 @@ impl Decoder {
                     shared.metrics.dead_letters.inc();
                 }
             }
-            for flow in &self.flows {
-                let Ok(prepared) = engine.prepare(flow, wall_now_ms) else {
-                    continue;
-                };
-                let owner = engine.owner(&prepared, peers.len());
-                if owner == self.me {
-                    engine.apply_prepared(prepared);
-                } else {
-                    self.outboxes[owner].push(prepared);
+            if peers.len() == 1 {
+                // The only worker owns every endpoint: nothing to look up.
+                for flow in &self.flows {
+                    engine.apply(flow, wall_now_ms);
                 }
+            } else {
+                self.apply_or_pass_on(engine, wall_now_ms, peers.len());
             }
             self.ingest
                 .record(payload.len(), item.timestamp_ms, &self.flows);
