@@ -173,61 +173,95 @@ impl Pass {
     }
 }
 
+/// What a consume-only loop keeps while it runs: records seen, their
+/// payloads touched, and its waits on an empty local queue.
+struct Consumed {
+    started: Instant,
+    first: Option<Instant>,
+    received: usize,
+    touched: u64,
+    /// When the local queue was last found empty, while it stays empty.
+    waiting_since: Option<Instant>,
+    longest_wait: Duration,
+}
+
+impl Consumed {
+    fn new() -> Consumed {
+        Consumed {
+            started: Instant::now(),
+            first: None,
+            received: 0,
+            touched: 0,
+            waiting_since: None,
+            longest_wait: Duration::ZERO,
+        }
+    }
+
+    /// The local queue was found empty; an error once it stayed so too long.
+    fn empty(&mut self, who: &str, expected: usize) -> anyhow::Result<()> {
+        let since = *self.waiting_since.get_or_insert_with(Instant::now);
+        if since.elapsed() > STALL {
+            bail!(
+                "{who}: {} of {expected} records, then nothing for {STALL:?}",
+                self.received
+            );
+        }
+        Ok(())
+    }
+
+    /// A record arrived: its payload is touched (length and first byte).
+    fn record(&mut self, payload: &[u8]) {
+        if let Some(since) = self.waiting_since.take() {
+            let now = Instant::now();
+            if self.first.is_some() {
+                self.longest_wait = self.longest_wait.max(now - since);
+            }
+        }
+        self.first.get_or_insert_with(Instant::now);
+        self.touched = self
+            .touched
+            .wrapping_add(payload.len() as u64)
+            .wrapping_add(u64::from(payload.first().copied().unwrap_or(0)));
+        self.received += 1;
+    }
+
+    fn pass(self, cpu: &CpuMeter) -> Pass {
+        let done = Instant::now();
+        black_box(self.touched);
+        Pass {
+            total: done - self.started,
+            steady: done - self.first.unwrap_or(self.started),
+            longest_pause: self.longest_wait,
+            cpu: cpu.read(),
+        }
+    }
+}
+
 /// (a): polls until `expected` records arrived, touching each payload.
 fn consume_only(kafka: &KafkaConfig, expected: usize, cpu: &CpuMeter) -> anyhow::Result<Pass> {
-    let started = Instant::now();
+    let mut consumed = Consumed::new();
     let consumer: BaseConsumer = consumer_config(kafka)
         .create()
         .context("creating the consumer")?;
     let topics: Vec<&str> = kafka.topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics)?;
-    let mut first: Option<Instant> = None;
-    let mut received = 0usize;
-    let mut touched = 0u64;
-    // When the local queue was last found empty, while it stays empty.
-    let mut waiting_since: Option<Instant> = None;
-    let mut longest_wait = Duration::ZERO;
-    while received < expected {
+    while consumed.received < expected {
         // A blocking poll (and the clock) only when nothing is queued, so the
         // record path is the plain loop.
         let polled = match consumer.poll(Duration::ZERO) {
             Some(polled) => Some(polled),
             None => {
-                let since = *waiting_since.get_or_insert_with(Instant::now);
-                if since.elapsed() > STALL {
-                    bail!("consume-only: {received} of {expected} records, then nothing for {STALL:?}");
-                }
+                consumed.empty("consume-only", expected)?;
                 consumer.poll(POLL_TIMEOUT)
             }
         };
         match polled {
-            Some(Ok(m)) => {
-                if let Some(since) = waiting_since.take() {
-                    let now = Instant::now();
-                    if first.is_some() {
-                        longest_wait = longest_wait.max(now - since);
-                    }
-                    first.get_or_insert(now);
-                }
-                first.get_or_insert_with(Instant::now);
-                let payload = m.payload().unwrap_or_default();
-                touched = touched
-                    .wrapping_add(payload.len() as u64)
-                    .wrapping_add(u64::from(payload.first().copied().unwrap_or(0)));
-                received += 1;
-            }
+            Some(Ok(m)) => consumed.record(m.payload().unwrap_or_default()),
             Some(Err(e)) => tracing::warn!(error = %e, "consume-only: consume error"),
             None => {}
         }
     }
-    let done = Instant::now();
-    black_box(touched);
-    Ok(Pass {
-        total: done - started,
-        steady: done - first.unwrap_or(started),
-        longest_pause: longest_wait,
-        cpu: cpu.read(),
-    })
+    Ok(consumed.pass(cpu))
 }
 
 /// Routes every partition it is assigned to a fetch queue before it is
@@ -256,7 +290,7 @@ impl ConsumerContext for Routing {
 /// fetch queue, read up to 512 records a call) until `expected` records
 /// arrived, touching each payload.
 fn consume_batched(kafka: &KafkaConfig, expected: usize, cpu: &CpuMeter) -> anyhow::Result<Pass> {
-    let started = Instant::now();
+    let mut consumed = Consumed::new();
     let consumer: BaseConsumer<Routing> = consumer_config(kafka)
         .create_with_context(Routing::default())
         .context("creating the consumer")?;
@@ -265,53 +299,22 @@ fn consume_batched(kafka: &KafkaConfig, expected: usize, cpu: &CpuMeter) -> anyh
     let topics: Vec<&str> = kafka.topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics)?;
     let mut batch = Fetched::default();
-    let mut first: Option<Instant> = None;
-    let mut received = 0usize;
-    let mut touched = 0u64;
-    let mut waiting_since: Option<Instant> = None;
-    let mut longest_wait = Duration::ZERO;
-    while received < expected {
+    while consumed.received < expected {
         // Events (the group join, assignments) are served here.
         let _ = consumer.poll(Duration::ZERO);
         fetch.poll(Duration::from_millis(5), BATCH, &mut batch);
-        let mut got = 0;
-        for r in batch.iter() {
-            if r.error().is_some() {
-                continue;
-            }
-            let payload = r.payload();
-            touched = touched
-                .wrapping_add(payload.len() as u64)
-                .wrapping_add(u64::from(payload.first().copied().unwrap_or(0)));
-            got += 1;
+        let before = consumed.received;
+        for r in batch.iter().filter(|r| r.error().is_none()) {
+            consumed.record(r.payload());
         }
-        let now = Instant::now();
-        if got == 0 {
-            let since = *waiting_since.get_or_insert(now);
-            if now - since > STALL {
-                bail!("consume-only (batched): {received} of {expected} records, then nothing for {STALL:?}");
-            }
-            continue;
+        if consumed.received == before {
+            consumed.empty("consume-only (batched)", expected)?;
         }
-        if let Some(since) = waiting_since.take() {
-            if first.is_some() {
-                longest_wait = longest_wait.max(now - since);
-            }
-        }
-        first.get_or_insert(now);
-        received += got;
     }
-    let done = Instant::now();
-    black_box(touched);
     drop(batch);
     // Before the consumer: the queue holds records of its partitions.
     drop(fetch);
-    Ok(Pass {
-        total: done - started,
-        steady: done - first.unwrap_or(started),
-        longest_pause: longest_wait,
-        cpu: cpu.read(),
-    })
+    Ok(consumed.pass(cpu))
 }
 
 /// What (b) left in its engine, for the report.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::{BaseProducer, BaseRecord, DefaultProducerContext, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::{FetchQueue, Fetched};
@@ -80,20 +80,36 @@ fn read(
     got
 }
 
+/// A mock cluster whose topic holds `records` records, and a consumer of
+/// it assigned from the start with the partition routed to a fetch queue
+/// (bound in this order, they are dropped as they must be: the queue,
+/// the consumer, then the cluster).
+fn routed_from_the_start(
+    records: i64,
+) -> (
+    MockCluster<'static, DefaultProducerContext>,
+    BaseConsumer,
+    FetchQueue,
+) {
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    cluster.create_topic(TOPIC, 1, 1).expect("topic");
+    let bootstrap = cluster.bootstrap_servers();
+    produce(&bootstrap, (0..records).map(|i| format!("record {i}")));
+    let consumer = consumer(&bootstrap);
+    let fetch = FetchQueue::new(&consumer).expect("fetch queue");
+    assert!(fetch.route(&consumer, TOPIC, 0));
+    assign_from(&consumer, 0);
+    (cluster, consumer, fetch)
+}
+
 fn expected(range: std::ops::Range<i64>) -> Vec<(i64, String)> {
     range.map(|i| (i, format!("record {i}"))).collect()
 }
 
 #[test]
 fn routed_records_come_out_in_batches_and_in_order() {
-    let cluster = MockCluster::new(1).expect("mock cluster");
-    cluster.create_topic(TOPIC, 1, 1).expect("topic");
+    let (cluster, consumer, fetch) = routed_from_the_start(500);
     let bootstrap = cluster.bootstrap_servers();
-    produce(&bootstrap, (0..500).map(|i| format!("record {i}")));
-    let consumer = consumer(&bootstrap);
-    let fetch = FetchQueue::new(&consumer).expect("fetch queue");
-    assert!(fetch.route(&consumer, TOPIC, 0));
-    assign_from(&consumer, 0);
     let got = read(&consumer, &fetch, 500, || {});
     assert_eq!(got, expected(0..500));
     // Queued records come many to a poll, at most as many as asked.
@@ -114,14 +130,8 @@ fn routed_records_come_out_in_batches_and_in_order() {
 
 #[test]
 fn a_partition_restarted_without_a_rebalance_is_read_again_once_routed_again() {
-    let cluster = MockCluster::new(1).expect("mock cluster");
-    cluster.create_topic(TOPIC, 1, 1).expect("topic");
+    let (cluster, consumer, fetch) = routed_from_the_start(100);
     let bootstrap = cluster.bootstrap_servers();
-    produce(&bootstrap, (0..100).map(|i| format!("record {i}")));
-    let consumer = consumer(&bootstrap);
-    let fetch = FetchQueue::new(&consumer).expect("fetch queue");
-    assert!(fetch.route(&consumer, TOPIC, 0));
-    assign_from(&consumer, 0);
     let mut got = read(&consumer, &fetch, 100, || {});
 
     // Assigning again restarts the partition: librdkafka stops its fetcher,
