@@ -47,10 +47,12 @@ pub fn describe_internet_open_port(
     wall_now_ms: i64,
     request_id: String,
 ) -> PortResponse {
-    CANDIDATES.with_borrow_mut(|candidates| {
-        by_index(engine, q, wall_now_ms, request_id.clone(), candidates)
-            .unwrap_or_else(|| by_scan(engine, q, wall_now_ms, request_id, candidates))
-    })
+    let mut answer = CANDIDATES.with_borrow_mut(|candidates| {
+        by_index(engine, q, wall_now_ms, candidates)
+            .unwrap_or_else(|| by_scan(engine, q, wall_now_ms, candidates))
+    });
+    answer.request_id = request_id;
+    answer
 }
 
 /// The answer computed by walking the state, never from the port index:
@@ -61,7 +63,7 @@ pub(crate) fn describe_internet_open_port_by_scan(
     q: &PortQuery,
     wall_now_ms: i64,
 ) -> PortResponse {
-    by_scan(engine, q, wall_now_ms, String::new(), &mut Vec::new())
+    by_scan(engine, q, wall_now_ms, &mut Vec::new())
 }
 
 /// The answer read from the port index only; `None` if it cannot answer.
@@ -71,7 +73,7 @@ pub(crate) fn describe_internet_open_port_by_index(
     q: &PortQuery,
     wall_now_ms: i64,
 ) -> Option<PortResponse> {
-    by_index(engine, q, wall_now_ms, String::new(), &mut Vec::new())
+    by_index(engine, q, wall_now_ms, &mut Vec::new())
 }
 
 thread_local! {
@@ -216,7 +218,6 @@ fn by_index(
     engine: &Engine,
     q: &PortQuery,
     wall_now_ms: i64,
-    request_id: String,
     candidates: &mut Vec<Candidate>,
 ) -> Option<PortResponse> {
     let now_ms = engine.now_ms(wall_now_ms);
@@ -257,7 +258,7 @@ fn by_index(
     // The page's rows take their services from a second look at their
     // ports' labels (the sums above are gone): a label that changed in
     // between shows in the row, not in its place in the order.
-    Some(respond(candidates, &Totals(totals), q, request_id, |c| {
+    Some(respond(candidates, &Totals(totals), q, |c| {
         let labels = engine.port_labels(c.port, c.proto);
         let (top, names) = top_and_names(services_in(engine, c.port, c.proto, &labels, w))
             .unwrap_or_else(|| {
@@ -273,7 +274,6 @@ fn by_scan(
     engine: &Engine,
     q: &PortQuery,
     wall_now_ms: i64,
-    request_id: String,
     candidates: &mut Vec<Candidate>,
 ) -> PortResponse {
     let mut groups: HashMap<(u16, Protocol), Group> = HashMap::new();
@@ -302,19 +302,19 @@ fn by_scan(
             unknown_strict,
         });
     }
-    respond(candidates, &totals, q, request_id, |c| {
+    respond(candidates, &totals, q, |c| {
         let group = &groups[&(c.port, c.proto)];
         (group.top(), group.service_names())
     })
 }
 
-/// Orders and pages the candidates into the answer; `describe` gives a
-/// page row's top service (risk, suggestion, texts) and service names.
+/// Orders and pages the candidates into the answer (its request id left
+/// empty); `describe` gives a page row's top service (risk, suggestion,
+/// texts) and service names.
 fn respond<'a>(
     candidates: &mut [Candidate],
     totals: &Totals,
     q: &PortQuery,
-    request_id: String,
     describe: impl Fn(&Candidate) -> (&'a Service, Vec<String>),
 ) -> PortResponse {
     // Only the rows up to the end of the page need their order.
@@ -336,7 +336,7 @@ fn respond<'a>(
         })
         .collect();
     PortResponse {
-        request_id,
+        request_id: String::new(),
         page_info: PageInfo {
             current_page: q.current_page,
             page_size: q.page_size,

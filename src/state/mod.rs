@@ -245,11 +245,12 @@ impl Engine {
         match flow::decode(format, payload, fallback_time_ms, scratch) {
             Ok(flow::Outcome::Flows) => Ok(()),
             Ok(flow::Outcome::Marker) => {
-                scratch.clear();
                 self.stats.count_record_ignored("marker");
                 Ok(())
             }
             Err(e) => {
+                // A record is applied whole or not at all: drop the flows
+                // decoded before the error (a goflow2-pb record holds several).
                 scratch.clear();
                 self.stats.count_record_rejected(e.reason());
                 Err(e)

@@ -128,11 +128,7 @@ impl ConsumerContext for Context {
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 if tpl.count() > 0 {
-                    let handed = self
-                        .core
-                        .drain()
-                        .and_then(|()| self.core.checkpoint(consumer, CommitMode::Sync));
-                    if let Err(e) = handed {
+                    if let Err(e) = self.core.checkpoint(consumer, CommitMode::Sync) {
                         warn!(error = %e, "kafka: could not checkpoint before giving partitions away; the new owner may re-read records applied here");
                     }
                 }

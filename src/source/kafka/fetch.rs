@@ -113,7 +113,6 @@ impl FetchQueue {
     /// is queued without waiting, until `batch` holds `max` records.
     pub fn poll(&self, timeout: Duration, max: usize, batch: &mut Fetched) {
         batch.clear();
-        batch.messages.reserve(max);
         self.take(max, batch);
         if batch.messages.is_empty() {
             let timeout_ms = timeout.as_millis().min(i32::MAX as u128) as i32;

@@ -351,25 +351,24 @@ impl Core {
         Ok(())
     }
 
-    /// Writes a checkpoint of a consistent cut, then commits its offsets.
+    /// Writes a checkpoint of a consistent cut (after a drain), then
+    /// commits its offsets.
     pub(super) fn checkpoint<C: rdkafka::consumer::ConsumerContext>(
         &self,
         consumer: &BaseConsumer<C>,
         mode: CommitMode,
     ) -> anyhow::Result<()> {
         let started = Instant::now();
-        let Some(c) = &self.checkpointing else {
-            // No state dir: nothing to write, only the offsets to commit
-            // (this is only called at a revoke and at shutdown, after a
-            // drain).
-            commit(consumer, &self.shared.progress.snapshot(), mode);
-            return Ok(());
-        };
         if self.shared.broken.load(Ordering::Acquire) {
             anyhow::bail!("an ingest thread stopped mid-batch: no checkpoint is written");
         }
         self.drain()?;
         let offsets = self.shared.progress.snapshot();
+        let Some(c) = &self.checkpointing else {
+            // No state dir: nothing to write, only the offsets to commit.
+            commit(consumer, &offsets, mode);
+            return Ok(());
+        };
         let bytes = checkpoint::encode(&self.shared.engine, &offsets, wall_now_ms());
         let metrics = &self.shared.metrics;
         let path = c.store.write(&bytes).map_err(|e| {

@@ -57,11 +57,6 @@ impl Progress {
 
     /// The next offset to apply for a partition, if it is known (applied
     /// here, or restored from a checkpoint).
-    pub fn next_offset(&self, topic: &Arc<str>, partition: i32) -> Option<i64> {
-        self.next.get(&(topic.clone(), partition)).map(|o| *o)
-    }
-
-    /// The same, by name (for callbacks, which have no interned topic).
     pub fn next_offset_by_name(&self, topic: &str, partition: i32) -> Option<i64> {
         self.next
             .iter()
@@ -95,7 +90,6 @@ mod tests {
         let t: Arc<str> = Arc::from("flows");
         p.advance(&t, 0, 10);
         p.advance(&t, 0, 5);
-        assert_eq!(p.next_offset(&t, 0), Some(10));
         assert_eq!(p.next_offset_by_name("flows", 0), Some(10));
         assert_eq!(p.next_offset_by_name("flows", 1), None);
     }
@@ -109,6 +103,19 @@ mod tests {
             partition: 3,
             next_offset: 77,
         }]);
-        assert_eq!(p.next_offset(&topic, 3), Some(77));
+        assert_eq!(p.next_offset_by_name("flows", 3), Some(77));
+        assert_eq!(p.floor(&topic, 3), Some(77));
+    }
+
+    #[test]
+    fn a_partition_skips_below_where_it_resumed_not_below_its_progress() {
+        let p = Progress::default();
+        let t: Arc<str> = Arc::from("flows");
+        assert_eq!(p.floor(&t, 0), None);
+        p.resume_at("flows", 0, 40);
+        // Batches finishing (possibly out of order) move the progress only.
+        p.advance(&t, 0, 90);
+        assert_eq!(p.floor(&t, 0), Some(40));
+        assert_eq!(p.next_offset_by_name("flows", 0), Some(90));
     }
 }
