@@ -929,6 +929,7 @@ fn new_exposures_are_counted_once_by_risk_level() {
     assert_eq!(e.new_exposures(), [1, 0, 0, 1]);
 }
 
+mod concurrent;
 mod family;
 mod index;
 mod owners;
