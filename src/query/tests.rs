@@ -929,10 +929,9 @@ fn new_exposures_are_counted_once_by_risk_level() {
     assert_eq!(e.new_exposures(), [1, 0, 0, 1]);
 }
 
-mod concurrent;
 mod family;
 mod index;
-mod owners;
+mod threads;
 
 #[test]
 fn src_ip_cnt_estimates_distinct_peers_of_an_address() {
