@@ -240,6 +240,51 @@ fn pending_endpoints_are_bounded() {
 }
 
 #[test]
+fn endpoints_are_bounded_open_or_pending() {
+    let e = engine_with(Settings {
+        max_endpoints: 3,
+        ..settings(Clock::Event)
+    });
+    // Two servers answer, one port is scanned: three endpoints held.
+    for (address, port) in [("203.0.113.20", 443), ("203.0.113.21", 8443)] {
+        apply_all(&e, &conversation(address, port, "198.51.100.1", 10, 10, T0));
+    }
+    let syn = |port| {
+        flow(
+            "198.51.100.66",
+            55555,
+            "203.0.113.10",
+            port,
+            PROTO_TCP,
+            SYN,
+            44,
+            T0,
+        )
+    };
+    e.apply(&syn(22), T0);
+    assert_eq!((e.open_endpoints(), e.pending_endpoints()), (2, 1));
+    // Beyond the bound nothing new is held, open or pending: counted as probes only.
+    e.apply(&syn(23), T0);
+    apply_all(
+        &e,
+        &conversation("203.0.113.22", 9443, "198.51.100.1", 10, 10, T0),
+    );
+    assert_eq!((e.open_endpoints(), e.pending_endpoints()), (2, 1));
+    assert_eq!(e.stats().snapshot().ignored.get("endpoint_limit"), Some(&3));
+    assert_eq!(e.probes(23, crate::catalog::Protocol::Tcp), 1);
+    assert_eq!(all_rows(&e).len(), 2);
+    // Endpoints already held still take their flows.
+    e.apply(&syn(22), T0);
+    assert_eq!(e.probes(22, crate::catalog::Protocol::Tcp), 2);
+    apply_all(
+        &e,
+        &conversation("203.0.113.20", 443, "198.51.100.2", 10, 10, T0),
+    );
+    assert_eq!(all_rows(&e).len(), 2);
+    assert_eq!(e.stats().snapshot().ignored.get("endpoint_limit"), Some(&3));
+}
+
+#[test]
 fn inbound_bytes_before_the_first_reply_count() {
     let e = engine();
     let [request, reply] = conversation("203.0.113.10", 443, "198.51.100.1", 300, 700, T0);

@@ -332,8 +332,8 @@ impl Engine {
             }
             self.endpoints.insert(endpoint, Box::new(state));
         }
-        self.open.store(open, Ordering::Release);
-        self.pending.store(pending, Ordering::Release);
+        self.held.open.store(open, Ordering::Release);
+        self.held.pending.store(pending, Ordering::Release);
         for (index, n) in checkpoint.probes {
             self.probes[index as usize].store(n, Ordering::Relaxed);
         }
