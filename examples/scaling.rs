@@ -6,13 +6,13 @@
 //! goflow2-pb records are generated and encoded first, then applied once to
 //! warm the state (every endpoint exists afterwards, as in a long-running
 //! service). Each run then decodes and applies all of them again, split
-//! round-robin between the threads in batches of 512 as `exposure run`'s
+//! round-robin between the threads in batches of `BATCH_RECORDS` as `exposure run`'s
 //! poll thread hands them out, and reports records per wall-clock second.
 //! The port index is kept, as `exposure run` does. Two ways to apply:
 //!
 //! - *by owner*, as `exposure run`'s workers do: each thread applies the
 //!   flows of the endpoints it owns (`Engine::owner`) and passes the others,
-//!   512 records' worth at a time, to their owner over a channel (one
+//!   a batch's worth at a time, to their owner over a channel (one
 //!   thread owns everything and calls `Engine::apply`, as a single worker
 //!   does);
 //! - *where decoded* (`--where-decoded`, how the service worked before):
@@ -41,6 +41,7 @@ use clap::Parser;
 use exposure::flow::{self, Flow, Format};
 use exposure::generate::{bench, Generator, World};
 use exposure::query::{self, PortQuery};
+use exposure::source::kafka::BATCH_RECORDS;
 use exposure::state::{wall_now_ms, Engine, Prepared};
 use hdrhistogram::Histogram;
 
@@ -78,9 +79,6 @@ struct Args {
     #[arg(long)]
     fresh: bool,
 }
-
-/// Records handed to a thread at once, as `exposure run`'s poll thread does.
-const BATCH_RECORDS: usize = 512;
 
 /// Decodes and applies every flow of every `threads`-th batch of records
 /// starting at batch `first`, on this thread.

@@ -15,8 +15,8 @@ use exposure::flow::Format;
 use exposure::generate::{Generator, World};
 use exposure::health::Health;
 use exposure::metrics::Metrics;
-use exposure::source::kafka::consumer_config;
 use exposure::source::kafka::fetch::{FetchQueue, Fetched};
+use exposure::source::kafka::{consumer_config, BATCH_RECORDS};
 use exposure::state::{wall_now_ms, Engine};
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
@@ -33,7 +33,7 @@ use crate::{kafka_config, send, service_config, Args, HOUR_MS, STALL};
 /// How long the consume-only loop waits in one poll.
 const POLL_TIMEOUT: Duration = Duration::from_millis(100);
 /// Records (a2) reads a call, as exposure's poll thread.
-const BATCH: usize = 512;
+const BATCH: usize = BATCH_RECORDS;
 /// Addresses of `--pipeline-only` flows: outside the bench's assets and
 /// internal ranges, so every flow is ignored.
 const OUTSIDE_SRC: [u8; 4] = [198, 51, 100, 7];
@@ -287,7 +287,7 @@ impl ConsumerContext for Routing {
 }
 
 /// (a2): reads as exposure's poll thread does (every partition routed to a
-/// fetch queue, read up to 512 records a call) until `expected` records
+/// fetch queue, read up to `BATCH_RECORDS` records a call) until `expected` records
 /// arrived, touching each payload.
 fn consume_batched(kafka: &KafkaConfig, expected: usize, cpu: &CpuMeter) -> anyhow::Result<Pass> {
     let mut consumed = Consumed::new();

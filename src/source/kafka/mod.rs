@@ -60,8 +60,13 @@ use log_limit::LogLimit;
 pub use progress::Progress;
 use worker::{Batch, DeadLetters, Item, Shared, Work};
 
-/// Records handed to a worker at once, at most.
-const BATCH_RECORDS: usize = 512;
+/// Records handed to a worker at once, at most, and read from the fetch
+/// queue a call. A batch also goes on after [`BATCH_LINGER`] when traffic
+/// is slow, so freshness does not depend on it. (2048 was measured too, in
+/// docs/benchmarks.md: no clear gain.)
+pub const BATCH_RECORDS: usize = 512;
+// A batch numbers its topics in a u16 (`Batch::topic_index`).
+const _: () = assert!(BATCH_RECORDS <= u16::MAX as usize);
 /// A batch waits at most this long for more records before it is handed on.
 const BATCH_LINGER: Duration = Duration::from_millis(5);
 /// How often the poll thread routes every assigned partition to the fetch

@@ -61,7 +61,7 @@ impl Batch {
             Some(last) if Arc::ptr_eq(last, topic) => {}
             _ => self.topics.push(topic.clone()),
         }
-        u16::try_from(self.topics.len() - 1).expect("a batch holds at most 512 records")
+        u16::try_from(self.topics.len() - 1).expect("a batch holds fewer records than u16::MAX")
     }
 }
 
