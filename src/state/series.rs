@@ -7,6 +7,8 @@
 //! the order the flows arrived in; [`Series::compact`] merges such hours into
 //! day buckets to save memory without changing any answer.
 
+use smallvec::SmallVec;
+
 /// Hours kept at hour resolution, counting the hour that holds "now".
 pub const RECENT_HOURS: u32 = 48;
 
@@ -126,10 +128,12 @@ impl Tally {
 }
 
 /// Buckets sorted by start hour (a day bucket before the hours of its
-/// day); writes almost always hit the last one.
+/// day); writes almost always hit the last one. The first bucket is held
+/// inline: most endpoints a scan leaves pending never get a second one,
+/// and then cost no allocation of their own.
 #[derive(Clone, Debug, Default)]
 pub struct Series {
-    buckets: Vec<Bucket>,
+    buckets: SmallVec<[Bucket; 1]>,
 }
 
 impl Series {
@@ -247,7 +251,7 @@ impl Series {
         // compaction once an hour), so steady state never reallocates; give
         // back only a large excess.
         if self.buckets.capacity() > write + 4 * COMPACT_SLACK {
-            self.buckets.shrink_to(write + COMPACT_SLACK);
+            self.buckets.grow(write + COMPACT_SLACK);
         }
     }
 
@@ -279,7 +283,7 @@ impl Series {
         if count > input.len() / 20 {
             return Err("bucket count larger than the data");
         }
-        let mut buckets = Vec::with_capacity(count);
+        let mut buckets = SmallVec::with_capacity(count);
         for _ in 0..count {
             let in_bytes = take_u64(input).ok_or("bucket cut short")?;
             let out_bytes = take_u64(input).ok_or("bucket cut short")?;
@@ -302,7 +306,11 @@ impl Series {
 
     /// Heap bytes held by the buckets.
     pub fn heap_bytes(&self) -> usize {
-        self.buckets.capacity() * std::mem::size_of::<Bucket>()
+        if self.buckets.spilled() {
+            self.buckets.capacity() * std::mem::size_of::<Bucket>()
+        } else {
+            0
+        }
     }
 }
 
@@ -326,6 +334,17 @@ mod tests {
 
     fn range(start: u32, end: u32) -> HourRange {
         HourRange { start, end }
+    }
+
+    #[test]
+    fn one_bucket_is_held_inline_and_more_go_to_the_heap() {
+        let mut s = Series::default();
+        s.add(DAY0, traffic(1));
+        s.add(DAY0, traffic(2));
+        assert_eq!((s.len(), s.heap_bytes()), (1, 0));
+        s.add(DAY0 + 1, traffic(3));
+        assert_eq!(s.len(), 2);
+        assert!(s.heap_bytes() >= 2 * std::mem::size_of::<Bucket>());
     }
 
     fn traffic(n: u64) -> Sample {
