@@ -4,6 +4,7 @@
 //! fetch queue. Only a revoke waits: for what was read from its partitions
 //! to be applied and checkpointed.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Instant;
 
@@ -31,6 +32,10 @@ pub(super) struct Context {
     /// Where assigned partitions' records go; set once the consumer exists,
     /// gone once the poll thread has stopped.
     pub fetch: OnceLock<Weak<FetchQueue>>,
+    /// Partitions assigned, as the rebalances left them. Counted here
+    /// rather than asked of librdkafka: `assignment()` from inside the
+    /// revoke of a consumer that is closing never returns.
+    pub assigned: AtomicUsize,
 }
 
 impl ClientContext for Context {
@@ -123,7 +128,12 @@ impl ConsumerContext for Context {
                     );
                 }
                 self.health.set_assigned(true);
-                let total = consumer.assignment().map_or(tpl.count(), |a| a.count());
+                let total = if cooperative {
+                    self.assigned.fetch_add(tpl.count(), Ordering::AcqRel) + tpl.count()
+                } else {
+                    self.assigned.swap(tpl.count(), Ordering::AcqRel);
+                    tpl.count()
+                };
                 self.metrics.kafka_assigned_partitions.set(total as i64);
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
@@ -141,7 +151,13 @@ impl ConsumerContext for Context {
                     warn!(error = %e, "kafka: giving partitions away failed");
                 }
                 info!(partitions = tpl.count(), "kafka: partitions revoked");
-                let left = consumer.assignment().map_or(0, |a| a.count());
+                let left = if cooperative {
+                    let before = self.assigned.load(Ordering::Acquire);
+                    before.saturating_sub(tpl.count())
+                } else {
+                    0
+                };
+                self.assigned.store(left, Ordering::Release);
                 self.health.set_assigned(left > 0);
                 self.metrics.kafka_assigned_partitions.set(left as i64);
             }

@@ -32,7 +32,7 @@ pub mod progress;
 mod worker;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
@@ -180,6 +180,7 @@ pub fn start(
         metrics,
         core: core.clone(),
         error_log: Mutex::new(LogLimit::new(ERROR_LOG_INTERVAL)),
+        assigned: AtomicUsize::new(0),
         fetch: OnceLock::new(),
     };
     let consumer: BaseConsumer<Context> = consumer_config(config)
