@@ -75,9 +75,9 @@ fn demo_needs_nothing_shows_open_ports_and_stops_on_ctrl_c() {
     assert!(again >= 10);
 }
 
-/// Ctrl-C soon after the demo's consumer was given its partitions: the
-/// revoke inside the consumer's close once waited on librdkafka forever,
-/// and the demo exited 1 after its drain deadline (5 stops in 20 from a
+/// Ctrl-C while the demo runs: the revoke inside the consumer's close once
+/// waited on librdkafka forever, and the demo exited 1 after its drain
+/// deadline (5 stops in 20 from a
 /// script, 1 in 10 under this test). Four more stops, each of which must
 /// be clean.
 #[test]

@@ -179,23 +179,25 @@ fn port_answered_only_with_rst_is_not_open() {
     assert!(all_rows(&e).is_empty());
 }
 
+/// A scanner's SYN to `port` of 203.0.113.10, at T0.
+fn scan_syn(port: u16) -> Flow {
+    flow(
+        "198.51.100.66",
+        55555,
+        "203.0.113.10",
+        port,
+        PROTO_TCP,
+        SYN,
+        44,
+        T0,
+    )
+}
+
 #[test]
 fn syn_scan_without_replies_lists_nothing_but_counts_probes() {
     let e = engine();
     for port in 1..=1000u16 {
-        e.apply(
-            &flow(
-                "198.51.100.66",
-                55555,
-                "203.0.113.10",
-                port,
-                PROTO_TCP,
-                SYN,
-                44,
-                T0,
-            ),
-            T0,
-        );
+        e.apply(&scan_syn(port), T0);
     }
     assert!(all_rows(&e).is_empty());
     assert_eq!(e.probes(443, crate::catalog::Protocol::Tcp), 1);
@@ -210,19 +212,7 @@ fn pending_endpoints_are_bounded() {
         ..settings(Clock::Event)
     });
     for port in 1..=100u16 {
-        e.apply(
-            &flow(
-                "198.51.100.66",
-                55555,
-                "203.0.113.10",
-                port,
-                PROTO_TCP,
-                SYN,
-                44,
-                T0,
-            ),
-            T0,
-        );
+        e.apply(&scan_syn(port), T0);
     }
     assert_eq!(e.pending_endpoints(), 10);
     assert_eq!(e.stats().snapshot().ignored.get("pending_limit"), Some(&90));
@@ -249,22 +239,10 @@ fn endpoints_are_bounded_open_or_pending() {
     for (address, port) in [("203.0.113.20", 443), ("203.0.113.21", 8443)] {
         apply_all(&e, &conversation(address, port, "198.51.100.1", 10, 10, T0));
     }
-    let syn = |port| {
-        flow(
-            "198.51.100.66",
-            55555,
-            "203.0.113.10",
-            port,
-            PROTO_TCP,
-            SYN,
-            44,
-            T0,
-        )
-    };
-    e.apply(&syn(22), T0);
+    e.apply(&scan_syn(22), T0);
     assert_eq!((e.open_endpoints(), e.pending_endpoints()), (2, 1));
     // Beyond the bound nothing new is held, open or pending: counted as probes only.
-    e.apply(&syn(23), T0);
+    e.apply(&scan_syn(23), T0);
     apply_all(
         &e,
         &conversation("203.0.113.22", 9443, "198.51.100.1", 10, 10, T0),
@@ -274,7 +252,7 @@ fn endpoints_are_bounded_open_or_pending() {
     assert_eq!(e.probes(23, crate::catalog::Protocol::Tcp), 1);
     assert_eq!(all_rows(&e).len(), 2);
     // Endpoints already held still take their flows.
-    e.apply(&syn(22), T0);
+    e.apply(&scan_syn(22), T0);
     assert_eq!(e.probes(22, crate::catalog::Protocol::Tcp), 2);
     apply_all(
         &e,

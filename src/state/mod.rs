@@ -130,7 +130,7 @@ pub struct Engine {
     /// in cache, and a table that has just doubled wastes little memory.
     endpoints: DashMap<Endpoint, Box<EndpointState>, ahash::RandomState>,
     /// How many endpoints are held, open and pending.
-    held: Held,
+    held: Padded<Held>,
     /// Latest accepted flow time (UNIX ms): "now" under `clock = "event"`.
     event_now_ms: Padded<AtomicI64>,
     /// Set once any flow has been accepted, so an empty event clock is not 1970.
@@ -156,7 +156,7 @@ impl Engine {
                 ahash::RandomState::new(),
                 ENDPOINT_SHARDS,
             ),
-            held: Held::default(),
+            held: Padded::default(),
             event_now_ms: Padded(AtomicI64::new(i64::MIN)),
             seen_any: AtomicBool::new(false),
             probes: (0..PORT_SLOTS).map(|_| AtomicU64::new(0)).collect(),
@@ -649,13 +649,8 @@ impl Engine {
     }
 }
 
-/// The counts of endpoints held. Every ingest thread writes them when it
-/// adds an endpoint (a fifth of the flows in the benchmarks' mix), so they
-/// sit on cache lines of their own: sharing one with what every flow only
-/// reads (the map's shard table and hasher, the classifier) would take that
-/// line from the other cores at every write.
+/// The counts of endpoints held.
 #[derive(Debug, Default)]
-#[repr(align(128))]
 struct Held {
     /// Endpoints with response evidence.
     open: AtomicUsize,
@@ -663,7 +658,11 @@ struct Held {
     pending: AtomicUsize,
 }
 
-/// A value on cache lines of its own (see [`Held`]).
+/// A value on cache lines of its own. For what ingest threads write often
+/// (the held counts, for each new endpoint: a fifth of the flows in the
+/// benchmarks' mix; the event clock): sharing a line with what every flow
+/// only reads (the map's shard table and hasher, the classifier) would take
+/// that line from the other cores at every write.
 #[derive(Debug, Default)]
 #[repr(align(128))]
 struct Padded<T>(T);

@@ -128,12 +128,13 @@ impl ConsumerContext for Context {
                     );
                 }
                 self.health.set_assigned(true);
+                // Rebalances are served on the poll thread only, one at a time.
                 let total = if cooperative {
-                    self.assigned.fetch_add(tpl.count(), Ordering::AcqRel) + tpl.count()
+                    self.assigned.load(Ordering::Acquire) + tpl.count()
                 } else {
-                    self.assigned.swap(tpl.count(), Ordering::AcqRel);
                     tpl.count()
                 };
+                self.assigned.store(total, Ordering::Release);
                 self.metrics.kafka_assigned_partitions.set(total as i64);
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
@@ -152,8 +153,9 @@ impl ConsumerContext for Context {
                 }
                 info!(partitions = tpl.count(), "kafka: partitions revoked");
                 let left = if cooperative {
-                    let before = self.assigned.load(Ordering::Acquire);
-                    before.saturating_sub(tpl.count())
+                    self.assigned
+                        .load(Ordering::Acquire)
+                        .saturating_sub(tpl.count())
                 } else {
                     0
                 };
