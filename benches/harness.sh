@@ -2,7 +2,7 @@
 # Runs every benchmark of docs/benchmarks.md in order, one after another, and
 # writes what each prints to one log: target/bench-logs/<UTC time>.log.
 #
-#   benches/harness.sh              # every row of SPEC §11 (about 40 minutes on 2 cores)
+#   benches/harness.sh              # every row of SPEC §11 (about 25 minutes on 2 cores)
 #   benches/harness.sh kafka query  # only the named parts, in the order given
 #
 # Parts: ingest ingest-1m query scaling api kafka memory scan duckdb.
