@@ -67,6 +67,9 @@ use worker::{Batch, DeadLetters, Item, Shared, Work};
 pub const BATCH_RECORDS: usize = 512;
 // A batch numbers its topics in a u16 (`Batch::topic_index`).
 const _: () = assert!(BATCH_RECORDS <= u16::MAX as usize);
+/// Payload bytes a new batch reserves room for, at most: a full batch of
+/// JSON records of 2 KiB each.
+const BATCH_RESERVED_BYTES: usize = 2048 * BATCH_RECORDS;
 /// A batch waits at most this long for more records before it is handed on.
 const BATCH_LINGER: Duration = Duration::from_millis(5);
 /// How often the poll thread routes every assigned partition to the fetch
@@ -276,9 +279,15 @@ impl Dispatch {
         }
         let index = self.next % self.senders.len();
         self.next = index + 1;
+        // The next batch gets room for a full batch of records as big, on
+        // average, as this one's (within a bound: a few huge records must
+        // not make every batch reserve hundreds of MiB).
+        let average = self.batch.data.len().div_ceil(self.batch.items.len());
+        let bytes = (average * BATCH_RECORDS).min(BATCH_RESERVED_BYTES);
+        let next = Batch::with_capacity(BATCH_RECORDS, bytes);
         in_flight.start();
         self.senders[index]
-            .send(Work::Records(std::mem::take(&mut self.batch)))
+            .send(Work::Records(std::mem::replace(&mut self.batch, next)))
             .map_err(|_| {
                 in_flight.finish();
                 anyhow::anyhow!("an ingest thread stopped")
@@ -578,5 +587,63 @@ fn commit<C: rdkafka::consumer::ConsumerContext>(
         // The brokers are away or the partitions moved: the checkpoint
         // still holds the offsets; lag tools catch up at the next commit.
         Err(e) => warn!(error = %e, "kafka: committing checkpointed offsets failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dispatch_to_one_worker() -> (Dispatch, Receiver<Work>) {
+        let (sender, receiver) = channel();
+        let dispatch = Dispatch {
+            batch: Batch::default(),
+            next: 0,
+            senders: vec![sender],
+        };
+        (dispatch, receiver)
+    }
+
+    fn fill_one_batch(dispatch: &mut Dispatch, payload: &[u8], in_flight: &InFlight) {
+        let mut topics = Topics::default();
+        for offset in 0..BATCH_RECORDS as i64 {
+            let record = Polled {
+                topic: "flows",
+                partition: 0,
+                offset,
+                timestamp_ms: None,
+                payload,
+            };
+            dispatch
+                .add(&mut topics, record, Instant::now(), in_flight)
+                .unwrap();
+        }
+    }
+
+    #[test]
+    fn a_new_batch_has_room_for_a_full_batch_like_the_last() {
+        let (mut dispatch, receiver) = dispatch_to_one_worker();
+        let in_flight = InFlight::default();
+        fill_one_batch(&mut dispatch, &[7; 72], &in_flight);
+        let Ok(Work::Records(sent)) = receiver.try_recv() else {
+            panic!("a full batch is handed on");
+        };
+        assert_eq!(sent.items.len(), BATCH_RECORDS);
+        assert_eq!(sent.data.len(), 72 * BATCH_RECORDS);
+        let next = &dispatch.batch;
+        assert!(next.items.is_empty() && next.data.is_empty());
+        assert!(next.items.capacity() >= BATCH_RECORDS);
+        assert!(next.data.capacity() >= 72 * BATCH_RECORDS);
+    }
+
+    #[test]
+    fn huge_records_do_not_make_every_batch_reserve_their_size() {
+        let (mut dispatch, receiver) = dispatch_to_one_worker();
+        let in_flight = InFlight::default();
+        fill_one_batch(&mut dispatch, &vec![7; 64 * 1024], &in_flight);
+        assert!(matches!(receiver.try_recv(), Ok(Work::Records(_))));
+        let reserved = dispatch.batch.data.capacity();
+        assert!(reserved >= BATCH_RESERVED_BYTES, "reserved {reserved}");
+        assert!(reserved < 64 * 1024 * BATCH_RECORDS, "reserved {reserved}");
     }
 }

@@ -53,6 +53,18 @@ pub(super) struct Batch {
 }
 
 impl Batch {
+    /// An empty batch with room for `records` records of `bytes` payload
+    /// bytes in all, so that filling it does not grow its buffers again
+    /// and again (each growth a `realloc` and a copy, on the poll thread).
+    pub fn with_capacity(records: usize, bytes: usize) -> Batch {
+        Batch {
+            data: Vec::with_capacity(bytes),
+            items: Vec::with_capacity(records),
+            topics: Vec::new(),
+            started: None,
+        }
+    }
+
     /// The index in [`Batch::topics`] for a next item from `topic`: a
     /// batch holds a topic's name once, not a reference per record (whose
     /// count every thread would update).
