@@ -237,30 +237,44 @@ fn add(a: &BTreeMap<u64, u64>, b: &BTreeMap<u64, u64>) -> BTreeMap<u64, u64> {
 /// applied is counted twice, nothing the other member read is missing.
 #[test]
 fn partitions_taken_away_and_given_back_keep_the_count_exact() {
+    taken_away_and_given_back(None);
+}
+
+/// The same under the cooperative protocol, where a rebalance moves only
+/// the partitions that change owner: A gives 2 of its 4 away and later
+/// gets them back in increments, and still says how many it holds.
+#[test]
+fn partitions_moved_cooperatively_keep_the_count_exact() {
+    taken_away_and_given_back(Some("cooperative-sticky"));
+}
+
+fn taken_away_and_given_back(assignment_strategy: Option<&'static str>) {
+    let opts = ServiceOptions {
+        assignment_strategy,
+        ..ServiceOptions::default()
+    };
     let topic = rand_name("flows");
     let broker = MockBroker::start(&topic, 4);
     let group = rand_name("group");
     let (first, expected_first) = workload(11, 2_000, 30);
     let (second, expected_second) = workload(12, 2_000, 30);
     let producer = batching_producer(&broker.bootstrap);
-    let a = Service::start(&broker.bootstrap, &[&topic], &group, "");
+    let a = Service::start_opts(&broker.bootstrap, &[&topic], &group, "", &opts);
     produce(&producer, &topic, &first);
     a.wait_for(CONVERGE_WITHIN, "the first wave", |x| {
         totals(x) == expected_first
     });
+    assert_eq!(a.metric("exposure_kafka_assigned_partitions"), Some(4.0));
 
     // Another member joins: half of the partitions are taken away from A.
-    let mut b = Service::start(&broker.bootstrap, &[&topic], &group, "");
+    let mut b = Service::start_opts(&broker.bootstrap, &[&topic], &group, "", &opts);
     let deadline = Instant::now() + CONVERGE_WITHIN;
-    while b
-        .metric("exposure_kafka_assigned_partitions")
-        .unwrap_or(0.0)
-        == 0.0
+    while b.metric("exposure_kafka_assigned_partitions") != Some(2.0)
         || a.metric("exposure_kafka_assigned_partitions") != Some(2.0)
     {
         assert!(
             Instant::now() < deadline,
-            "no rebalance:\nA:\n{}\nB:\n{}",
+            "no rebalance to 2 partitions each:\nA:\n{}\nB:\n{}",
             a.log(),
             b.log()
         );
@@ -283,6 +297,12 @@ fn partitions_taken_away_and_given_back_keep_the_count_exact() {
         totals(&a.open_ports()),
         expected,
         "nothing counted twice later"
+    );
+    assert_eq!(
+        a.metric("exposure_kafka_assigned_partitions"),
+        Some(4.0),
+        "A holds every partition again:\n{}",
+        a.log()
     );
     assert!(
         a.log()

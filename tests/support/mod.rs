@@ -164,6 +164,9 @@ pub struct ServiceOptions {
     pub session_timeout_ms: u32,
     /// `kafka.dead_letter_topic` ("" for none).
     pub dead_letter_topic: String,
+    /// librdkafka's `partition.assignment.strategy`, if not its default
+    /// (an eager protocol).
+    pub assignment_strategy: Option<&'static str>,
 }
 
 impl Default for ServiceOptions {
@@ -172,6 +175,7 @@ impl Default for ServiceOptions {
             checkpoint_interval: "10s",
             session_timeout_ms: 6000,
             dead_letter_topic: String::new(),
+            assignment_strategy: None,
         }
     }
 }
@@ -282,7 +286,7 @@ group_id = "{group}"
 format = "auto"
 auto_offset_reset = "earliest"
 dead_letter_topic = "{dead_letter_topic}"
-librdkafka = {{ "fetch.wait.max.ms" = "10", "session.timeout.ms" = "{session_timeout_ms}", "heartbeat.interval.ms" = "500" }}
+librdkafka = {{ "fetch.wait.max.ms" = "10", "session.timeout.ms" = "{session_timeout_ms}", "heartbeat.interval.ms" = "500"{strategy} }}
 
 [network]
 assets = ["203.0.113.0/24", "2001:db8:100::/48"]
@@ -305,6 +309,9 @@ default_qps = 0
             session_timeout_ms = opts.session_timeout_ms,
             checkpoint_interval = opts.checkpoint_interval,
             dead_letter_topic = opts.dead_letter_topic,
+            strategy = opts.assignment_strategy.map_or(String::new(), |s| format!(
+                r#", "partition.assignment.strategy" = "{s}""#
+            )),
         );
         let path = dir.path().join("exposure.toml");
         std::fs::write(&path, config).unwrap();
