@@ -5,6 +5,10 @@
 #
 #   benches/duckdb_compare.sh            # 1 M records per format, 5 runs each
 #   RECORDS=200000 RUNS=3 benches/duckdb_compare.sh
+#   INPUT=capture.json FORMAT=goflow2-json ASSETS=198.51.100.0/24 \
+#       benches/duckdb_compare.sh        # your own file instead (FORMAT:
+#                                        # goflow2-json, pmacct-json or
+#                                        # goflow2-pb; DuckDB reads only JSON)
 #
 # exposure: `exposure analyze` on one core (taskset -c 0), timed by hyperfine
 # (or from Python when hyperfine is missing; median of RUNS after one
@@ -29,35 +33,64 @@ ENDPOINTS=${ENDPOINTS:-10000}
 RUNS=${RUNS:-5}
 DATA=target/bench-data
 VENV=target/bench-venv
-ASSETS=203.0.113.0/24,2001:db8:100::/48
+ASSETS=${ASSETS:-203.0.113.0/24,2001:db8:100::/48}
+INPUT=${INPUT:-}
+FORMAT=${FORMAT:-}
+
+if [ -n "$INPUT" ]; then
+    case "$FORMAT" in
+    goflow2-json | pmacct-json | goflow2-pb) ;;
+    *)
+        echo "benches/duckdb_compare.sh: INPUT needs FORMAT=goflow2-json, pmacct-json or goflow2-pb (got '$FORMAT')" >&2
+        exit 2
+        ;;
+    esac
+    if [ ! -r "$INPUT" ]; then
+        echo "benches/duckdb_compare.sh: INPUT $INPUT is not a readable file" >&2
+        exit 2
+    fi
+    FORMATS=("$FORMAT")
+else
+    FORMATS=(goflow2-pb goflow2-json pmacct-json)
+fi
 
 cargo build --release --bin exposure --example gen_flows
 mkdir -p "$DATA"
 
 file_for() {
+    if [ -n "$INPUT" ]; then
+        echo "$INPUT"
+        return
+    fi
     case "$1" in
         goflow2-pb) echo "$DATA/flows-$1-$RECORDS.bin" ;;
         *) echo "$DATA/flows-$1-$RECORDS.json" ;;
     esac
 }
 
-for format in goflow2-json pmacct-json goflow2-pb; do
-    file=$(file_for "$format")
-    target/release/examples/gen_flows --format "$format" --records "$RECORDS" \
-        --seed 1 --endpoints "$ENDPOINTS" >"$file" 2>/dev/null
-    echo "generated $file: $(du -h "$file" | cut -f1)"
-done
-
-if [ ! -x "$VENV/bin/python" ]; then
-    python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet duckdb
+if [ -n "$INPUT" ]; then
+    # The rate's numerator: the records exposure reads in the file (JSON
+    # lines or protobuf messages), from its own summary line.
+    RECORDS=$(target/release/exposure analyze --assets "$ASSETS" --format "$FORMAT" "$INPUT" \
+        2>&1 >/dev/null | sed -n 's/^records read \([0-9]*\),.*/\1/p')
+    if [ -z "$RECORDS" ] || [ "$RECORDS" -eq 0 ]; then
+        echo "benches/duckdb_compare.sh: exposure read no records in $INPUT as $FORMAT" >&2
+        exit 2
+    fi
+    echo "input $INPUT: $(du -h "$INPUT" | cut -f1), $RECORDS records, format $FORMAT, assets $ASSETS"
+else
+    for format in "${FORMATS[@]}"; do
+        file=$(file_for "$format")
+        target/release/examples/gen_flows --format "$format" --records "$RECORDS" \
+            --seed 1 --endpoints "$ENDPOINTS" >"$file" 2>/dev/null
+        echo "generated $file: $(du -h "$file" | cut -f1)"
+    done
 fi
-echo "duckdb $("$VENV/bin/python" -c 'import duckdb; print(duckdb.__version__)')"
 
 declare -A RATE
 echo
 echo "== exposure analyze, one core =="
-for format in goflow2-pb goflow2-json pmacct-json; do
+for format in "${FORMATS[@]}"; do
     file=$(file_for "$format")
     cmd="taskset -c 0 target/release/exposure analyze --assets $ASSETS --format $format $file"
     if command -v hyperfine >/dev/null; then
@@ -84,10 +117,24 @@ PY
     echo "exposure $format: median ${secs} s, ${RATE[$format]} M records/s"
 done
 
-echo
-echo "== DuckDB read_json + GROUP BY =="
-"$VENV/bin/python" - "$RECORDS" "$RUNS" "$(file_for goflow2-json)" "$(file_for pmacct-json)" \
-    >"$DATA/duckdb.txt" <<'EOF'
+# DuckDB reads the JSON files only.
+JSON_INPUTS=()
+for format in "${FORMATS[@]}"; do
+    case "$format" in
+    goflow2-json | pmacct-json) JSON_INPUTS+=("$format=$(file_for "$format")") ;;
+    esac
+done
+
+: >"$DATA/duckdb.txt"
+if [ ${#JSON_INPUTS[@]} -gt 0 ]; then
+    if [ ! -x "$VENV/bin/python" ]; then
+        python3 -m venv "$VENV"
+        "$VENV/bin/pip" install --quiet duckdb
+    fi
+    echo "duckdb $("$VENV/bin/python" -c 'import duckdb; print(duckdb.__version__)')"
+    echo
+    echo "== DuckDB read_json + GROUP BY =="
+    "$VENV/bin/python" - "$RECORDS" "$RUNS" "${JSON_INPUTS[@]}" >"$DATA/duckdb.txt" <<'EOF'
 import statistics
 import sys
 import time
@@ -95,18 +142,22 @@ import time
 import duckdb
 
 records, runs = int(sys.argv[1]), int(sys.argv[2])
-queries = {
-    "goflow2-json": (sys.argv[3], "dst_addr, dst_port, proto"),
-    "pmacct-json": (sys.argv[4], "ip_dst, port_dst, ip_proto"),
+keys = {
+    "goflow2-json": "dst_addr, dst_port, proto",
+    "pmacct-json": "ip_dst, port_dst, ip_proto",
 }
+queries = {}
+for arg in sys.argv[3:]:
+    fmt, path = arg.split("=", 1)
+    queries[fmt] = (path, keys[fmt])
 for threads in ("1", "default"):
     con = duckdb.connect()
     if threads == "1":
         con.execute("SET threads=1")
     n = con.execute("SELECT current_setting('threads')").fetchone()[0]
-    for fmt, (path, keys) in queries.items():
+    for fmt, (path, group_keys) in queries.items():
         sql = (
-            f"SELECT {keys}, sum(bytes) AS bytes, count(*) AS flows "
+            f"SELECT {group_keys}, sum(bytes) AS bytes, count(*) AS flows "
             f"FROM read_json('{path}', format='newline_delimited') GROUP BY ALL"
         )
         rows = con.execute(sql).fetchall()  # warm-up: page cache, schema sniffing
@@ -118,16 +169,16 @@ for threads in ("1", "default"):
         med = statistics.median(times)
         print(f"{fmt} {n} {med:.3f} {records / med / 1e6:.2f} {len(rows)}")
 EOF
-while read -r fmt threads secs rate groups; do
-    echo "duckdb $fmt threads=$threads: median ${secs} s, ${rate} M records/s ($groups groups)"
-done <"$DATA/duckdb.txt"
+    while read -r fmt threads secs rate groups; do
+        echo "duckdb $fmt threads=$threads: median ${secs} s, ${rate} M records/s ($groups groups)"
+    done <"$DATA/duckdb.txt"
+fi
 
 echo
 echo "== summary, M records/s ($RECORDS records, $(nproc) cores) =="
 printf '%-14s %10s %12s %12s\n' format exposure duckdb-1t "duckdb-$(nproc)t"
-printf '%-14s %10s %12s %12s\n' goflow2-pb "${RATE[goflow2-pb]}" - -
-for format in goflow2-json pmacct-json; do
+for format in "${FORMATS[@]}"; do
     one=$(awk -v f="$format" '$1 == f && $2 == 1 { print $4 }' "$DATA/duckdb.txt")
     all=$(awk -v f="$format" '$1 == f && $2 != 1 { print $4 }' "$DATA/duckdb.txt")
-    printf '%-14s %10s %12s %12s\n' "$format" "${RATE[$format]}" "$one" "$all"
+    printf '%-14s %10s %12s %12s\n' "$format" "${RATE[$format]}" "${one:--}" "${all:--}"
 done

@@ -121,6 +121,22 @@ struct Args {
     /// fresh one that creates an endpoint for a fifth of the records.
     #[arg(long)]
     warm: bool,
+    /// Produce the records of this file for the throughput passes instead
+    /// of generated ones (at most --records of them): NDJSON from goflow2
+    /// or pmacct, one record a line, or a goflow2 `-format=bin` stream.
+    /// Needs --assets. Their flow times are read on the event clock, as
+    /// `exposure analyze` reads a file, so a capture from last month counts
+    /// as it did then.
+    #[arg(long, value_name = "FILE")]
+    input: Option<std::path::PathBuf>,
+    /// The format of --input: goflow2-pb, goflow2-json, pmacct-json or auto
+    /// (detected per record).
+    #[arg(long, default_value = "auto")]
+    format: Format,
+    /// The asset ranges of --input's network, comma-separated, as `exposure
+    /// analyze --assets` takes them.
+    #[arg(long, value_delimiter = ',')]
+    assets: Vec<ipnet::IpNet>,
 }
 
 fn parse_setting(text: &str) -> Result<(String, String), String> {
@@ -144,6 +160,16 @@ fn main() -> anyhow::Result<()> {
     );
     anyhow::ensure!(args.partitions > 0, "--partitions must be above 0");
     anyhow::ensure!(args.rate > 0.0, "--rate must be above 0");
+    if args.input.is_some() {
+        anyhow::ensure!(
+            !args.assets.is_empty(),
+            "--input needs --assets: the address ranges that are the network's own"
+        );
+        anyhow::ensure!(
+            !args.pipeline_only,
+            "--pipeline-only moves generated flows outside the assets; it does not apply to --input"
+        );
+    }
     let workers = args.workers.unwrap_or_else(default_workers).max(1);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -3,18 +3,20 @@
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use exposure::catalog::Catalog;
-use exposure::config::{Config, KafkaConfig};
+use exposure::config::{Clock, Config, KafkaConfig};
 use exposure::flow::encode_goflow2_pb;
 use exposure::flow::Format;
 use exposure::generate::{Generator, World};
 use exposure::health::Health;
 use exposure::metrics::Metrics;
+use exposure::source::file;
 use exposure::source::kafka::fetch::{FetchQueue, Fetched};
 use exposure::source::kafka::{consumer_config, BATCH_RECORDS};
 use exposure::state::{wall_now_ms, Engine};
@@ -64,6 +66,38 @@ impl Records {
             records.ends.push(records.bytes.len());
         }
         records
+    }
+
+    /// The first `max` records of `path` in `format`, split as `exposure
+    /// analyze` splits a file.
+    fn read(path: &Path, format: Format, max: usize) -> anyhow::Result<Records> {
+        let what = || format!("reading {}", path.display());
+        let input = file::open(path).with_context(what)?;
+        let mut records = Records {
+            bytes: Vec::new(),
+            ends: Vec::new(),
+        };
+        for record in file::records(input, format).with_context(what)?.take(max) {
+            match record.with_context(what)? {
+                Ok(bytes) => {
+                    records.bytes.extend_from_slice(&bytes);
+                    records.ends.push(records.bytes.len());
+                }
+                Err(e) => bail!(
+                    "{}: after {} records: {e}",
+                    path.display(),
+                    records.ends.len()
+                ),
+            }
+        }
+        if records.ends.is_empty() {
+            bail!("{}: no records", path.display());
+        }
+        Ok(records)
+    }
+
+    fn len(&self) -> usize {
+        self.ends.len()
     }
 
     fn iter(&self) -> impl Iterator<Item = &[u8]> {
@@ -340,7 +374,7 @@ fn exposure_pass(
         let mut scratch = Vec::new();
         let now = wall_now_ms();
         for record in records.iter() {
-            let _ = engine.ingest(Format::Goflow2Pb, record, None, now, &mut scratch);
+            let _ = engine.ingest(config.kafka.format, record, None, now, &mut scratch);
         }
     }
     let warmed = engine.stats().records();
@@ -444,21 +478,38 @@ pub fn run(
     tansu: &Tansu,
     world: &World,
 ) -> anyhow::Result<()> {
-    let n = args.records;
     println!("## End to end from the broker vs consume-only (goal: (b)/(a) >= 80 %)");
     let generating = Instant::now();
-    let records = Records::generate(world, n, wall_now_ms(), args.pipeline_only);
+    let records = match &args.input {
+        Some(path) => Records::read(path, args.format, args.records)?,
+        None => Records::generate(world, args.records, wall_now_ms(), args.pipeline_only),
+    };
     let generated_in = generating.elapsed();
+    let n = records.len();
     let topic = rand_name("bench-flows");
     create_topic(runtime, &tansu.bootstrap, &topic, args.partitions)?;
     let (producer_settings, produced_in) =
         produce_all(&tansu.bootstrap, &topic, args.partitions, &records)?;
-    println!(
-        "records       {n} goflow2-pb records, one flow each, {:.1} bytes on average; world of {} open endpoints (seed 1), flow times in the last hour; generated in {:.1} s",
-        records.bytes.len() as f64 / n as f64,
-        args.endpoints,
-        generated_in.as_secs_f64(),
-    );
+    match &args.input {
+        Some(path) => println!(
+            "records       {n} records of {} (format {}), {:.1} bytes on average; assets {}; flow times on the event clock; read in {:.1} s",
+            path.display(),
+            args.format.as_str(),
+            records.bytes.len() as f64 / n as f64,
+            args.assets
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+            generated_in.as_secs_f64(),
+        ),
+        None => println!(
+            "records       {n} goflow2-pb records, one flow each, {:.1} bytes on average; world of {} open endpoints (seed 1), flow times in the last hour; generated in {:.1} s",
+            records.bytes.len() as f64 / n as f64,
+            args.endpoints,
+            generated_in.as_secs_f64(),
+        ),
+    }
     println!(
         "topic         {} partitions, records round-robin; produced in {:.1} s ({:.0} records/s) with {producer_settings}",
         args.partitions,
@@ -505,7 +556,12 @@ pub fn run(
                 0 => consume_only(&kafka, n, &CpuMeter::start(tansu))?,
                 1 => consume_batched(&kafka, n, &CpuMeter::start(tansu))?,
                 _ => {
-                    let config = service_config(kafka, world);
+                    let mut config = service_config(kafka, world);
+                    if args.input.is_some() {
+                        config.kafka.format = args.format;
+                        config.network.assets = args.assets.clone();
+                        config.window.clock = Clock::Event;
+                    }
                     let warm = args.warm.then_some(&records);
                     let (pass, c) = exposure_pass(&config, workers, n, warm, tansu)?;
                     counts = Some(c);
