@@ -45,6 +45,12 @@ if [ -n "$INPUT" ]; then
         exit 2
         ;;
     esac
+    case "$INPUT" in
+    *[[:space:]]*)
+        echo "benches/duckdb_compare.sh: INPUT '$INPUT' holds a space; give a path without one (the timed command is split on spaces)" >&2
+        exit 2
+        ;;
+    esac
     if [ ! -r "$INPUT" ]; then
         echo "benches/duckdb_compare.sh: INPUT $INPUT is not a readable file" >&2
         exit 2

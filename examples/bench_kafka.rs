@@ -130,9 +130,9 @@ struct Args {
     #[arg(long, value_name = "FILE")]
     input: Option<std::path::PathBuf>,
     /// The format of --input: goflow2-pb, goflow2-json, pmacct-json or auto
-    /// (detected per record).
-    #[arg(long, default_value = "auto")]
-    format: Format,
+    /// (detected per record, the default).
+    #[arg(long)]
+    format: Option<Format>,
     /// The asset ranges of --input's network, comma-separated, as `exposure
     /// analyze --assets` takes them.
     #[arg(long, value_delimiter = ',')]
@@ -168,6 +168,11 @@ fn main() -> anyhow::Result<()> {
         anyhow::ensure!(
             !args.pipeline_only,
             "--pipeline-only moves generated flows outside the assets; it does not apply to --input"
+        );
+    } else {
+        anyhow::ensure!(
+            args.format.is_none() && args.assets.is_empty(),
+            "--format and --assets describe an --input file; the generated records have their own"
         );
     }
     let workers = args.workers.unwrap_or_else(default_workers).max(1);

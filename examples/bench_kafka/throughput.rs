@@ -439,6 +439,23 @@ fn watch_records(
     }
 }
 
+/// The format `--input` is read in.
+fn input_format(args: &Args) -> Format {
+    args.format.unwrap_or(Format::Auto)
+}
+
+/// (b)'s config: the service's for the generated world or, with `--input`,
+/// for the file's own assets and format, its flow times on the event clock.
+fn exposure_config(kafka: KafkaConfig, world: &World, args: &Args) -> Config {
+    let mut config = service_config(kafka, world);
+    if args.input.is_some() {
+        config.kafka.format = input_format(args);
+        config.network.assets = args.assets.clone();
+        config.window.clock = Clock::Event;
+    }
+    config
+}
+
 /// One line of the CPU table.
 fn cpu_row(round: usize, name: &str, pass: &Pass, records: usize) -> String {
     let mut by_thread: Vec<(&String, &f64)> =
@@ -481,7 +498,7 @@ pub fn run(
     println!("## End to end from the broker vs consume-only (goal: (b)/(a) >= 80 %)");
     let generating = Instant::now();
     let records = match &args.input {
-        Some(path) => Records::read(path, args.format, args.records)?,
+        Some(path) => Records::read(path, input_format(args), args.records)?,
         None => Records::generate(world, args.records, wall_now_ms(), args.pipeline_only),
     };
     let generated_in = generating.elapsed();
@@ -494,7 +511,7 @@ pub fn run(
         Some(path) => println!(
             "records       {n} records of {} (format {}), {:.1} bytes on average; assets {}; flow times on the event clock; read in {:.1} s",
             path.display(),
-            args.format.as_str(),
+            input_format(args).as_str(),
             records.bytes.len() as f64 / n as f64,
             args.assets
                 .iter()
@@ -556,12 +573,7 @@ pub fn run(
                 0 => consume_only(&kafka, n, &CpuMeter::start(tansu))?,
                 1 => consume_batched(&kafka, n, &CpuMeter::start(tansu))?,
                 _ => {
-                    let mut config = service_config(kafka, world);
-                    if args.input.is_some() {
-                        config.kafka.format = args.format;
-                        config.network.assets = args.assets.clone();
-                        config.window.clock = Clock::Event;
-                    }
+                    let config = exposure_config(kafka, world, args);
                     let warm = args.warm.then_some(&records);
                     let (pass, c) = exposure_pass(&config, workers, n, warm, tansu)?;
                     counts = Some(c);
