@@ -67,7 +67,6 @@ use exposure::config::{Config, KafkaConfig, NetworkConfig, OffsetReset};
 use exposure::flow::Format;
 use exposure::generate::bench::load_average;
 use exposure::generate::World;
-use exposure::service::default_workers;
 use exposure::source::kafka::consumer_config;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, ProducerContext};
@@ -175,7 +174,7 @@ fn main() -> anyhow::Result<()> {
             "--format and --assets describe an --input file; the generated records have their own"
         );
     }
-    let workers = args.workers.unwrap_or_else(default_workers).max(1);
+    let workers = args.workers.unwrap_or_else(exposure::cores).max(1);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

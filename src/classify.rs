@@ -59,10 +59,10 @@ pub enum AddrClass {
     Internet,
 }
 
-/// Why a flow says nothing about exposure; the label of
+/// Why a flow is irrelevant to exposure (it says nothing about it); the label of
 /// `exposure_records_ignored_total{reason}`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum IgnoreReason {
+pub enum Irrelevant {
     /// Neither TCP nor UDP.
     NotTcpUdp,
     /// Neither side is an asset (transit, or purely internal traffic).
@@ -73,22 +73,22 @@ pub enum IgnoreReason {
     AssetIsClient,
 }
 
-impl IgnoreReason {
+impl Irrelevant {
     /// Every reason, in a fixed order (for counters indexed by reason).
-    pub const ALL: [IgnoreReason; 4] = [
-        IgnoreReason::NotTcpUdp,
-        IgnoreReason::NoAsset,
-        IgnoreReason::NotInternet,
-        IgnoreReason::AssetIsClient,
+    pub const ALL: [Irrelevant; 4] = [
+        Irrelevant::NotTcpUdp,
+        Irrelevant::NoAsset,
+        Irrelevant::NotInternet,
+        Irrelevant::AssetIsClient,
     ];
 
     /// The metric label.
     pub fn as_str(self) -> &'static str {
         match self {
-            IgnoreReason::NotTcpUdp => "not_tcp_udp",
-            IgnoreReason::NoAsset => "no_asset",
-            IgnoreReason::NotInternet => "not_internet",
-            IgnoreReason::AssetIsClient => "asset_is_client",
+            Irrelevant::NotTcpUdp => "not_tcp_udp",
+            Irrelevant::NoAsset => "no_asset",
+            Irrelevant::NotInternet => "not_internet",
+            Irrelevant::AssetIsClient => "asset_is_client",
         }
     }
 }
@@ -102,7 +102,7 @@ pub enum Verdict {
     /// when the reply proves the service answered.
     Outbound { endpoint: Endpoint, evidence: bool },
     /// Says nothing about exposure.
-    Ignored(IgnoreReason),
+    Ignored(Irrelevant),
 }
 
 /// A set of address ranges, as sorted disjoint intervals for binary search.
@@ -203,7 +203,7 @@ impl Classifier {
     /// Judges one flow (SPEC §5 Direction, Which side serves, Response evidence).
     pub fn classify(&self, flow: &Flow, catalog: &Catalog) -> Verdict {
         let Some(proto) = Protocol::from_number(flow.proto) else {
-            return Verdict::Ignored(IgnoreReason::NotTcpUdp);
+            return Verdict::Ignored(Irrelevant::NotTcpUdp);
         };
         let src = self.addr_class(flow.src_addr);
         let dst = self.addr_class(flow.dst_addr);
@@ -211,9 +211,9 @@ impl Classifier {
             (AddrClass::Internet, AddrClass::Asset) => true,
             (AddrClass::Asset, AddrClass::Internet) => false,
             (AddrClass::Asset, _) | (_, AddrClass::Asset) => {
-                return Verdict::Ignored(IgnoreReason::NotInternet)
+                return Verdict::Ignored(Irrelevant::NotInternet)
             }
-            _ => return Verdict::Ignored(IgnoreReason::NoAsset),
+            _ => return Verdict::Ignored(Irrelevant::NoAsset),
         };
         let (asset_ip, asset_port, peer_port) = if inbound {
             (flow.dst_addr, flow.dst_port, flow.src_port)
@@ -221,7 +221,7 @@ impl Classifier {
             (flow.src_addr, flow.src_port, flow.dst_port)
         };
         if !asset_serves(catalog, asset_port, peer_port, proto) {
-            return Verdict::Ignored(IgnoreReason::AssetIsClient);
+            return Verdict::Ignored(Irrelevant::AssetIsClient);
         }
         let endpoint = Endpoint {
             ip: asset_ip,
@@ -473,11 +473,11 @@ mod tests {
         );
         assert_eq!(
             c.classify(&out, &cat),
-            Verdict::Ignored(IgnoreReason::AssetIsClient)
+            Verdict::Ignored(Irrelevant::AssetIsClient)
         );
         assert_eq!(
             c.classify(&back, &cat),
-            Verdict::Ignored(IgnoreReason::AssetIsClient)
+            Verdict::Ignored(Irrelevant::AssetIsClient)
         );
     }
 
@@ -519,19 +519,19 @@ mod tests {
         let lan = flow("10.0.0.1", 5000, "10.0.0.2", 22, PROTO_TCP, SYN);
         assert_eq!(
             c.classify(&internal, &cat),
-            Verdict::Ignored(IgnoreReason::NotInternet)
+            Verdict::Ignored(Irrelevant::NotInternet)
         );
         assert_eq!(
             c.classify(&asset_to_asset, &cat),
-            Verdict::Ignored(IgnoreReason::NotInternet)
+            Verdict::Ignored(Irrelevant::NotInternet)
         );
         assert_eq!(
             c.classify(&transit, &cat),
-            Verdict::Ignored(IgnoreReason::NoAsset)
+            Verdict::Ignored(Irrelevant::NoAsset)
         );
         assert_eq!(
             c.classify(&lan, &cat),
-            Verdict::Ignored(IgnoreReason::NoAsset)
+            Verdict::Ignored(Irrelevant::NoAsset)
         );
     }
 
@@ -541,7 +541,7 @@ mod tests {
         let f = flow("198.51.100.7", 0, "203.0.113.10", 0, 1, 0);
         assert_eq!(
             classifier().classify(&f, &cat),
-            Verdict::Ignored(IgnoreReason::NotTcpUdp)
+            Verdict::Ignored(Irrelevant::NotTcpUdp)
         );
     }
 

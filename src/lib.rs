@@ -58,3 +58,9 @@ pub mod query;
 pub mod service;
 pub mod source;
 pub mod state;
+
+/// The cores this process may use, at least one: the ingest threads and
+/// the API's concurrent answers are one per core.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}

@@ -38,11 +38,6 @@ pub struct Handles {
     pub health: Arc<Health>,
 }
 
-/// Ingest threads: one per core, at least one.
-pub fn default_workers() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
 /// Runs the service until `shutdown` is cancelled. `on_listening` is called
 /// with the API's bound address once it accepts connections.
 pub async fn run(
@@ -78,7 +73,7 @@ pub async fn run(
     };
     let source = kafka::start(
         &config.kafka,
-        default_workers(),
+        crate::cores(),
         engine.clone(),
         progress,
         Some(checkpointing),

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use exposure::config::Config;
-use serde_yaml::Value;
+use serde_yaml_ng::Value;
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
@@ -16,14 +16,14 @@ fn repo(path: &str) -> PathBuf {
 
 fn yaml(path: &str) -> Value {
     let text = std::fs::read_to_string(repo(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
-    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{path} is not valid YAML: {e}"))
+    serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{path} is not valid YAML: {e}"))
 }
 
 fn compose() -> Value {
     yaml("docker-compose.yml")
 }
 
-fn services(compose: &Value) -> &serde_yaml::Mapping {
+fn services(compose: &Value) -> &serde_yaml_ng::Mapping {
     compose["services"].as_mapping().expect("services")
 }
 
@@ -61,7 +61,7 @@ fn environment(service: &Value) -> BTreeMap<String, String> {
                 .map(|(k, v)| {
                     let v = match v {
                         Value::String(s) => s.clone(),
-                        other => serde_yaml::to_string(other).unwrap().trim().to_owned(),
+                        other => serde_yaml_ng::to_string(other).unwrap().trim().to_owned(),
                     };
                     (k.as_str().unwrap().to_owned(), v)
                 })
@@ -254,7 +254,7 @@ fn the_service_config_is_valid_with_the_compose_overrides() {
     assert_eq!(config.kafka.topics, ["flows"]);
     assert_eq!(config.api.listen.to_string(), "0.0.0.0:8080");
     // The topics the service reads and writes are the ones kafka-init creates.
-    let init = serde_yaml::to_string(&compose["services"]["kafka-init"]["command"]).unwrap();
+    let init = serde_yaml_ng::to_string(&compose["services"]["kafka-init"]["command"]).unwrap();
     for topic in config
         .kafka
         .topics

@@ -859,7 +859,7 @@ fn the_dashboard_queries_only_metrics_the_service_exposes() {
 #[test]
 fn the_alerting_rules_use_only_metrics_the_service_exposes() {
     let exposed = parse_exposition(&live_scrape());
-    let rules: serde_yaml::Value = serde_yaml::from_str(
+    let rules: serde_yaml_ng::Value = serde_yaml_ng::from_str(
         &std::fs::read_to_string(repo("config/prometheus/alerts.yml")).unwrap(),
     )
     .expect("valid YAML");

@@ -302,20 +302,20 @@ fn consume_only(kafka: &KafkaConfig, expected: usize, cpu: &CpuMeter) -> anyhow:
 /// fetched, as exposure's source does.
 #[derive(Default)]
 struct Routing {
-    fetch: OnceLock<Weak<FetchQueue>>,
+    fetch: OnceLock<Weak<FetchQueue<Routing>>>,
 }
 
 impl ClientContext for Routing {}
 
 impl ConsumerContext for Routing {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let (Rebalance::Assign(tpl), Some(fetch)) =
             (rebalance, self.fetch.get().and_then(Weak::upgrade))
         else {
             return;
         };
         for e in tpl.elements() {
-            fetch.route(consumer, e.topic(), e.partition());
+            fetch.route(e.topic(), e.partition());
         }
     }
 }
@@ -325,9 +325,11 @@ impl ConsumerContext for Routing {
 /// arrived, touching each payload.
 fn consume_batched(kafka: &KafkaConfig, expected: usize, cpu: &CpuMeter) -> anyhow::Result<Pass> {
     let mut consumed = Consumed::new();
-    let consumer: BaseConsumer<Routing> = consumer_config(kafka)
-        .create_with_context(Routing::default())
-        .context("creating the consumer")?;
+    let consumer: Arc<BaseConsumer<Routing>> = Arc::new(
+        consumer_config(kafka)
+            .create_with_context(Routing::default())
+            .context("creating the consumer")?,
+    );
     let fetch = Arc::new(FetchQueue::new(&consumer).context("creating the fetch queue")?);
     let _ = consumer.context().fetch.set(Arc::downgrade(&fetch));
     let topics: Vec<&str> = kafka.topics.iter().map(String::as_str).collect();
@@ -345,9 +347,6 @@ fn consume_batched(kafka: &KafkaConfig, expected: usize, cpu: &CpuMeter) -> anyh
             consumed.empty("consume-only (batched)", expected)?;
         }
     }
-    drop(batch);
-    // Before the consumer: the queue holds records of its partitions.
-    drop(fetch);
     Ok(consumed.pass(cpu))
 }
 

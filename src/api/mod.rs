@@ -78,7 +78,7 @@ pub fn router(state: ApiState) -> Router {
         auth,
         limiter: RateLimiter::new(ratelimit::DEFAULT_MAX_KEYS),
         user_limiter: RateLimiter::new(users.max(1)),
-        computing: tokio::sync::Semaphore::new(crate::service::default_workers()),
+        computing: tokio::sync::Semaphore::new(crate::cores()),
     });
     let rpc = Router::new()
         .route("/", any(actions::rpc))

@@ -54,7 +54,7 @@ pub(super) fn api(r: &mut Reader, mut f: Fields) -> ApiConfig {
         None => (Vec::new(), 0),
     };
     let users_path = key_path(f.path(), "users");
-    f.finish(r);
+    r.finish(f);
     if auth.is_none_or(|auth| auth == Auth::Acs) && entries == 0 && !has_problem(r, "api.auth") {
         r.push(
             &users_path,
@@ -115,7 +115,7 @@ fn users(r: &mut Reader, path: &str, value: &Value) -> (Vec<UserConfig>, usize) 
             "list the Actions this user may call, e.g. actions = [\"*\"]",
             actions,
         );
-        f.finish(r);
+        r.finish(f);
         if let Some(name) = &name {
             unique(r, &mut names, name, &entry_path, "name", "name");
         }

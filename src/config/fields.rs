@@ -5,8 +5,6 @@ use std::collections::BTreeSet;
 
 use toml::{Table, Value};
 
-use super::read::Reader;
-
 /// The keys of one table, handed out one by one; what is never taken is
 /// reported as unknown.
 pub(super) struct Fields<'t> {
@@ -37,8 +35,8 @@ impl<'t> Fields<'t> {
         Some((key_path(&self.path, key), value))
     }
 
-    /// Reports every key that was never taken.
-    pub(super) fn finish(self, reader: &mut Reader) {
+    /// Every key that was never taken, as (key path, problem).
+    pub(super) fn unknown_keys(self) -> Vec<(String, String)> {
         let known: BTreeSet<&str> = self.known.iter().copied().collect();
         let listed = self.known.join(", ");
         let place = if self.path.is_empty() {
@@ -46,6 +44,7 @@ impl<'t> Fields<'t> {
         } else {
             format!("in {}; known keys", self.path)
         };
+        let mut unknown = Vec::new();
         for key in self
             .table
             .keys()
@@ -55,27 +54,13 @@ impl<'t> Fields<'t> {
             let guess = self
                 .known
                 .iter()
-                .find(|candidate| edit_distance(candidate, key) <= 2)
+                .find(|candidate| strsim::levenshtein(candidate, key) <= 2)
                 .map(|candidate| format!(" (did you mean {candidate}?)"))
                 .unwrap_or_default();
-            reader.push(&path, format!("unknown key{guess} {place}: {listed}"));
+            unknown.push((path, format!("unknown key{guess} {place}: {listed}")));
         }
+        unknown
     }
-}
-
-/// Levenshtein distance, for "did you mean" hints on short key names.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    for (i, a_char) in a.chars().enumerate() {
-        let mut current = vec![i + 1; b.len() + 1];
-        for (j, b_char) in b.iter().enumerate() {
-            let substitution = previous[j] + usize::from(a_char != *b_char);
-            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
-        }
-        previous = current;
-    }
-    previous[b.len()]
 }
 
 /// `parent.key`, quoting `key` when it is not a bare TOML key.

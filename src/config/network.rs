@@ -54,7 +54,7 @@ pub(super) fn network(r: &mut Reader, mut f: Fields) -> NetworkConfig {
             );
         }
     }
-    f.finish(r);
+    r.finish(f);
     NetworkConfig {
         assets: assets.into_iter().map(|(_, net)| net).collect(),
         internal: internal.into_iter().map(|(_, net)| net).collect(),

@@ -105,6 +105,13 @@ impl<'e> Reader<'e> {
         );
     }
 
+    /// Reports every key of `fields` that was never taken as unknown.
+    pub(super) fn finish(&mut self, fields: Fields) {
+        for (path, problem) in fields.unknown_keys() {
+            self.push(&path, problem);
+        }
+    }
+
     /// Records a problem at `key`, naming the environment variable that set
     /// the key (or created it) if one did.
     pub(super) fn push(&mut self, key: &str, message: impl Into<String>) {

@@ -44,7 +44,7 @@ pub(super) fn read(root: &Table, reader: &mut Reader) -> Config {
     let api = section(reader, &mut top, "api", &empty, api);
     let logging = section(reader, &mut top, "logging", &empty, logging);
     let services = section(reader, &mut top, "services", &empty, services);
-    top.finish(reader);
+    reader.finish(top);
     Config {
         kafka,
         network,
@@ -101,7 +101,7 @@ fn kafka(r: &mut Reader, mut f: Fields) -> KafkaConfig {
     }
     let mut librdkafka = defaults.librdkafka;
     librdkafka.extend(r.opt(&mut f, "librdkafka", properties).unwrap_or_default());
-    f.finish(r);
+    r.finish(f);
     KafkaConfig {
         brokers,
         topics,
@@ -184,7 +184,7 @@ fn window(r: &mut Reader, mut f: Fields) -> WindowConfig {
     let max_future_skew = r
         .opt(&mut f, "max_future_skew", Reader::duration)
         .unwrap_or(defaults.max_future_skew);
-    f.finish(r);
+    r.finish(f);
     WindowConfig {
         retention_days,
         clock,
@@ -213,7 +213,7 @@ fn state(r: &mut Reader, mut f: Fields) -> StateConfig {
     let max_pending = r
         .opt(&mut f, "max_pending", |r, p, v| r.int(p, v, 0, i64::MAX))
         .unwrap_or(defaults.max_pending);
-    f.finish(r);
+    r.finish(f);
     StateConfig {
         dir,
         checkpoint_interval,
@@ -228,7 +228,7 @@ fn logging(r: &mut Reader, mut f: Fields) -> LoggingConfig {
             r.choice(p, v, &["text", "json"])
         })
         .unwrap_or_default();
-    f.finish(r);
+    r.finish(f);
     LoggingConfig { format }
 }
 
@@ -237,6 +237,6 @@ fn services(r: &mut Reader, mut f: Fields) -> ServicesConfig {
     let catalog = r
         .opt(&mut f, "catalog", Reader::non_empty_string)
         .map_or(defaults.catalog, PathBuf::from);
-    f.finish(r);
+    r.finish(f);
     ServicesConfig { catalog }
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use crate::classify::IgnoreReason;
+use crate::classify::Irrelevant;
 
 /// Why the engine refused a flow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -30,15 +30,15 @@ impl RejectReason {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum IgnoredReason {
     /// The classifier found it says nothing about exposure.
-    Classified(IgnoreReason),
+    Classified(Irrelevant),
     /// `state.max_endpoints` is reached; the flow is counted as a probe only.
     EndpointLimit,
     /// `state.max_pending` is reached; the flow is counted as a probe only.
     PendingLimit,
 }
 
-impl From<IgnoreReason> for IgnoredReason {
-    fn from(reason: IgnoreReason) -> Self {
+impl From<Irrelevant> for IgnoredReason {
+    fn from(reason: Irrelevant) -> Self {
         IgnoredReason::Classified(reason)
     }
 }
@@ -55,17 +55,17 @@ impl IgnoredReason {
     fn index(self) -> usize {
         match self {
             IgnoredReason::Classified(r) => {
-                IgnoreReason::ALL.iter().position(|&x| x == r).unwrap_or(0)
+                Irrelevant::ALL.iter().position(|&x| x == r).unwrap_or(0)
             }
-            IgnoredReason::EndpointLimit => IgnoreReason::ALL.len(),
-            IgnoredReason::PendingLimit => IgnoreReason::ALL.len() + 1,
+            IgnoredReason::EndpointLimit => Irrelevant::ALL.len(),
+            IgnoredReason::PendingLimit => Irrelevant::ALL.len() + 1,
         }
     }
 
-    const COUNT: usize = IgnoreReason::ALL.len() + 2;
+    const COUNT: usize = Irrelevant::ALL.len() + 2;
 
     fn all() -> impl Iterator<Item = IgnoredReason> {
-        IgnoreReason::ALL
+        Irrelevant::ALL
             .into_iter()
             .map(IgnoredReason::Classified)
             .chain([IgnoredReason::EndpointLimit, IgnoredReason::PendingLimit])

@@ -31,7 +31,7 @@ pub(super) struct Context {
     pub error_log: Mutex<LogLimit>,
     /// Where assigned partitions' records go; set once the consumer exists,
     /// gone once the poll thread has stopped.
-    pub fetch: OnceLock<Weak<FetchQueue>>,
+    pub fetch: OnceLock<Weak<FetchQueue<Context>>>,
     /// Partitions assigned, as the rebalances left them. Counted here
     /// rather than asked of librdkafka: `assignment()` from inside the
     /// revoke of a consumer that is closing never returns.
@@ -110,7 +110,7 @@ impl ConsumerContext for Context {
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 let resumed = self.resume_from_progress(tpl);
-                self.route_to_fetch_queue(consumer, tpl);
+                self.route_to_fetch_queue(tpl);
                 let assigned = if cooperative {
                     consumer.incremental_assign(tpl)
                 } else {
@@ -174,12 +174,12 @@ impl ConsumerContext for Context {
 impl Context {
     /// Forwards each partition's records to the fetch queue; a partition
     /// that cannot be routed is read from the consumer queue instead.
-    fn route_to_fetch_queue(&self, consumer: &BaseConsumer<Self>, assigned: &TopicPartitionList) {
+    fn route_to_fetch_queue(&self, assigned: &TopicPartitionList) {
         let Some(fetch) = self.fetch.get().and_then(Weak::upgrade) else {
             return;
         };
         for e in assigned.elements() {
-            if !fetch.route(consumer, e.topic(), e.partition()) {
+            if !fetch.route(e.topic(), e.partition()) {
                 warn!(
                     topic = e.topic(),
                     partition = e.partition(),

@@ -33,7 +33,9 @@
 //! whose consume-only loops read the same way.
 
 use std::ffi::{CStr, CString};
+use std::marker::PhantomData;
 use std::ptr::NonNull;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::bindings as rdsys;
@@ -42,22 +44,36 @@ use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::types::RDKafkaRespErr;
 
 /// A queue of the consumer's client that partitions are forwarded to.
-pub struct FetchQueue {
+///
+/// It holds the consumer, so the queue (and every record still on it) is
+/// always destroyed before the client it belongs to, whatever order its
+/// owners drop things in; a [`Fetched`] batch borrows the queue, so its
+/// records cannot outlive it either.
+pub struct FetchQueue<C: ConsumerContext + 'static> {
     queue: NonNull<rdsys::rd_kafka_queue_t>,
+    consumer: Arc<BaseConsumer<C>>,
 }
 
 // SAFETY: librdkafka's queues are locked internally; every function used
-// here may be called from any thread.
-unsafe impl Send for FetchQueue {}
-unsafe impl Sync for FetchQueue {}
+// here may be called from any thread. The consumer is `Send + Sync` itself.
+unsafe impl<C: ConsumerContext> Send for FetchQueue<C> {}
+unsafe impl<C: ConsumerContext> Sync for FetchQueue<C> {}
 
-impl FetchQueue {
-    /// A new, empty queue of `consumer`'s client. It must be dropped before
-    /// the consumer (it holds records, which hold the client's partitions).
-    pub fn new<C: ConsumerContext>(consumer: &BaseConsumer<C>) -> Option<FetchQueue> {
-        // SAFETY: the client pointer is valid while `consumer` lives.
+impl<C: ConsumerContext> FetchQueue<C> {
+    /// A new, empty queue of `consumer`'s client.
+    pub fn new(consumer: &Arc<BaseConsumer<C>>) -> Option<FetchQueue<C>> {
+        // SAFETY: the client pointer is valid while the consumer lives,
+        // which the queue makes sure of by holding it.
         let queue = unsafe { rdsys::rd_kafka_queue_new(consumer.client().native_ptr()) };
-        NonNull::new(queue).map(|queue| FetchQueue { queue })
+        NonNull::new(queue).map(|queue| FetchQueue {
+            queue,
+            consumer: consumer.clone(),
+        })
+    }
+
+    /// The consumer whose partitions are forwarded here.
+    pub fn consumer(&self) -> &BaseConsumer<C> {
+        &self.consumer
     }
 
     /// Forwards the records of `topic`/`partition` here from now on. Call it
@@ -69,13 +85,8 @@ impl FetchQueue {
     /// dropped. Routing a partition again restores it, moving any records
     /// waiting on the partition's own queue here, after those already
     /// here, in order; on a partition that is routed, it changes nothing.
-    pub fn route<C: ConsumerContext>(
-        &self,
-        consumer: &BaseConsumer<C>,
-        topic: &str,
-        partition: i32,
-    ) -> bool {
-        self.with_partition_queue(consumer, topic, partition, |partition_queue| {
+    pub fn route(&self, topic: &str, partition: i32) -> bool {
+        self.with_partition_queue(topic, partition, |partition_queue| {
             // SAFETY: both queues are valid for this call.
             unsafe { rdsys::rd_kafka_queue_forward(partition_queue, self.queue.as_ptr()) }
         })
@@ -83,20 +94,19 @@ impl FetchQueue {
     }
 
     /// Calls `f` with librdkafka's queue of a partition, if it has one.
-    fn with_partition_queue<C: ConsumerContext, R>(
+    fn with_partition_queue<R>(
         &self,
-        consumer: &BaseConsumer<C>,
         topic: &str,
         partition: i32,
         f: impl FnOnce(*mut rdsys::rd_kafka_queue_t) -> R,
     ) -> Option<R> {
         let topic = CString::new(topic).ok()?;
-        // SAFETY: the client pointer is valid while `consumer` lives; the
+        // SAFETY: the client pointer is valid while the consumer lives; the
         // handle is released after `f` (a forward set through it stays set
         // on the partition).
         unsafe {
             let partition_queue = rdsys::rd_kafka_queue_get_partition(
-                consumer.client().native_ptr(),
+                self.consumer.client().native_ptr(),
                 topic.as_ptr(),
                 partition,
             );
@@ -111,7 +121,7 @@ impl FetchQueue {
 
     /// Waits up to `timeout` for a first record, then takes whatever else
     /// is queued without waiting, until `batch` holds `max` records.
-    pub fn poll(&self, timeout: Duration, max: usize, batch: &mut Fetched) {
+    pub fn poll<'q>(&'q self, timeout: Duration, max: usize, batch: &mut Fetched<'q>) {
         batch.clear();
         self.take(max, batch);
         if batch.messages.is_empty() {
@@ -128,7 +138,7 @@ impl FetchQueue {
     }
 
     /// Appends what is queued to `batch`, without waiting, until it holds `max`.
-    fn take(&self, max: usize, batch: &mut Fetched) {
+    fn take<'q>(&'q self, max: usize, batch: &mut Fetched<'q>) {
         let room = max.saturating_sub(batch.messages.len());
         if room == 0 {
             return;
@@ -151,7 +161,7 @@ impl FetchQueue {
     }
 }
 
-impl Drop for FetchQueue {
+impl<C: ConsumerContext> Drop for FetchQueue<C> {
     fn drop(&mut self) {
         // SAFETY: the handle was created in `new` and is released once; the
         // records still queued are destroyed with it.
@@ -159,13 +169,15 @@ impl Drop for FetchQueue {
     }
 }
 
-/// Records taken from a [`FetchQueue`], owned until cleared or dropped.
+/// Records taken from a [`FetchQueue`], owned until cleared or dropped;
+/// it borrows the queue (`'q`), which keeps their client alive.
 #[derive(Default)]
-pub struct Fetched {
+pub struct Fetched<'q> {
     messages: Vec<*mut rdsys::rd_kafka_message_t>,
+    queue: PhantomData<&'q ()>,
 }
 
-impl Fetched {
+impl Fetched<'_> {
     /// The records, in the order they were queued.
     pub fn iter(&self) -> impl Iterator<Item = Record<'_>> {
         // SAFETY: every pointer came from librdkafka and stays valid until
@@ -182,7 +194,7 @@ impl Fetched {
     }
 }
 
-impl Drop for Fetched {
+impl Drop for Fetched<'_> {
     fn drop(&mut self) {
         self.clear();
     }

@@ -186,11 +186,13 @@ pub fn start(
         assigned: AtomicUsize::new(0),
         fetch: OnceLock::new(),
     };
-    let consumer: BaseConsumer<Context> = consumer_config(config)
-        .create_with_context(context)
-        .context("creating the kafka consumer")?;
-    // Owned by the poll thread, which drops it before the consumer; the
-    // context only routes partitions to it while it exists.
+    let consumer: Arc<BaseConsumer<Context>> = Arc::new(
+        consumer_config(config)
+            .create_with_context(context)
+            .context("creating the kafka consumer")?,
+    );
+    // Owned by the poll thread; the context only routes partitions to it
+    // while it exists.
     let fetch = Arc::new(FetchQueue::new(&consumer).context("creating the kafka fetch queue")?);
     let _ = consumer.context().fetch.set(Arc::downgrade(&fetch));
     let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
@@ -215,8 +217,6 @@ pub fn start(
             if let Some(dl) = &core.shared.dead_letters {
                 let _ = dl.producer.flush(Duration::from_secs(5));
             }
-            // Before the consumer: the queue holds records of its partitions.
-            drop(fetch);
             result.and(drained).and(stopped).and(checkpointed)
         })
         .inspect_err(|_| {
@@ -400,7 +400,7 @@ impl Core {
 
 fn poll_loop(
     consumer: &BaseConsumer<Context>,
-    fetch: &FetchQueue,
+    fetch: &FetchQueue<Context>,
     core: &Core,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
@@ -516,12 +516,12 @@ fn poll_loop(
 /// be restarted some other way, its records would wait unread. (Whether a
 /// partition's routing was dropped cannot be read: librdkafka's queue
 /// length follows the routing.)
-fn reroute_assigned(consumer: &BaseConsumer<Context>, fetch: &FetchQueue) {
+fn reroute_assigned(consumer: &BaseConsumer<Context>, fetch: &FetchQueue<Context>) {
     let Ok(assigned) = consumer.assignment() else {
         return;
     };
     for e in assigned.elements() {
-        fetch.route(consumer, e.topic(), e.partition());
+        fetch.route(e.topic(), e.partition());
     }
 }
 

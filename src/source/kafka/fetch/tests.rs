@@ -3,10 +3,11 @@
 //! routing librdkafka dropped is read again, without losing or reordering
 //! anything, once routed again.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, DefaultConsumerContext};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, DefaultProducerContext, Producer};
 use rdkafka::{Offset, TopicPartitionList};
@@ -53,7 +54,7 @@ fn assign_from(consumer: &BaseConsumer, offset: i64) {
 /// after every poll; panics after 20 s.
 fn read(
     consumer: &BaseConsumer,
-    fetch: &FetchQueue,
+    fetch: &FetchQueue<DefaultConsumerContext>,
     count: usize,
     mut between: impl FnMut(),
 ) -> Vec<(i64, String)> {
@@ -82,22 +83,22 @@ fn read(
 
 /// A mock cluster whose topic holds `records` records, and a consumer of
 /// it assigned from the start with the partition routed to a fetch queue
-/// (bound in this order, they are dropped as they must be: the queue,
-/// the consumer, then the cluster).
+/// (bound in this order, they are dropped in reverse: the queue and the
+/// consumer it holds, then the cluster).
 fn routed_from_the_start(
     records: i64,
 ) -> (
     MockCluster<'static, DefaultProducerContext>,
-    BaseConsumer,
-    FetchQueue,
+    Arc<BaseConsumer>,
+    FetchQueue<DefaultConsumerContext>,
 ) {
     let cluster = MockCluster::new(1).expect("mock cluster");
     cluster.create_topic(TOPIC, 1, 1).expect("topic");
     let bootstrap = cluster.bootstrap_servers();
     produce(&bootstrap, (0..records).map(|i| format!("record {i}")));
-    let consumer = consumer(&bootstrap);
+    let consumer = Arc::new(consumer(&bootstrap));
     let fetch = FetchQueue::new(&consumer).expect("fetch queue");
-    assert!(fetch.route(&consumer, TOPIC, 0));
+    assert!(fetch.route(TOPIC, 0));
     assign_from(&consumer, 0);
     (cluster, consumer, fetch)
 }
@@ -151,10 +152,10 @@ fn a_partition_restarted_without_a_rebalance_is_read_again_once_routed_again() {
         );
     }
     // Routed again: everything arrives, in order, once.
-    assert!(fetch.route(&consumer, TOPIC, 0));
+    assert!(fetch.route(TOPIC, 0));
     got.extend(read(&consumer, &fetch, 200, || {
         // Routing again and again changes nothing.
-        assert!(fetch.route(&consumer, TOPIC, 0));
+        assert!(fetch.route(TOPIC, 0));
     }));
     assert_eq!(got, expected(0..300));
     fetch.poll(Duration::from_millis(100), 64, &mut batch);
