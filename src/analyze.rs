@@ -1,8 +1,10 @@
 //! `exposure analyze`: flow records from files through the same engine as
 //! `exposure run`, printed as one full `DescribeInternetOpenPort` answer.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -17,6 +19,126 @@ use crate::state::{wall_now_ms, Engine, StatsSnapshot};
 
 /// The shipped catalog's path, used when no config names another.
 pub const DEFAULT_CATALOG: &str = "config/services.toml";
+
+/// `exposure analyze`'s command line.
+#[derive(clap::Args)]
+pub struct AnalyzeArgs {
+    /// Config file (network, window, services); without one, the defaults plus --assets.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Input format: goflow2-pb, goflow2-json, pmacct-json or auto (detected per record).
+    #[arg(long)]
+    format: Option<Format>,
+    /// Our public ranges, comma-separated (overrides network.assets).
+    #[arg(long, value_delimiter = ',')]
+    assets: Option<Vec<IpNet>>,
+    /// Where "now" comes from: event (the latest flow; default here) or wall.
+    #[arg(long)]
+    clock: Option<Clock>,
+    /// Language of the risk texts: zh or en.
+    #[arg(long)]
+    lang: Option<String>,
+    /// Range start, UNIX seconds (default: 7 days before now).
+    #[arg(long)]
+    start_time: Option<String>,
+    /// Range end, UNIX seconds, exclusive (default: just after now).
+    #[arg(long)]
+    end_time: Option<String>,
+    /// Only this port.
+    #[arg(long)]
+    port: Option<String>,
+    /// Only rows with this service (exact, case-insensitive).
+    #[arg(long)]
+    service_name: Option<String>,
+    /// Only rows with a service containing this text (case-insensitive).
+    #[arg(long)]
+    service_name_fuzzy: Option<String>,
+    /// Only rows of this risk level (0-3).
+    #[arg(long)]
+    risk_level: Option<String>,
+    /// Only rows of this suggestion level (0, 10, 20, 30).
+    #[arg(long)]
+    suggest_level: Option<String>,
+    /// Flow record files; - reads stdin.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+}
+
+impl AnalyzeArgs {
+    /// The filters go through the API's own parameter parser, so the CLI
+    /// accepts and refuses exactly what the API does.
+    fn query(&self) -> Result<PortQuery, String> {
+        let params: HashMap<&str, &str> = [
+            ("Lang", &self.lang),
+            ("StartTime", &self.start_time),
+            ("EndTime", &self.end_time),
+            ("Port", &self.port),
+            ("ServiceName", &self.service_name),
+            ("ServiceNameFuzzy", &self.service_name_fuzzy),
+            ("RiskLevel", &self.risk_level),
+            ("SuggestLevel", &self.suggest_level),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.as_deref().map(|v| (k, v)))
+        .collect();
+        PortQuery::parse(|k| params.get(k).copied(), u32::MAX).map_err(|e| {
+            let flag = kebab(e.param);
+            format!("--{flag}: {}", e.message)
+        })
+    }
+}
+
+/// `ServiceNameFuzzy` -> `service-name-fuzzy`.
+fn kebab(param: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in param.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('-');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
+}
+
+/// `exposure analyze`: the answer on stdout, the summary on stderr; exit 2
+/// for bad usage or an invalid config, 1 if the input cannot be read.
+pub fn command(args: AnalyzeArgs) -> ExitCode {
+    let query = match args.query() {
+        Ok(q) => q,
+        Err(message) => return crate::usage_error(&message),
+    };
+    let opts = AnalyzeOptions {
+        config: args.config,
+        format: args.format,
+        assets: args.assets,
+        clock: args.clock,
+        query,
+        files: args.files,
+    };
+    let config = match load_config(&opts) {
+        Ok(c) => c,
+        Err(e) => return crate::usage_error(&format!("{e:#}")),
+    };
+    let catalog = match load_catalog(&config.services.catalog) {
+        Ok(c) => c,
+        Err(e) => return crate::usage_error(&format!("{e:#}")),
+    };
+    let stdout = std::io::stdout();
+    let stderr = std::io::stderr();
+    match run(
+        &opts,
+        &config,
+        catalog,
+        &mut stdout.lock(),
+        &mut stderr.lock(),
+    ) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
 
 /// What `exposure analyze` was asked to do.
 #[derive(Clone, Debug)]

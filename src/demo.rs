@@ -154,6 +154,11 @@ pub fn demo_config(bootstrap: &str, listen: SocketAddr, state_dir: &std::path::P
     config
 }
 
+/// `exposure demo --listen ADDR`: runs the demo until a signal.
+pub fn command(listen: SocketAddr) -> std::process::ExitCode {
+    crate::exit_status(crate::supervise::run_until_signal(|stop| run(listen, stop)))
+}
+
 /// Runs the demo until `shutdown` is cancelled.
 pub async fn run(listen: SocketAddr, shutdown: CancellationToken) -> anyhow::Result<()> {
     let broker = MockBroker::start()?;

@@ -1,7 +1,10 @@
 //! What `/readyz` reports: whether the state is restored and the consumer
-//! has its partitions, and whether the brokers are reachable.
+//! has its partitions, whether the brokers are reachable, which tasks are
+//! down and whether checkpoints are failing.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 /// Readiness flags, set by the engine's owners and read by the API.
 #[derive(Debug, Default)]
@@ -13,20 +16,30 @@ pub struct Health {
     assigned: AtomicBool,
     /// The consumer reaches the brokers.
     connected: AtomicBool,
+    /// Tasks that failed and are not running (being restarted, or the
+    /// service is stopping because of them); see [`crate::supervise`].
+    tasks_down: Mutex<BTreeSet<&'static str>>,
+    /// The last checkpoint attempt failed: answers are still exact, but a
+    /// crash now would re-read everything since the last good one.
+    checkpoint_failing: AtomicBool,
 }
 
 /// A copy of the flags, for one answer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HealthSnapshot {
     pub restored: bool,
     pub assigned: bool,
     pub connected: bool,
+    pub tasks_down: Vec<&'static str>,
+    pub checkpoint_failing: bool,
 }
 
 impl HealthSnapshot {
-    /// Ready to answer: state restored and partitions assigned.
+    /// Ready to answer: state restored, partitions assigned and every task
+    /// running. A failing checkpoint does not make the answers wrong, so it
+    /// does not count here (it has its own alert).
     pub fn ready(&self) -> bool {
-        self.restored && self.assigned
+        self.restored && self.assigned && self.tasks_down.is_empty()
     }
 }
 
@@ -43,11 +56,28 @@ impl Health {
         self.connected.store(v, Ordering::Release);
     }
 
+    /// Marks `task` as down (failed, not running) or running again.
+    pub fn set_task_down(&self, task: &'static str, down: bool) {
+        let mut tasks = self.tasks_down.lock().unwrap_or_else(|e| e.into_inner());
+        if down {
+            tasks.insert(task);
+        } else {
+            tasks.remove(task);
+        }
+    }
+
+    pub fn set_checkpoint_failing(&self, v: bool) {
+        self.checkpoint_failing.store(v, Ordering::Release);
+    }
+
     pub fn snapshot(&self) -> HealthSnapshot {
+        let tasks_down = self.tasks_down.lock().unwrap_or_else(|e| e.into_inner());
         HealthSnapshot {
             restored: self.restored.load(Ordering::Acquire),
             assigned: self.assigned.load(Ordering::Acquire),
             connected: self.connected.load(Ordering::Acquire),
+            tasks_down: tasks_down.iter().copied().collect(),
+            checkpoint_failing: self.checkpoint_failing.load(Ordering::Acquire),
         }
     }
 }

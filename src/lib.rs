@@ -58,9 +58,29 @@ pub mod query;
 pub mod service;
 pub mod source;
 pub mod state;
+pub mod supervise;
+#[cfg(test)]
+mod testkit;
 
 /// The cores this process may use, at least one: the ingest threads and
 /// the API's concurrent answers are one per core.
 pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Prints a usage or config error and gives the exit status for it (2).
+pub fn usage_error(message: &str) -> std::process::ExitCode {
+    eprintln!("error: {message}");
+    std::process::ExitCode::from(2)
+}
+
+/// The exit status for how a command ended: 0, or 1 with the error printed.
+pub fn exit_status(result: anyhow::Result<()>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(1)
+        }
+    }
 }

@@ -82,6 +82,9 @@ pub struct Metrics {
     pub checkpoint_size: IntGauge,
     /// Checkpoints attempted, by result (`success`, `failure`).
     pub checkpoints: IntCounterVec,
+    /// Tasks of the service that ended unexpectedly or failed, by task
+    /// (see [`crate::supervise`]).
+    pub task_failures: IntCounterVec,
     /// `state.checkpoint_interval` in seconds; 0 while checkpoints are off
     /// (the "never checkpointed" alert only looks at processes where it is set).
     pub checkpoint_interval: Gauge,
@@ -181,6 +184,11 @@ impl Metrics {
         for result in ["success", "failure"] {
             checkpoints.with_label_values(&[result]);
         }
+        let task_failures = counter_vec(
+            "exposure_task_failures_total",
+            "Tasks of the service that failed (an error or a panic) or ended unexpectedly, by task.",
+            &["task"],
+        );
         let checkpoint_interval = gauge(
             "exposure_checkpoint_interval_seconds",
             "The configured state.checkpoint_interval; 0 while checkpoints are not taken.",
@@ -258,6 +266,7 @@ impl Metrics {
             checkpoint_duration,
             checkpoint_size,
             checkpoints,
+            task_failures,
             checkpoint_interval,
         }
     }

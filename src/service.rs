@@ -6,6 +6,8 @@
 //! and commit, then stop HTTP. The whole drain has a deadline.
 
 use std::net::SocketAddr;
+use std::path::Path;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +23,7 @@ use crate::metrics::Metrics;
 use crate::source::kafka;
 use crate::state::checkpoint::Store;
 use crate::state::{wall_now_ms, Engine};
+use crate::supervise::{run_until_signal, Supervisor};
 
 /// How often old hours are rolled into days and expired data dropped.
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(60);
@@ -30,6 +33,12 @@ const INDEX_INTERVAL: Duration = Duration::from_secs(1);
 /// The drain after a stop signal must finish within this (SPEC §9: exit within 10 s).
 pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(8);
 
+/// The names the service's tasks are supervised, logged and counted under
+/// (`exposure_task_failures_total{task}`).
+const KAFKA_TASK: &str = "kafka-poll";
+const API_TASK: &str = "api";
+const MAINTENANCE_TASK: &str = "maintenance";
+
 /// The parts of a running service, for callers that need to look inside (the demo, tests).
 #[derive(Clone)]
 pub struct Handles {
@@ -38,7 +47,30 @@ pub struct Handles {
     pub health: Arc<Health>,
 }
 
-/// Runs the service until `shutdown` is cancelled. `on_listening` is called
+/// `exposure run --config PATH`: loads and checks the config (exit 2 with
+/// every problem), then serves until a signal (exit 0) or a failure (exit 1).
+pub fn command(path: &Path) -> ExitCode {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            for problem in &e.0 {
+                eprintln!("{}: {problem}", path.display());
+            }
+            return ExitCode::from(2);
+        }
+    };
+    let _ = crate::logging::init(config.logging.format);
+    let catalog = match crate::analyze::load_catalog(&config.services.catalog) {
+        Ok(c) => c,
+        Err(e) => return crate::usage_error(&format!("{e:#}")),
+    };
+    crate::exit_status(run_until_signal(move |stop| {
+        run(config, catalog, stop, |_, _| {})
+    }))
+}
+
+/// Runs the service until `shutdown` is cancelled or one of its tasks
+/// fails (then the error says which, and why). `on_listening` is called
 /// with the API's bound address once it accepts connections.
 pub async fn run(
     config: Config,
@@ -66,6 +98,7 @@ pub async fn run(
         .with_context(|| format!("api.listen: cannot listen on {}", config.api.listen))?;
     let bound = listener.local_addr()?;
 
+    let mut tasks = Supervisor::new(health.clone(), metrics.clone());
     let consumer_stop = CancellationToken::new();
     let checkpointing = kafka::Checkpointing {
         store,
@@ -81,6 +114,7 @@ pub async fn run(
         health.clone(),
         consumer_stop.clone(),
     )?;
+    tasks.spawn_thread(KAFKA_TASK, move || source.run())?;
     info!(brokers = %config.kafka.brokers, topics = ?config.kafka.topics, "consuming");
 
     let http_stop = CancellationToken::new();
@@ -91,70 +125,70 @@ pub async fn run(
         config: config.api.clone(),
         wall_clock: wall_now_ms,
     });
-    let mut server = tokio::spawn(api::serve(listener, router, http_stop.clone()));
+    let server = api::serve(listener, router, http_stop.clone());
+    tasks.spawn(API_TASK, async move { Ok(server.await?) });
     info!(listen = %bound, "serving the api");
     on_listening(bound, &handles);
 
-    let maintenance = {
+    let maintenance_stop = CancellationToken::new();
+    {
+        let stop = maintenance_stop.clone();
+        tasks.spawn_restarting(MAINTENANCE_TASK, move || {
+            maintain(engine.clone(), stop.clone())
+        });
+    }
+
+    let failure = tasks.wait(&shutdown).await;
+    match &failure {
+        None => info!("stopping: draining the consumer"),
+        Some(f) => error!("stopping because a task failed: {f}"),
+    }
+    // Stop consuming (the source applies what it fetched, checkpoints and
+    // commits), then stop serving.
+    consumer_stop.cancel();
+    let consumed = tasks.join(KAFKA_TASK, SHUTDOWN_DEADLINE).await;
+    maintenance_stop.cancel();
+    http_stop.cancel();
+    if let Err(e) = tasks.join(API_TASK, Duration::from_secs(2)).await {
+        warn!("api server: {e:#}");
+    }
+    match failure {
+        None => consumed,
+        Some(failure) => {
+            // The source's own failure is the cause already given.
+            if let (Err(e), false) = (consumed, failure.task == KAFKA_TASK) {
+                error!("kafka source: {e:#}");
+            }
+            Err(anyhow::anyhow!("{failure}"))
+        }
+    }
+}
+
+/// Rolls old hours into days and drops expired data every
+/// [`MAINTENANCE_INTERVAL`], and moves the port index to a new hour within
+/// [`INDEX_INTERVAL`], until `stop`. The work runs off the async threads.
+async fn maintain(engine: Arc<Engine>, stop: CancellationToken) -> anyhow::Result<()> {
+    let mut tick = tokio::time::interval(MAINTENANCE_INTERVAL);
+    let mut index_tick = tokio::time::interval(INDEX_INTERVAL);
+    tick.tick().await;
+    loop {
+        let full = tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            _ = tick.tick() => true,
+            _ = index_tick.tick() => false,
+        };
         let engine = engine.clone();
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(MAINTENANCE_INTERVAL);
-            let mut index_tick = tokio::time::interval(INDEX_INTERVAL);
-            tick.tick().await;
-            loop {
-                let engine = engine.clone();
-                tokio::select! {
-                    _ = stop.cancelled() => break,
-                    _ = tick.tick() => {
-                        let _ = tokio::task::spawn_blocking(move || engine.maintain(wall_now_ms())).await;
-                    }
-                    _ = index_tick.tick() => {
-                        let _ = tokio::task::spawn_blocking(move || engine.keep_port_index_current(wall_now_ms())).await;
-                    }
-                }
+        tokio::task::spawn_blocking(move || {
+            fail::fail_point!("maintenance");
+            if full {
+                engine.maintain(wall_now_ms());
+            } else {
+                engine.keep_port_index_current(wall_now_ms());
             }
         })
-    };
-
-    // The server ending by itself is a failure; the consumer still drains.
-    let server_ended = tokio::select! {
-        _ = shutdown.cancelled() => None,
-        ended = &mut server => Some(ended),
-    };
-    info!("stopping: draining the consumer");
-    consumer_stop.cancel();
-    let drained = tokio::time::timeout(
-        SHUTDOWN_DEADLINE,
-        tokio::task::spawn_blocking(move || source.join()),
-    )
-    .await;
-    let consumer_result = match drained {
-        Ok(Ok(result)) => result,
-        Ok(Err(e)) => Err(anyhow::anyhow!("consumer thread failed: {e}")),
-        Err(_) => Err(anyhow::anyhow!(
-            "the consumer did not drain within {SHUTDOWN_DEADLINE:?}"
-        )),
-    };
-    http_stop.cancel();
-    maintenance.abort();
-    if let Some(ended) = server_ended {
-        let reason = match ended {
-            Ok(Ok(())) => "it stopped unexpectedly".to_owned(),
-            Ok(Err(e)) => e.to_string(),
-            Err(e) => e.to_string(),
-        };
-        error!(reason, "the api server stopped");
-        consumer_result?;
-        anyhow::bail!("the api server stopped: {reason}");
+        .await
+        .map_err(crate::supervise::join_error)?;
     }
-    match tokio::time::timeout(Duration::from_secs(2), server).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => warn!(error = %e, "api server error on shutdown"),
-        Ok(Err(e)) => warn!(error = %e, "api server task failed"),
-        Err(_) => warn!("api server did not stop in time"),
-    }
-    consumer_result
 }
 
 /// Restores the newest usable checkpoint into the (empty) engine. No
@@ -174,31 +208,4 @@ fn restore(store: &Store, engine: &Engine, progress: &kafka::Progress) -> anyhow
     engine.restore(decoded);
     info!(path = %path.display(), endpoints, partitions, "state restored from checkpoint");
     Ok(())
-}
-
-/// Cancels `token` on SIGINT or SIGTERM; a second signal exits at once.
-pub fn cancel_on_signals(token: CancellationToken) {
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        info!("signal received: shutting down (a second signal exits at once)");
-        token.cancel();
-        wait_for_signal().await;
-        warn!("second signal: exiting now");
-        std::process::exit(130);
-    });
-}
-
-async fn wait_for_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            warn!(error = %e, "cannot listen for SIGTERM");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }

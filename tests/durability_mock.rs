@@ -8,68 +8,13 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use exposure::flow::tcp_flags::{ACK, PSH, SYN};
-use exposure::flow::{encode_goflow2_pb, Flow, PROTO_TCP};
 use rand::{Rng, SeedableRng};
-use serde_json::Value;
 use support::{
-    batching_producer, produce, producer, rand_name, MockBroker, Service, ServiceOptions,
+    batching_producer, produce, producer, rand_name, totals, workload, MockBroker, Service,
+    ServiceOptions,
 };
 
 const CONVERGE_WITHIN: Duration = Duration::from_secs(60);
-
-/// `n` conversations over `servers` endpoints (ports 20000.. on one host,
-/// so each row is one endpoint); returns the records and the exact
-/// TotalBytes expected per port.
-/// Kafka records (key, payload) to produce.
-type Records = Vec<(String, Vec<u8>)>;
-
-fn workload(seed: u64, n: usize, servers: u16) -> (Records, BTreeMap<u64, u64>) {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let now = exposure::state::wall_now_ms();
-    let mut records = Vec::new();
-    let mut expected: BTreeMap<u64, u64> = BTreeMap::new();
-    for i in 0..n {
-        let port = 20_000 + rng.gen_range(0..servers);
-        let (request, reply) = (rng.gen_range(1..5_000u64), rng.gen_range(1..50_000u64));
-        let flow = |src: &str, sport, dst: &str, dport, bytes| Flow {
-            src_addr: src.parse().unwrap(),
-            dst_addr: dst.parse().unwrap(),
-            src_port: sport,
-            dst_port: dport,
-            proto: PROTO_TCP,
-            tcp_flags: SYN | ACK | PSH,
-            bytes,
-            packets: 4,
-            time_ms: now,
-            label: None,
-        };
-        for f in [
-            flow("198.51.100.7", 61000, "203.0.113.10", port, request),
-            flow("203.0.113.10", port, "198.51.100.7", 61000, reply),
-        ] {
-            let mut pb = Vec::new();
-            encode_goflow2_pb(&f, &mut pb);
-            records.push((format!("k{i}"), pb));
-        }
-        *expected.entry(u64::from(port)).or_default() += request + reply;
-    }
-    (records, expected)
-}
-
-fn totals(answer: &Value) -> BTreeMap<u64, u64> {
-    answer["DataList"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (
-                r["Port"].as_u64().unwrap(),
-                r["TotalBytes"].as_u64().unwrap(),
-            )
-        })
-        .collect()
-}
 
 #[test]
 fn kill_9_during_ingest_loses_nothing_and_counts_nothing_twice() {
@@ -389,4 +334,96 @@ fn rejected_records_are_copied_to_the_dead_letter_topic_with_the_error() {
         service.metric("exposure_dead_letter_records_total"),
         Some(bad.len() as f64)
     );
+}
+
+/// Polls `/readyz` until its body contains `needle`; returns (status, body).
+fn wait_for_readyz(service: &Service, needle: &str) -> (u16, String) {
+    let deadline = Instant::now() + CONVERGE_WITHIN;
+    loop {
+        let (status, body) = service.get("/readyz");
+        if body.contains(needle) {
+            return (status, body);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/readyz never said {needle}: {body}\n{}",
+            service.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_state_dir_that_goes_away_fails_checkpoints_visibly_and_loses_nothing() {
+    let topic = rand_name("flows");
+    let broker = MockBroker::start(&topic, 2);
+    let (first, mut expected) = workload(5, 400, 20);
+    let (second, more) = workload(6, 400, 20);
+    for (port, bytes) in more {
+        *expected.entry(port).or_default() += bytes;
+    }
+    let opts = ServiceOptions {
+        checkpoint_interval: "200ms",
+        ..ServiceOptions::default()
+    };
+    let mut service = Service::start_opts(&broker.bootstrap, &[&topic], &rand_name("g"), "", &opts);
+    let producer = producer(&broker.bootstrap);
+    produce(&producer, &topic, &first);
+    service.wait_for(CONVERGE_WITHIN, "first half exact", |a| {
+        totals(a) == workload(5, 400, 20).1
+    });
+
+    // The volume goes away: a file stands where the directory was (as
+    // root, a read-only directory would still be written).
+    let state = service.dir.path().join("state");
+    let moved = service.dir.path().join("state.away");
+    std::fs::rename(&state, &moved).unwrap();
+    std::fs::write(&state, "not a directory").unwrap();
+    let (status, body) = wait_for_readyz(&service, r#""checkpoint_failing":true"#);
+    // Answers are still exact: the instance stays ready.
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        service
+            .metric(r#"exposure_checkpoints_total{result="failure"}"#)
+            .unwrap_or(0.0)
+            >= 1.0
+    );
+    let log = service.log();
+    assert!(log.contains("checkpoint failed"), "{log}");
+    assert!(log.contains(&state.display().to_string()), "{log}");
+    // Ingest goes on meanwhile.
+    produce(&producer, &topic, &second);
+    service.wait_for(CONVERGE_WITHIN, "both halves exact", |a| {
+        totals(a) == expected
+    });
+
+    // Back: checkpoints resume, and a restart finds everything.
+    std::fs::remove_file(&state).unwrap();
+    std::fs::rename(&moved, &state).unwrap();
+    wait_for_readyz(&service, r#""checkpoint_failing":false"#);
+    let (code, _) = service.terminate();
+    assert_eq!(code, Some(0), "{}", service.log());
+    let service = service.restart();
+    let answer = service.wait_for(CONVERGE_WITHIN, "restored exact", |a| totals(a) == expected);
+    assert_eq!(totals(&answer), expected);
+}
+
+#[test]
+fn a_broker_that_refuses_connections_keeps_the_service_up_and_unready() {
+    // Nothing listens there.
+    let bootstrap = format!("127.0.0.1:{}", support::free_port());
+    let mut service = Service::start(&bootstrap, &["flows"], &rand_name("g"), "");
+    std::thread::sleep(Duration::from_secs(3));
+    let (status, body) = service.get("/readyz");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains(r#""kafka_connected":false"#), "{body}");
+    assert!(body.contains(r#""partitions_assigned":false"#), "{body}");
+    assert_eq!(service.get("/healthz").0, 200);
+    // Queries are answered (nothing is known yet) rather than refused.
+    assert_eq!(totals(&service.open_ports()).len(), 0);
+    let log = service.log();
+    assert!(log.contains(&bootstrap), "the log names the broker:\n{log}");
+    let (code, took) = service.terminate();
+    assert_eq!(code, Some(0), "{}", service.log());
+    assert!(took < Duration::from_secs(10), "{took:?}");
 }

@@ -150,7 +150,9 @@ pub fn run(
     );
     let measured = measure_freshness(&tansu.bootstrap, &topic, api_addr, args);
     stop.cancel();
-    let joined = source.join();
+    let joined = source
+        .join()
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("the poll thread panicked")));
     http_stop.cancel();
     let served = runtime.block_on(server);
     let f = measured?;

@@ -16,7 +16,7 @@ use anyhow::{bail, Context as _};
 use exposure::config::KafkaConfig;
 use exposure::health::Health;
 use exposure::metrics::Metrics;
-use exposure::source::kafka::{self, KafkaSource, Progress};
+use exposure::source::kafka::{self, Progress};
 use exposure::state::Engine;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -24,7 +24,8 @@ use rdkafka::config::ClientConfig;
 use tokio_util::sync::CancellationToken;
 
 /// exposure's Kafka source into `engine`, as `exposure run` starts it but
-/// without checkpoints: from the start of the topic for a new group.
+/// without checkpoints (from the start of the topic for a new group), on
+/// its poll thread; join the thread after cancelling `stop`.
 pub fn start_source(
     kafka: &KafkaConfig,
     workers: usize,
@@ -32,8 +33,8 @@ pub fn start_source(
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     stop: &CancellationToken,
-) -> anyhow::Result<KafkaSource> {
-    kafka::start(
+) -> anyhow::Result<std::thread::JoinHandle<anyhow::Result<()>>> {
+    let source = kafka::start(
         kafka,
         workers,
         engine.clone(),
@@ -42,7 +43,11 @@ pub fn start_source(
         metrics,
         health,
         stop.clone(),
-    )
+    )?;
+    std::thread::Builder::new()
+        .name("kafka-poll".into())
+        .spawn(move || source.run())
+        .context("starting the poll thread")
 }
 
 /// A random name, as rust-rdkafka's tests make them.

@@ -387,7 +387,9 @@ fn exposure_pass(
     let watched = watch_records(&engine, warmed, warmed + expected as u64, started, cpu);
     // Stopping also encodes the state once (the final checkpoint cut): not timed.
     stop.cancel();
-    let joined = source.join();
+    let joined = source
+        .join()
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("the poll thread panicked")));
     let pass = watched?;
     joined?;
     let stats = engine.stats().snapshot();

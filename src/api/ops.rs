@@ -20,6 +20,10 @@ struct Readiness {
     restored: bool,
     partitions_assigned: bool,
     kafka_connected: bool,
+    /// Tasks that failed and are not running (see `crate::supervise`).
+    tasks_down: Vec<&'static str>,
+    /// The last checkpoint attempt failed (answers are still exact).
+    checkpoint_failing: bool,
 }
 
 /// `GET /healthz`: 200 `ok` while the process serves requests.
@@ -31,8 +35,8 @@ pub async fn healthz() -> Response {
         .into_response()
 }
 
-/// `GET /readyz`: 200 when the state is restored and partitions assigned,
-/// else 503; the flags in the body either way.
+/// `GET /readyz`: 200 when the state is restored, partitions are assigned
+/// and every task runs, else 503; the flags in the body either way.
 pub async fn readyz(State(app): State<Arc<App>>) -> Response {
     let health = app.state.health.snapshot();
     let body = Readiness {
@@ -40,6 +44,8 @@ pub async fn readyz(State(app): State<Arc<App>>) -> Response {
         restored: health.restored,
         partitions_assigned: health.assigned,
         kafka_connected: health.connected,
+        tasks_down: health.tasks_down,
+        checkpoint_failing: health.checkpoint_failing,
     };
     let status = if body.ready {
         StatusCode::OK

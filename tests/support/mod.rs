@@ -8,6 +8,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use std::collections::BTreeMap;
+
+use exposure::flow::tcp_flags::{ACK, PSH, SYN};
+use exposure::flow::{encode_goflow2_pb, Flow, PROTO_TCP};
+use rand::{Rng, SeedableRng};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -158,6 +163,60 @@ pub fn produce(producer: &BaseProducer, topic: &str, records: &[(String, Vec<u8>
         .expect("every record acknowledged");
 }
 
+/// Kafka records (key, payload) to produce.
+pub type Records = Vec<(String, Vec<u8>)>;
+
+/// `n` conversations (a request in, a reply out, goflow2-pb, now) over
+/// `servers` endpoints (ports 20000.. on one host, so each row is one
+/// endpoint); returns the records and the exact TotalBytes expected per port.
+pub fn workload(seed: u64, n: usize, servers: u16) -> (Records, BTreeMap<u64, u64>) {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let now = exposure::state::wall_now_ms();
+    let mut records = Vec::new();
+    let mut expected: BTreeMap<u64, u64> = BTreeMap::new();
+    for i in 0..n {
+        let port = 20_000 + rng.gen_range(0..servers);
+        let (request, reply) = (rng.gen_range(1..5_000u64), rng.gen_range(1..50_000u64));
+        let flow = |src: &str, sport, dst: &str, dport, bytes| Flow {
+            src_addr: src.parse().unwrap(),
+            dst_addr: dst.parse().unwrap(),
+            src_port: sport,
+            dst_port: dport,
+            proto: PROTO_TCP,
+            tcp_flags: SYN | ACK | PSH,
+            bytes,
+            packets: 4,
+            time_ms: now,
+            label: None,
+        };
+        for f in [
+            flow("198.51.100.7", 61000, "203.0.113.10", port, request),
+            flow("203.0.113.10", port, "198.51.100.7", 61000, reply),
+        ] {
+            let mut pb = Vec::new();
+            encode_goflow2_pb(&f, &mut pb);
+            records.push((format!("k{i}"), pb));
+        }
+        *expected.entry(u64::from(port)).or_default() += request + reply;
+    }
+    (records, expected)
+}
+
+/// TotalBytes by port of a `DescribeInternetOpenPort` answer.
+pub fn totals(answer: &serde_json::Value) -> BTreeMap<u64, u64> {
+    answer["DataList"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["Port"].as_u64().unwrap(),
+                r["TotalBytes"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
 /// What a test may change in the service's config.
 pub struct ServiceOptions {
     pub checkpoint_interval: &'static str,
@@ -167,6 +226,9 @@ pub struct ServiceOptions {
     /// librdkafka's `partition.assignment.strategy`, if not its default
     /// (an eager protocol).
     pub assignment_strategy: Option<&'static str>,
+    /// Environment variables of the first start (not of restarts), such
+    /// as `FAILPOINTS` for the fault tests.
+    pub env: Vec<(&'static str, String)>,
 }
 
 impl Default for ServiceOptions {
@@ -176,6 +238,7 @@ impl Default for ServiceOptions {
             session_timeout_ms: 6000,
             dead_letter_topic: String::new(),
             assignment_strategy: None,
+            env: Vec::new(),
         }
     }
 }
@@ -315,16 +378,22 @@ default_qps = 0
         );
         let path = dir.path().join("exposure.toml");
         std::fs::write(&path, config).unwrap();
-        Service::start_with(dir, &path, api)
+        Service::start_with(dir, &path, api, &opts.env)
     }
 
-    fn start_with(dir: tempfile::TempDir, config: &Path, api: SocketAddr) -> Service {
+    fn start_with(
+        dir: tempfile::TempDir,
+        config: &Path,
+        api: SocketAddr,
+        env: &[(&str, String)],
+    ) -> Service {
         let log = dir.path().join("exposure.log");
         let child = Command::new(env!("CARGO_BIN_EXE_exposure"))
             .args(["run", "--config"])
             .arg(config)
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .env("RUST_LOG", "info")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(
                 std::fs::OpenOptions::new()
@@ -350,7 +419,7 @@ default_qps = 0
         let placeholder = tempfile::tempdir().unwrap();
         let dir = std::mem::replace(&mut self.dir, placeholder);
         let path = dir.path().join("exposure.toml");
-        Service::start_with(dir, &path, self.api)
+        Service::start_with(dir, &path, self.api, &[])
     }
 
     /// The service's log so far (stderr).
@@ -372,14 +441,21 @@ default_qps = 0
             .status()
             .unwrap();
         assert!(status.success());
-        let deadline = started + Duration::from_secs(30);
+        let code = self.wait_exit(Duration::from_secs(30), "SIGTERM");
+        (code, started.elapsed())
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself (after
+    /// `what`); returns its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration, what: &str) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                return (status.code(), started.elapsed());
+                return status.code();
             }
             assert!(
                 Instant::now() < deadline,
-                "exposure did not exit after SIGTERM:\n{}",
+                "exposure did not exit after {what}:\n{}",
                 self.log()
             );
             std::thread::sleep(Duration::from_millis(20));

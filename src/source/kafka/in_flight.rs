@@ -2,7 +2,7 @@
 //! far the poll thread reads ahead of them, and tells a drain when every
 //! record read has been applied.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,6 +20,9 @@ pub(super) struct InFlight {
     /// count against a wake-up, so none is missed.
     lock: Mutex<()>,
     changed: Condvar,
+    /// Set when a worker failed: work it held will never finish, so no
+    /// wait can succeed any more.
+    abandoned: AtomicBool,
 }
 
 impl InFlight {
@@ -37,13 +40,21 @@ impl InFlight {
         }
     }
 
+    /// Some work will never finish (a worker failed): every wait, now and
+    /// later, gives up at once.
+    pub fn abandon(&self) {
+        self.abandoned.store(true, Ordering::SeqCst);
+        let _ordered = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.changed.notify_all();
+    }
+
     pub fn count(&self) -> usize {
         self.count.load(Ordering::SeqCst)
     }
 
     /// Waits until at most `bound` pieces are unfinished. False if that did
-    /// not happen before `deadline`. One thread waits at a time (the poll
-    /// thread).
+    /// not happen before `deadline`, or the work was abandoned. One thread
+    /// waits at a time (the poll thread).
     pub fn wait_until_at_most(&self, bound: usize, deadline: Instant) -> bool {
         if self.count() <= bound {
             return true;
@@ -56,6 +67,9 @@ impl InFlight {
         let reached = loop {
             if self.count() <= bound {
                 break true;
+            }
+            if self.abandoned.load(Ordering::SeqCst) {
+                break false;
             }
             let now = Instant::now();
             if now >= deadline {
@@ -98,6 +112,25 @@ mod tests {
         assert!(work.wait_until_at_most(0, Instant::now() + Duration::from_secs(10)));
         assert_eq!(work.count(), 0);
         finisher.join().unwrap();
+    }
+
+    #[test]
+    fn an_abandoned_wait_gives_up_at_once() {
+        let work = Arc::new(InFlight::default());
+        work.start();
+        let abandoner = {
+            let work = work.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(20));
+                work.abandon();
+            })
+        };
+        let started = Instant::now();
+        assert!(!work.wait_until_at_most(0, Instant::now() + Duration::from_secs(30)));
+        assert!(started.elapsed() < Duration::from_secs(10));
+        // And every later wait too, even one the count would satisfy later.
+        assert!(!work.wait_until_at_most(0, Instant::now() + Duration::from_secs(30)));
+        abandoner.join().unwrap();
     }
 
     #[test]

@@ -83,8 +83,12 @@ const POLL_TIMEOUT: Duration = Duration::from_millis(5);
 /// partition's burst of records does not stall the poll thread while
 /// another worker idles.
 const MAX_IN_FLIGHT_PER_WORKER: usize = 16;
-/// A revoke waits at most this long for the workers to apply what was read.
-const DRAIN_DEADLINE: Duration = Duration::from_secs(30);
+/// A drain (before a checkpoint, a revoke or the stop) waits at most this
+/// long for the workers to apply what was read. What is in flight is
+/// bounded (`MAX_IN_FLIGHT_PER_WORKER` batches a worker) and applied in
+/// milliseconds, so only a stuck worker reaches it; the revoke callback
+/// waits in it, so it also bounds how long a rebalance is held up.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 /// A Kafka client or consume error is logged at most this often; the next
 /// line says how many were held back.
 const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
@@ -96,19 +100,54 @@ pub struct Checkpointing {
     pub interval: Duration,
 }
 
-/// The running consumer: stop it with the token given to [`start`], then [`KafkaSource::join`].
+/// A subscribed consumer, ready to run: [`KafkaSource::run`] is the poll
+/// thread's body, for the caller to run on a thread of its own (the
+/// service's supervisor does).
 pub struct KafkaSource {
-    poll_thread: JoinHandle<anyhow::Result<()>>,
-    /// What the workers have applied, per partition.
-    pub progress: Arc<Progress>,
+    consumer: Arc<BaseConsumer<Context>>,
+    fetch: Arc<FetchQueue<Context>>,
+    core: Arc<Core>,
+    receivers: Vec<Receiver<Work>>,
+    shutdown: CancellationToken,
 }
 
 impl KafkaSource {
-    /// Waits until the consumer has drained, checkpointed and committed.
-    pub fn join(self) -> anyhow::Result<()> {
-        self.poll_thread
-            .join()
-            .map_err(|_| anyhow::anyhow!("kafka poll thread panicked"))?
+    /// Starts the ingest threads and polls until the shutdown token is
+    /// cancelled or a part of the source fails; then stops fetching,
+    /// applies what was fetched, checkpoints and commits (unless the state
+    /// lacks part of what was read: then the last checkpoint stands), and
+    /// stops the ingest threads. An error says what failed first.
+    pub fn run(self) -> anyhow::Result<()> {
+        let KafkaSource {
+            consumer,
+            fetch,
+            core,
+            receivers,
+            shutdown,
+        } = self;
+        let handles = core.start_workers(receivers)?;
+        let result = poll_loop(&consumer, &fetch, &core, &shutdown);
+        // Stop fetching; what was fetched is applied, then checkpointed.
+        let drained = core.drain();
+        let stopped = core.stop_workers(handles);
+        let checkpointed = match (&drained, &stopped) {
+            (Ok(()), Ok(())) => core.checkpoint(&consumer, CommitMode::Sync),
+            _ => Err(anyhow::anyhow!(
+                "not checkpointed at shutdown: the last checkpoint stands"
+            )),
+        };
+        if let Some(dl) = &core.shared.dead_letters {
+            let _ = dl.producer.flush(Duration::from_secs(5));
+        }
+        // The first failure is the cause; what followed from it comes after.
+        let failure = core.shared.failure();
+        match failure {
+            Some(failure) => Err(failure.context(match checkpointed {
+                Ok(()) => "stopped after a last checkpoint".to_owned(),
+                Err(e) => format!("stopped without a last checkpoint ({e:#})"),
+            })),
+            None => result.and(drained).and(stopped).and(checkpointed),
+        }
     }
 }
 
@@ -129,9 +168,10 @@ pub fn consumer_config(config: &KafkaConfig) -> ClientConfig {
     cc
 }
 
-/// Subscribes to `config.topics` and starts the poll thread and `workers`
-/// worker threads. `progress` holds the offsets restored from a checkpoint
-/// (empty on a first start). Returns once the consumer is created.
+/// Creates the consumer and subscribes to `config.topics`, for
+/// [`KafkaSource::run`] to poll with `workers` ingest threads until
+/// `shutdown`. `progress` holds the offsets restored from a checkpoint
+/// (empty on a first start).
 #[allow(clippy::too_many_arguments)]
 pub fn start(
     config: &KafkaConfig,
@@ -166,11 +206,13 @@ pub fn start(
         metrics: metrics.clone(),
         in_flight: Arc::new(InFlight::default()),
         broken: AtomicBool::new(false),
+        failure: Mutex::new(None),
     });
     let workers = workers.max(1);
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..workers).map(|_| channel::<Work>()).unzip();
     let core = Arc::new(Core {
         shared,
+        health: health.clone(),
         checkpointing,
         dispatch: Mutex::new(Dispatch {
             batch: Batch::default(),
@@ -199,34 +241,12 @@ pub fn start(
     consumer
         .subscribe(&topics)
         .with_context(|| format!("subscribing to {topics:?}"))?;
-    let handles = core.start_workers(receivers)?;
-    let on_failure = core.clone();
-    let poll_thread = std::thread::Builder::new()
-        .name("kafka-poll".into())
-        .spawn(move || {
-            let result = poll_loop(&consumer, &fetch, &core, &shutdown);
-            // Stop fetching; what was fetched is applied, then checkpointed.
-            let drained = core.drain();
-            let stopped = core.stop_workers(handles);
-            let checkpointed = match (&drained, &stopped) {
-                (Ok(()), Ok(())) => core.checkpoint(&consumer, CommitMode::Sync),
-                _ => Err(anyhow::anyhow!(
-                    "not checkpointed at shutdown: the last checkpoint stands"
-                )),
-            };
-            if let Some(dl) = &core.shared.dead_letters {
-                let _ = dl.producer.flush(Duration::from_secs(5));
-            }
-            result.and(drained).and(stopped).and(checkpointed)
-        })
-        .inspect_err(|_| {
-            // The workers wait for batches that will not come: stop them.
-            let _ = on_failure.stop_workers(Vec::new());
-        })
-        .context("starting the kafka poll thread")?;
     Ok(KafkaSource {
-        poll_thread,
-        progress,
+        consumer,
+        fetch,
+        core,
+        receivers,
+        shutdown,
     })
 }
 
@@ -299,6 +319,8 @@ impl Dispatch {
 /// `poll`, on the same thread) share.
 pub(super) struct Core {
     shared: Arc<Shared>,
+    /// Where a failing checkpoint is shown (`/readyz`).
+    health: Arc<Health>,
     checkpointing: Option<Checkpointing>,
     dispatch: Mutex<Dispatch>,
 }
@@ -315,13 +337,16 @@ impl Core {
     /// Hands every pending record to the workers and waits until they have
     /// applied all of it: the consistent cut a checkpoint or a revoke needs.
     /// Called on the poll thread, so nothing new is handed on meanwhile.
+    /// Fails at once if an ingest thread has failed: what it held is lost.
     pub(super) fn drain(&self) -> anyhow::Result<()> {
+        self.shared.check()?;
         self.lock_dispatch().hand_on(&self.shared.in_flight)?;
         if !self
             .shared
             .in_flight
             .wait_until_at_most(0, Instant::now() + DRAIN_DEADLINE)
         {
+            self.shared.check()?;
             anyhow::bail!("ingest threads did not drain within {DRAIN_DEADLINE:?}");
         }
         Ok(())
@@ -388,10 +413,12 @@ impl Core {
         let metrics = &self.shared.metrics;
         let path = c.store.write(&bytes).map_err(|e| {
             metrics.record_checkpoint_failure();
-            error!(dir = %c.store.dir().display(), error = %e, "checkpoint failed");
+            self.health.set_checkpoint_failing(true);
+            error!(dir = %c.store.dir().display(), error = %e, "checkpoint failed; the previous one stands, the next attempt is in state.checkpoint_interval");
             anyhow::anyhow!("writing a checkpoint in {}: {e}", c.store.dir().display())
         })?;
         metrics.record_checkpoint_success(started.elapsed(), bytes.len() as u64);
+        self.health.set_checkpoint_failing(false);
         tracing::debug!(path = %path.display(), bytes = bytes.len(), elapsed = ?started.elapsed(), "checkpoint written");
         commit(consumer, &offsets, mode);
         Ok(())
@@ -413,6 +440,8 @@ fn poll_loop(
     let in_flight = &core.shared.in_flight;
     let max_in_flight = MAX_IN_FLIGHT_PER_WORKER * core.lock_dispatch().senders.len();
     loop {
+        // An ingest thread that failed stops the source.
+        core.shared.check()?;
         // Backpressure: once the workers are `max_in_flight` behind, wait
         // until they are half that (at most a poll's time, so events are
         // still served), rather than waking for every batch they finish.

@@ -13,9 +13,10 @@
 //! until no work is in flight (`Core::drain`), so a cut never falls between
 //! the parts of a batch.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::message::{Header, OwnedHeaders};
@@ -124,10 +125,50 @@ pub(super) struct Shared {
     /// Set when a worker could not pass flows on (another worker is gone):
     /// the state may then lack part of a batch, so no checkpoint is written.
     pub broken: AtomicBool,
+    /// The first failure of an ingest thread (a panic), which stops the source.
+    pub failure: Mutex<Option<String>>,
 }
 
-/// Worker `me`'s loop; `peers` reach every worker (itself included), by index.
+impl Shared {
+    /// Records that an ingest thread failed: the state now lacks part of
+    /// what was read, so nothing more is checkpointed, and whoever waits
+    /// for the workers stops waiting.
+    pub fn fail(&self, what: String) {
+        error!("{what}");
+        self.broken.store(true, Ordering::Release);
+        let mut failure = self.failure.lock().unwrap_or_else(|e| e.into_inner());
+        failure.get_or_insert(what);
+        drop(failure);
+        self.in_flight.abandon();
+    }
+
+    /// The first failure of an ingest thread, if one failed.
+    pub fn failure(&self) -> Option<anyhow::Error> {
+        let failure = self.failure.lock().unwrap_or_else(|e| e.into_inner());
+        failure.as_ref().map(|f| anyhow::anyhow!("{f}"))
+    }
+
+    /// Fails with the first failure of an ingest thread, if one failed.
+    pub fn check(&self) -> anyhow::Result<()> {
+        match self.failure() {
+            Some(failure) => Err(failure),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Worker `me`'s loop; `peers` reach every worker (itself included), by
+/// index. A panic is caught and recorded ([`Shared::fail`]): the source
+/// then stops, without checkpointing a state that lacks what this worker held.
 pub(super) fn run(me: usize, rx: Receiver<Work>, peers: Vec<Sender<Work>>, shared: &Shared) {
+    let worked = std::panic::catch_unwind(AssertUnwindSafe(|| work(me, rx, peers, shared)));
+    if let Err(panic) = worked {
+        let cause = crate::supervise::panicked(panic.as_ref());
+        shared.fail(format!("ingest thread {me} {cause}"));
+    }
+}
+
+fn work(me: usize, rx: Receiver<Work>, peers: Vec<Sender<Work>>, shared: &Shared) {
     let mut decoder = Decoder {
         me,
         flows: Vec::new(),
@@ -137,7 +178,10 @@ pub(super) fn run(me: usize, rx: Receiver<Work>, peers: Vec<Sender<Work>>, share
     };
     while let Ok(work) = rx.recv() {
         match work {
-            Work::Records(batch) => decoder.decode_and_apply(&batch, &peers, shared),
+            Work::Records(batch) => {
+                fail::fail_point!("ingest-batch");
+                decoder.decode_and_apply(&batch, &peers, shared)
+            }
             Work::Flows(handoff) => {
                 for flow in handoff.flows {
                     shared.engine.apply_prepared(flow);
