@@ -20,7 +20,7 @@ const EXACT: usize = 8;
 /// [`Peers::mode`] once the registers are in use.
 const DENSE: u8 = u8::MAX;
 
-/// The sketch. Up to [`EXACT`] distinct peers it holds their hashes and
+/// The sketch. Up to 8 distinct peers it holds their hashes and
 /// counts exactly; beyond, 64 HyperLogLog registers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Peers {

@@ -61,7 +61,7 @@ pub use progress::Progress;
 use worker::{Batch, DeadLetters, Item, Shared, Work};
 
 /// Records handed to a worker at once, at most, and read from the fetch
-/// queue a call. A batch also goes on after [`BATCH_LINGER`] when traffic
+/// queue a call. A batch also goes on after a short linger (5 ms) when traffic
 /// is slow, so freshness does not depend on it. (2048 was measured too, in
 /// docs/benchmarks.md: no clear gain.)
 pub const BATCH_RECORDS: usize = 512;
