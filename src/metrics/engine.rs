@@ -1,6 +1,10 @@
 //! The engine's metrics, read at scrape time: the ingest counters (plain
 //! atomics in [`crate::state::Stats`]), the state's size, and the exposure
-//! gauges computed by one walk over the state.
+//! gauges from [`Engine::summary`], which the engine keeps up to date as
+//! flows arrive. A scrape costs in proportion to the ports in use, not to
+//! the endpoints held; only the first scrape of an hour (or the first API
+//! query of it, whichever comes first) walks the state to move the port
+//! index to that hour.
 //!
 //! Two notions of "open" appear, and each HELP text says which:
 //! - *within retention*: the endpoint answered at least once in the
@@ -18,8 +22,7 @@ use prometheus::proto::MetricFamily;
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts};
 
 use crate::catalog::Protocol;
-use crate::query::TimeWindows;
-use crate::state::{wall_now_ms, Engine};
+use crate::state::{wall_now_ms, Engine, Summary};
 
 /// Per-port series exported by default, highest risk first (see [`EngineCollector`]).
 pub const DEFAULT_MAX_PORT_SERIES: usize = 500;
@@ -58,13 +61,6 @@ pub struct EngineCollector {
     descs: Vec<Desc>,
 }
 
-/// One per-port series being summed during the walk.
-#[derive(Default)]
-struct PortAcc {
-    public_ips: u64,
-    traffic_bytes: u64,
-}
-
 /// A finished per-port series.
 struct PortSeries {
     port: u16,
@@ -73,49 +69,6 @@ struct PortSeries {
     risk_level: u8,
     public_ips: u64,
     traffic_bytes: u64,
-}
-
-/// Index of a (port, protocol) in the flat per-port tables.
-fn slot(port: u16, proto: Protocol) -> usize {
-    usize::from(port) * 2 + usize::from(proto == Protocol::Udp)
-}
-
-/// The (port, protocol) of a flat-table index.
-fn unslot(index: usize) -> (u16, Protocol) {
-    let proto = if index % 2 == 1 {
-        Protocol::Udp
-    } else {
-        Protocol::Tcp
-    };
-    ((index / 2) as u16, proto)
-}
-
-/// What one walk over the state finds. Per-port sums live in flat tables
-/// indexed by [`slot`] (no hashing per endpoint); only endpoints with an L7
-/// label, which are few, go through a map.
-struct Walk {
-    /// Per slot: some endpoint is open within retention.
-    open_ports: Vec<bool>,
-    /// Per slot: endpoints without a label open in the last 24 hours.
-    recent: Vec<PortAcc>,
-    /// The same for endpoints with a label, by (slot, label).
-    recent_labelled: HashMap<(usize, Arc<str>), PortAcc>,
-    recent_traffic: u64,
-    endpoints: u64,
-    state_bytes: u64,
-}
-
-impl Default for Walk {
-    fn default() -> Self {
-        Walk {
-            open_ports: vec![false; 65536 * 2],
-            recent: (0..65536 * 2).map(|_| PortAcc::default()).collect(),
-            recent_labelled: HashMap::new(),
-            recent_traffic: 0,
-            endpoints: 0,
-            state_bytes: 0,
-        }
-    }
 }
 
 impl EngineCollector {
@@ -144,56 +97,14 @@ impl EngineCollector {
         }
     }
 
-    /// One pass over the state, one shard read-locked at a time.
-    fn walk(&self) -> Walk {
-        let now_ms = self.engine.now_ms(wall_now_ms());
-        let res = self.engine.resolution(now_ms);
-        let last_day = [TimeWindows::new(now_ms, None, None).last_1d];
-        let mut walk = Walk::default();
-        self.engine.for_each(|endpoint, state| {
-            walk.endpoints += 1;
-            walk.state_bytes += state.approx_bytes() as u64;
-            if !state.ever_open {
-                return;
-            }
-            let slot = slot(endpoint.port, endpoint.proto);
-            walk.open_ports[slot] = true;
-            let [day] = state.series.tally(&last_day, res);
-            if !day.open {
-                return;
-            }
-            let acc = match &state.label {
-                None => &mut walk.recent[slot],
-                Some(label) => walk
-                    .recent_labelled
-                    .entry((slot, label.clone()))
-                    .or_default(),
-            };
-            acc.public_ips += 1;
-            acc.traffic_bytes = acc.traffic_bytes.saturating_add(day.total_bytes());
-            walk.recent_traffic = walk.recent_traffic.saturating_add(day.total_bytes());
-        });
-        walk
-    }
-
-    /// The walk's per-port sums by service name, sorted by the cap's order.
-    fn port_series(&self, walk: &Walk) -> Vec<PortSeries> {
+    /// The summary's last-day shares by service name, sorted by the cap's order.
+    fn port_series(&self, summary: &Summary) -> Vec<PortSeries> {
         let catalog = self.engine.catalog();
-        let unlabelled = walk
-            .recent
-            .iter()
-            .enumerate()
-            .filter(|(_, acc)| acc.public_ips > 0)
-            .map(|(slot, acc)| (slot, None, acc));
-        let labelled = walk
-            .recent_labelled
-            .iter()
-            .map(|((slot, label), acc)| (*slot, Some(label.as_ref()), acc));
         // Two labels may name one service (a label the catalog knows, and its port): merge.
         let mut by_service: BTreeMap<(u16, Protocol, String), PortSeries> = BTreeMap::new();
-        for (slot, label, acc) in unlabelled.chain(labelled) {
-            let (port, proto) = unslot(slot);
-            let service = catalog.endpoint_service(port, proto, label);
+        for share in &summary.last_day {
+            let (port, proto) = (share.port, share.proto);
+            let service = catalog.endpoint_service(port, proto, share.label.as_deref());
             let name = service.name.into_owned();
             let series = by_service
                 .entry((port, proto, name.clone()))
@@ -205,8 +116,8 @@ impl EngineCollector {
                     public_ips: 0,
                     traffic_bytes: 0,
                 });
-            series.public_ips += acc.public_ips;
-            series.traffic_bytes = series.traffic_bytes.saturating_add(acc.traffic_bytes);
+            series.public_ips += share.endpoints;
+            series.traffic_bytes = series.traffic_bytes.saturating_add(share.total_bytes);
         }
         let mut list: Vec<PortSeries> = by_service.into_values().collect();
         list.sort_by(|a, b| {
@@ -229,7 +140,7 @@ impl Collector for EngineCollector {
 
     fn collect(&self) -> Vec<MetricFamily> {
         let stats = self.engine.stats().snapshot();
-        let walk = self.walk();
+        let summary = self.engine.summary(wall_now_ms());
         let [consumed, applied, rejected, ignored, open, pending, ports, new_exposures, endpoints, state_bytes, public_ips, traffic, dropped, exposed_ports, exposed_traffic] =
             FAMILIES;
         let counter = |(name, help, _): (&str, &str, &[&str]), v: u64| {
@@ -258,16 +169,14 @@ impl Collector for EngineCollector {
             }
             out.extend(c.collect());
         }
-        out.extend(gauge(open, self.engine.open_endpoints() as u64));
-        out.extend(gauge(pending, self.engine.pending_endpoints() as u64));
+        let (open_endpoints, pending_endpoints) = (
+            self.engine.open_endpoints() as u64,
+            self.engine.pending_endpoints() as u64,
+        );
+        out.extend(gauge(open, open_endpoints));
+        out.extend(gauge(pending, pending_endpoints));
         let ports_vec = gauge_vec(ports);
-        for proto in Protocol::ALL {
-            let n = walk
-                .open_ports
-                .iter()
-                .enumerate()
-                .filter(|(slot, open)| **open && unslot(*slot).1 == proto)
-                .count();
+        for (proto, n) in Protocol::ALL.into_iter().zip(summary.open_ports) {
             ports_vec.with_label_values(&[proto.as_str()]).set(n as i64);
         }
         out.extend(ports_vec.collect());
@@ -276,10 +185,10 @@ impl Collector for EngineCollector {
             new_vec.with_label_values(&[&level.to_string()]).inc_by(n);
         }
         out.extend(new_vec.collect());
-        out.extend(gauge(endpoints, walk.endpoints));
-        out.extend(gauge(state_bytes, walk.state_bytes));
+        out.extend(gauge(endpoints, open_endpoints + pending_endpoints));
+        out.extend(gauge(state_bytes, self.engine.state_bytes() as u64));
 
-        let series = self.port_series(&walk);
+        let series = self.port_series(&summary);
         let mut top_risk: HashMap<(u16, Protocol), u8> = HashMap::new();
         for s in &series {
             let risk = top_risk.entry((s.port, s.proto)).or_default();
@@ -293,7 +202,7 @@ impl Collector for EngineCollector {
                 .set(n as i64);
         }
         out.extend(exposed_vec.collect());
-        out.extend(gauge(exposed_traffic, walk.recent_traffic));
+        out.extend(gauge(exposed_traffic, summary.last_day_bytes));
         let ips_vec = gauge_vec(public_ips);
         let traffic_vec = gauge_vec(traffic);
         for s in series.iter().take(self.max_port_series) {

@@ -191,8 +191,8 @@ fn services_in<'e, 'l>(
     let catalog = engine.catalog();
     labels
         .iter()
-        .filter(move |(_, open)| open[w] > 0)
-        .map(move |(label, _)| catalog.endpoint_service(port, proto, label.as_deref()))
+        .filter(move |count| count.open[w] > 0)
+        .map(move |count| catalog.endpoint_service(port, proto, count.label.as_deref()))
 }
 
 /// Whether a row with these services passes the filters of `q`.

@@ -327,9 +327,11 @@ impl Engine {
         for (endpoint, state) in checkpoint.endpoints {
             if state.ever_open {
                 open += 1;
+                self.count_open(endpoint, true);
             } else {
                 pending += 1;
             }
+            self.resized(0, state.series.heap_bytes());
             self.endpoints.insert(endpoint, Box::new(state));
         }
         self.held.open.store(open, Ordering::Release);

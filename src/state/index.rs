@@ -204,17 +204,25 @@ pub struct Share<'a> {
     pub tallies: &'a [Tally; 3],
 }
 
-/// An L7 label (`None`: no label) and how many endpoints carrying it are
-/// open in each window.
-pub type LabelCount = (Option<Arc<str>>, [u64; 3]);
+/// An L7 label of a port's endpoints and how many carrying it are open.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LabelCount {
+    /// The label; `None` for endpoints without one.
+    pub label: Option<Arc<str>>,
+    /// Endpoints carrying it open in each window.
+    pub open: [u64; 3],
+    /// Their TotalBytes over the last day, each counted where it is open
+    /// in the last day (what `/metrics` reports per service).
+    pub day_bytes: u64,
+}
 
 /// The sums of one (port, protocol) over the three windows.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PortSums {
     pub windows: [WindowSums; 3],
     /// The L7 labels of its endpoints (`None`: no label), with how many
-    /// endpoints carrying each are open in each window; labels no open
-    /// endpoint carries are removed.
+    /// endpoints carrying each are open in each window and their last day's
+    /// bytes; labels no open endpoint carries are removed.
     pub labels: SmallVec<[LabelCount; 1]>,
 }
 
@@ -260,9 +268,9 @@ impl WindowSums {
 }
 
 impl PortSums {
-    /// Moves the sums by an endpoint's added bytes: what
-    /// [`PortSums::replace`] does when only bytes changed.
-    fn add_bytes(&mut self, moved: &MovedBytes) {
+    /// Moves the sums by the added bytes of an endpoint carrying `label`:
+    /// what [`PortSums::replace`] does when only bytes changed.
+    fn add_bytes(&mut self, label: &Option<Arc<str>>, moved: &MovedBytes) {
         let open = |w: usize| moved.open & (1 << w) != 0;
         let total: [u64; 3] = std::array::from_fn(|w| {
             if open(w) {
@@ -283,12 +291,19 @@ impl PortSums {
             }
             sums.reply_7d = sums.reply_7d.wrapping_add(reply_7d);
         }
+        if total[0] != 0 {
+            if let Some(count) = self.labels.iter_mut().find(|c| &c.label == label) {
+                count.day_bytes = count.day_bytes.wrapping_add(total[0]);
+            }
+        }
     }
 
     /// Replaces one endpoint's share: `old` out, `new` in.
     fn replace(&mut self, old: Option<Share>, new: Option<Share>) {
         let zero = WindowSums::default();
+        // What the old and the new share count for their labels.
         let mut opened = [[0u64; 3]; 2];
+        let mut day_bytes = [0u64; 2];
         for (r, window) in self.windows.iter_mut().enumerate() {
             let minus = old.as_ref().map(|s| WindowSums::of(s, r));
             let plus = new.as_ref().map(|s| WindowSums::of(s, r));
@@ -299,43 +314,67 @@ impl PortSums {
             window.shift(plus, minus);
             opened[0][r] = minus.endpoints;
             opened[1][r] = plus.endpoints;
+            if r == 0 {
+                day_bytes = [minus.recent[0], plus.recent[0]];
+            }
         }
-        // Label counts change only when the label or an open window does.
+        // With the label and its open windows unchanged, only its bytes move.
         if let (Some(old), Some(new)) = (&old, &new) {
             if old.label == new.label && opened[0] == opened[1] {
+                if let Some(count) = self.labels.iter_mut().find(|c| &c.label == new.label) {
+                    count.day_bytes = count
+                        .day_bytes
+                        .wrapping_add(day_bytes[1])
+                        .wrapping_sub(day_bytes[0]);
+                }
                 return;
             }
         }
         if let Some(old) = old {
-            self.count_label(old.label, opened[0], true);
+            self.count_label(old.label, opened[0], day_bytes[0], true);
         }
         if let Some(new) = new {
-            self.count_label(new.label, opened[1], false);
+            self.count_label(new.label, opened[1], day_bytes[1], false);
         }
     }
 
-    /// Adds (or with `remove`, takes away) endpoints open per window to the
-    /// count of `label`, dropping labels left with none.
-    fn count_label(&mut self, label: &Option<Arc<str>>, open: [u64; 3], remove: bool) {
+    /// Adds (or with `remove`, takes away) endpoints open per window and
+    /// their last day's bytes to the count of `label`, dropping labels left
+    /// with none open.
+    fn count_label(
+        &mut self,
+        label: &Option<Arc<str>>,
+        open: [u64; 3],
+        day_bytes: u64,
+        remove: bool,
+    ) {
         if open == [0; 3] {
             return;
         }
-        let at = match self.labels.iter().position(|(l, _)| l == label) {
+        let at = match self.labels.iter().position(|c| &c.label == label) {
             Some(at) => at,
             None => {
-                self.labels.push((label.clone(), [0; 3]));
+                self.labels.push(LabelCount {
+                    label: label.clone(),
+                    open: [0; 3],
+                    day_bytes: 0,
+                });
                 self.labels.len() - 1
             }
         };
-        let counts = &mut self.labels[at].1;
-        for (count, n) in counts.iter_mut().zip(open) {
-            *count = if remove {
-                count.wrapping_sub(n)
+        let count = &mut self.labels[at];
+        let by = |sum: u64, n: u64| {
+            if remove {
+                sum.wrapping_sub(n)
             } else {
-                count.wrapping_add(n)
-            };
+                sum.wrapping_add(n)
+            }
+        };
+        for (sum, n) in count.open.iter_mut().zip(open) {
+            *sum = by(*sum, n);
         }
-        if *counts == [0; 3] {
+        count.day_bytes = by(count.day_bytes, day_bytes);
+        if count.open == [0; 3] {
             self.labels.swap_remove(at);
         }
     }
@@ -402,12 +441,19 @@ impl PortIndex {
         self.sums(port, proto).replace(old, new);
     }
 
-    /// Adds one endpoint's moved bytes to the sums of `port`/`proto`.
-    pub fn add_bytes(&self, port: u16, proto: Protocol, moved: &MovedBytes) {
+    /// Adds the moved bytes of one endpoint of `port`/`proto` carrying
+    /// `label` to their sums.
+    pub fn add_bytes(
+        &self,
+        port: u16,
+        proto: Protocol,
+        label: &Option<Arc<str>>,
+        moved: &MovedBytes,
+    ) {
         if moved.in_bytes == [0; 3] && moved.out_bytes == [0; 3] {
             return;
         }
-        self.sums(port, proto).add_bytes(moved);
+        self.sums(port, proto).add_bytes(label, moved);
     }
 
     /// The labels of `port`/`proto` with their open counts (none if the

@@ -16,8 +16,9 @@ pub mod index;
 pub mod peers;
 pub mod series;
 mod stats;
+mod summary;
 
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use dashmap::DashMap;
@@ -32,6 +33,7 @@ pub use index::{LabelCount, PortSums, WindowSums};
 pub use peers::Peers;
 pub use series::{HourRange, Resolution, Sample, Series, Tally};
 pub use stats::{Outcome, RejectReason, Stats, StatsSnapshot};
+pub use summary::{DayShare, Summary};
 
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;
@@ -95,12 +97,15 @@ impl EndpointState {
     /// and a word of table overhead), its boxed state with the allocator's
     /// header, and its buckets.
     pub fn approx_bytes(&self) -> usize {
-        std::mem::size_of::<(Endpoint, Box<EndpointState>)>()
-            + 8
-            + std::mem::size_of::<EndpointState>()
-            + 8
-            + self.series.heap_bytes()
+        Self::FIXED_BYTES + self.series.heap_bytes()
     }
+
+    /// What every endpoint holds whatever its buckets: the map entry and the
+    /// boxed state, each with a word of overhead.
+    pub const FIXED_BYTES: usize = std::mem::size_of::<(Endpoint, Box<EndpointState>)>()
+        + 8
+        + std::mem::size_of::<EndpointState>()
+        + 8;
 }
 
 /// A flow checked and classified by [`Engine::prepare`]: what it adds to
@@ -137,6 +142,8 @@ pub struct Engine {
     seen_any: AtomicBool,
     /// Inbound flows to endpoints that had not answered, by `port * 2 + proto`.
     probes: Box<[AtomicU64]>,
+    /// Endpoints held that are open (within retention), by `port * 2 + proto`.
+    open_by_port: Box<[AtomicU32]>,
     /// Endpoints that became open (first response evidence), by risk level 0..=3.
     new_exposures: [AtomicU64; 4],
     /// Interned L7 labels (few distinct values, many flows).
@@ -160,6 +167,7 @@ impl Engine {
             event_now_ms: Padded(AtomicI64::new(i64::MIN)),
             seen_any: AtomicBool::new(false),
             probes: (0..PORT_SLOTS).map(|_| AtomicU64::new(0)).collect(),
+            open_by_port: (0..PORT_SLOTS).map(|_| AtomicU32::new(0)).collect(),
             new_exposures: Default::default(),
             labels: DashMap::with_hasher(ahash::RandomState::new()),
             index: PortIndex::default(),
@@ -393,9 +401,11 @@ impl Engine {
         }
         if sample.evidence {
             self.count_new_exposure(endpoint, label.as_deref());
+            self.count_open(endpoint, true);
         }
         let mut series = Series::default();
         series.add(hour, sample);
+        self.resized(0, series.heap_bytes());
         let mut peers = Peers::default();
         peers.add(peer);
         let mut state = vacant.insert(Box::new(EndpointState {
@@ -438,8 +448,11 @@ impl Engine {
             self.held.pending.fetch_sub(1, Ordering::AcqRel);
             self.held.open.fetch_add(1, Ordering::AcqRel);
             self.count_new_exposure(endpoint, state.label.as_deref());
+            self.count_open(endpoint, true);
         }
+        let heap_before = state.series.heap_bytes();
         state.series.add(hour, sample);
+        self.resized(heap_before, state.series.heap_bytes());
         state.peers.add(peer);
         if state.ever_open {
             self.reindex(endpoint, state, replaced.as_ref(), hour, sample);
@@ -467,7 +480,7 @@ impl Engine {
             // flag or label changes. Then the bytes move, in place.
             Some(added) if !added.flags_changed && old_label.is_none() => {
                 self.index
-                    .add_bytes(endpoint.port, endpoint.proto, &added.moved);
+                    .add_bytes(endpoint.port, endpoint.proto, &state.label, &added.moved);
                 return;
             }
             Some(_) => {}
@@ -617,16 +630,20 @@ impl Engine {
     pub fn maintain(&self, wall_now_ms: i64) {
         let res = self.resolution(self.now_ms(wall_now_ms));
         self.endpoints.retain(|endpoint, state| {
+            let heap_before = state.series.heap_bytes();
             state.series.compact(res);
+            self.resized(heap_before, state.series.heap_bytes());
             if !state.series.is_empty() {
                 return true;
             }
+            self.resized(state.series.heap_bytes(), 0);
             if let Some(recent) = state.recent.take() {
                 let share = self.share(*endpoint, &state.label, &recent);
                 self.index
                     .replace(endpoint.port, endpoint.proto, Some(share), None);
             }
             let counter = if state.ever_open {
+                self.count_open(*endpoint, false);
                 &self.held.open
             } else {
                 &self.held.pending
@@ -641,11 +658,35 @@ impl Engine {
         }
     }
 
-    /// Approximate heap bytes held per endpoint state, for the memory report.
+    /// Approximate bytes the endpoint states hold (the sum of their
+    /// [`EndpointState::approx_bytes`]), kept as they change.
     pub fn state_bytes(&self) -> usize {
-        let mut total = 0;
-        self.for_each(|_, s| total += s.approx_bytes());
-        total
+        let endpoints = self.open_endpoints() + self.pending_endpoints();
+        endpoints * EndpointState::FIXED_BYTES + self.held.series_heap.load(Ordering::Relaxed)
+    }
+
+    /// Counts an endpoint in (or, with `open` false, out of) the open
+    /// endpoints of its port.
+    fn count_open(&self, endpoint: Endpoint, open: bool) {
+        let count = &self.open_by_port[port_slot(endpoint.port, endpoint.proto)];
+        if open {
+            count.fetch_add(1, Ordering::Relaxed);
+        } else {
+            count.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Notes that an endpoint's buckets went from `before` to `after` heap bytes.
+    fn resized(&self, before: usize, after: usize) {
+        if after > before {
+            self.held
+                .series_heap
+                .fetch_add(after - before, Ordering::Relaxed);
+        } else if before > after {
+            self.held
+                .series_heap
+                .fetch_sub(before - after, Ordering::Relaxed);
+        }
     }
 }
 
@@ -656,6 +697,8 @@ struct Held {
     open: AtomicUsize,
     /// Endpoints without response evidence yet.
     pending: AtomicUsize,
+    /// Heap bytes of every endpoint's buckets ([`Series::heap_bytes`]).
+    series_heap: AtomicUsize,
 }
 
 /// A value on cache lines of its own. For what ingest threads write often

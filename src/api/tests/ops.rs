@@ -21,7 +21,8 @@ async fn readyz_is_503_until_restored_and_assigned() {
     assert_eq!(
         reply.json(),
         serde_json::json!({"ready": false, "restored": false,
-            "partitions_assigned": false, "kafka_connected": false})
+            "partitions_assigned": false, "kafka_connected": false,
+            "tasks_down": [], "checkpoint_failing": false})
     );
     h.health.set_restored(true);
     assert_eq!(
@@ -35,7 +36,8 @@ async fn readyz_is_503_until_restored_and_assigned() {
     assert_eq!(
         reply.json(),
         serde_json::json!({"ready": true, "restored": true,
-            "partitions_assigned": true, "kafka_connected": true})
+            "partitions_assigned": true, "kafka_connected": true,
+            "tasks_down": [], "checkpoint_failing": false})
     );
 }
 
