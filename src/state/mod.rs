@@ -216,9 +216,10 @@ impl Engine {
     }
 
     /// Decodes one record (a Kafka record or a file line) and applies its
-    /// flows, counting the record and what became of it. A record is applied
-    /// whole or not at all; the decode error is returned for the caller to
-    /// log or copy to a dead-letter topic. `scratch` is reused between calls.
+    /// flows, counting the record and what became of it: what a source
+    /// does, in one call, for `exposure analyze`, benchmarks and tests. A
+    /// record is applied whole or not at all; the decode error is returned
+    /// for the caller to log. `scratch` is reused between calls.
     pub fn ingest(
         &self,
         format: Format,
@@ -227,40 +228,14 @@ impl Engine {
         wall_now_ms: i64,
         scratch: &mut Vec<Flow>,
     ) -> Result<(), DecodeError> {
-        self.decode_record(format, payload, fallback_time_ms, scratch)?;
+        scratch.clear();
+        let decoded = flow::decode(format, payload, fallback_time_ms, scratch);
+        self.stats.count_decoded(&decoded);
+        decoded?;
         for f in scratch.iter() {
             self.apply(f, wall_now_ms);
         }
         Ok(())
-    }
-
-    /// The first step of [`Engine::ingest`]: counts the record and decodes
-    /// its flows into `scratch` (none for a marker, which is counted as
-    /// ignored). A record that cannot be decoded is counted as rejected and
-    /// leaves `scratch` empty.
-    pub fn decode_record(
-        &self,
-        format: Format,
-        payload: &[u8],
-        fallback_time_ms: Option<i64>,
-        scratch: &mut Vec<Flow>,
-    ) -> Result<(), DecodeError> {
-        self.stats.count_record();
-        scratch.clear();
-        match flow::decode(format, payload, fallback_time_ms, scratch) {
-            Ok(flow::Outcome::Flows) => Ok(()),
-            Ok(flow::Outcome::Marker) => {
-                self.stats.count_record_ignored("marker");
-                Ok(())
-            }
-            Err(e) => {
-                // A record is applied whole or not at all: drop the flows
-                // decoded before the error (a goflow2-pb record holds several).
-                scratch.clear();
-                self.stats.count_record_rejected(e.reason());
-                Err(e)
-            }
-        }
     }
 
     /// Applies one decoded flow and counts what became of it.

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use crate::classify::Irrelevant;
+use crate::flow::{self, DecodeError};
 
 /// Why the engine refused a flow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -140,6 +141,18 @@ impl Stats {
             Outcome::Rejected(RejectReason::TooOld) => &stripe.too_old,
         };
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one record read and what its decode (`flow::decode`) made
+    /// of it: a marker is ignored, a record the decoder refused is rejected
+    /// with the error's reason.
+    pub fn count_decoded(&self, decoded: &Result<flow::Outcome, DecodeError>) {
+        self.count_record();
+        match decoded {
+            Ok(flow::Outcome::Flows) => {}
+            Ok(flow::Outcome::Marker) => self.count_record_ignored("marker"),
+            Err(e) => self.count_record_rejected(e.reason()),
+        }
     }
 
     /// Counts one record read, whatever became of it.

@@ -1,4 +1,4 @@
-//! Ingest workers: each decodes the batches of records the poll thread
+//! Ingest workers: each decodes (`flow::decode`) the batches of records the poll thread
 //! hands it (batches go to the workers in turn) and applies every flow on
 //! the worker that owns the flow's endpoint
 //! ([`Engine::owner`]): flows of another worker's endpoints are passed to it
@@ -26,7 +26,7 @@ use tracing::{error, warn};
 use super::in_flight::InFlight;
 use super::log_limit::LogLimit;
 use super::progress::Progress;
-use crate::flow::{DecodeError, Flow, Format};
+use crate::flow::{self, DecodeError, Flow, Format};
 use crate::metrics::{IngestRecorder, Metrics};
 use crate::state::{wall_now_ms, Engine, Prepared};
 
@@ -253,8 +253,9 @@ impl Decoder {
             if item.offset < next[at].2 {
                 continue;
             }
-            let decoded =
-                engine.decode_record(shared.format, payload, item.timestamp_ms, &mut self.flows);
+            self.flows.clear();
+            let decoded = flow::decode(shared.format, payload, item.timestamp_ms, &mut self.flows);
+            engine.stats().count_decoded(&decoded);
             if let Err(error) = decoded {
                 self.reject_log.record(topic, item, payload, &error);
                 if let Some(dl) = &shared.dead_letters {
