@@ -1,5 +1,5 @@
 //! The Kafka path against a real broker process (tansu 0.6.0, in memory),
-//! for two rows of SPEC §11.
+//! for two rows of docs/benchmarks.md#goals-and-results.
 //!
 //! **End to end from the broker vs a consume-only loop** (goal: >= 80 %).
 //! N goflow2-pb records (one generated flow each, `exposure::generate`,
@@ -7,7 +7,7 @@
 //! Then, in the same run and from the same topic, each pass with its own
 //! fresh consumer group and the client settings of
 //! `exposure::source::kafka::consumer_config` with the service's default
-//! librdkafka properties (plus `fetch.wait.max.ms=10`, SPEC §10 defect 5):
+//! librdkafka properties (plus `fetch.wait.max.ms=10`, docs/testing.md, tansu defect 5):
 //!
 //! - (a) consume only: a `BaseConsumer` polls until it has received all N
 //!   records, touching each payload (its length and first byte);
@@ -102,7 +102,7 @@ struct Args {
     /// Freshness samples produced per second, at most.
     #[arg(long, default_value_t = 20.0)]
     rate: f64,
-    /// librdkafka's `fetch.wait.max.ms` for every consumer (SPEC §10: about 10 against tansu).
+    /// librdkafka's `fetch.wait.max.ms` for every consumer (tansu: about 10, docs/testing.md).
     #[arg(long, default_value_t = 10)]
     fetch_wait_max_ms: u32,
     /// An extra librdkafka property for every consumer, as `kafka.librdkafka`
@@ -179,9 +179,9 @@ fn main() -> anyhow::Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let tansu = Tansu::start()?;
+    let tansu = Tansu::launch()?;
 
-    println!("# exposure's Kafka source against tansu (SPEC §11)");
+    println!("# exposure's Kafka source against tansu (goals: docs/benchmarks.md)");
     println!("broker        {}", tansu.command);
     println!(
         "client        exposure::source::kafka::consumer_config, fresh group.id per pass: {}",

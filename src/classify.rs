@@ -1,4 +1,4 @@
-//! Direction, server side and response evidence (SPEC §5).
+//! Direction, server side and response evidence (`docs/semantics.md`).
 //!
 //! Every flow is judged on its own: which of its two addresses is one of our
 //! assets and which is on the Internet, which side serves, and, for replies,
@@ -11,7 +11,8 @@ use ipnet::IpNet;
 use crate::catalog::{Catalog, Protocol};
 use crate::flow::{tcp_flags, Flow};
 
-/// The built-in non-Internet ranges of SPEC §5; `network.internal` adds to them.
+/// The built-in non-Internet ranges (`docs/semantics.md#addresses`);
+/// `network.internal` adds to them.
 pub const BUILTIN_INTERNAL: &[&str] = &[
     "0.0.0.0/8",
     "10.0.0.0/8",
@@ -200,7 +201,8 @@ impl Classifier {
         }
     }
 
-    /// Judges one flow (SPEC §5 Direction, Which side serves, Response evidence).
+    /// Judges one flow (`docs/semantics.md#direction-and-which-side-serves`,
+    /// `docs/semantics.md#response-evidence-and-open-endpoints`).
     pub fn classify(&self, flow: &Flow, catalog: &Catalog) -> Verdict {
         let Some(proto) = Protocol::from_number(flow.proto) else {
             return Verdict::Ignored(Irrelevant::NotTcpUdp);
@@ -268,32 +270,12 @@ pub fn is_response_evidence(proto: Protocol, flags: u16) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flow::{PROTO_TCP, PROTO_UDP};
+    use crate::flow::PROTO_UDP;
+    use crate::testkit;
     use tcp_flags::{ACK, FIN, PSH, RST, SYN};
 
     fn classifier() -> Classifier {
-        Classifier::new(
-            &[
-                "203.0.113.0/24".parse().unwrap(),
-                "2001:db8:100::/48".parse().unwrap(),
-            ],
-            &["198.18.0.0/15".parse().unwrap()],
-        )
-    }
-
-    fn flow(src: &str, sport: u16, dst: &str, dport: u16, proto: u8, flags: u16) -> Flow {
-        Flow {
-            src_addr: src.parse().unwrap(),
-            dst_addr: dst.parse().unwrap(),
-            src_port: sport,
-            dst_port: dport,
-            proto,
-            tcp_flags: flags,
-            bytes: 100,
-            packets: 1,
-            time_ms: 1_700_000_000_000,
-            label: None,
-        }
+        testkit::classifier(&["198.18.0.0/15"])
     }
 
     fn ep(ip: &str, port: u16, proto: Protocol) -> Endpoint {
@@ -388,7 +370,10 @@ mod tests {
     #[test]
     fn inbound_to_asset_server_port() {
         let cat = Catalog::builtin();
-        let f = flow("198.51.100.7", 51000, "203.0.113.10", 22, PROTO_TCP, SYN);
+        let f = Flow {
+            tcp_flags: SYN,
+            ..testkit::flow("198.51.100.7", 51000, "203.0.113.10", 22)
+        };
         assert_eq!(
             classifier().classify(&f, &cat),
             Verdict::Inbound(ep("203.0.113.10", 22, Protocol::Tcp))
@@ -398,14 +383,10 @@ mod tests {
     #[test]
     fn outbound_reply_from_asset_server_is_evidence() {
         let cat = Catalog::builtin();
-        let f = flow(
-            "203.0.113.10",
-            22,
-            "198.51.100.7",
-            51000,
-            PROTO_TCP,
-            SYN | ACK,
-        );
+        let f = Flow {
+            tcp_flags: SYN | ACK,
+            ..testkit::flow("203.0.113.10", 22, "198.51.100.7", 51000)
+        };
         assert_eq!(
             classifier().classify(&f, &cat),
             Verdict::Outbound {
@@ -420,14 +401,10 @@ mod tests {
         assert!(!is_response_evidence(Protocol::Tcp, RST));
         assert!(!is_response_evidence(Protocol::Tcp, RST | ACK));
         let cat = Catalog::builtin();
-        let f = flow(
-            "203.0.113.10",
-            23,
-            "198.51.100.7",
-            51000,
-            PROTO_TCP,
-            RST | ACK,
-        );
+        let f = Flow {
+            tcp_flags: RST | ACK,
+            ..testkit::flow("203.0.113.10", 23, "198.51.100.7", 51000)
+        };
         assert_eq!(
             classifier().classify(&f, &cat),
             Verdict::Outbound {
@@ -462,15 +439,14 @@ mod tests {
     fn asset_browsing_the_web_is_a_client() {
         let cat = Catalog::builtin();
         let c = classifier();
-        let out = flow("203.0.113.10", 50123, "198.51.100.7", 443, PROTO_TCP, SYN);
-        let back = flow(
-            "198.51.100.7",
-            443,
-            "203.0.113.10",
-            50123,
-            PROTO_TCP,
-            SYN | ACK,
-        );
+        let out = Flow {
+            tcp_flags: SYN,
+            ..testkit::flow("203.0.113.10", 50123, "198.51.100.7", 443)
+        };
+        let back = Flow {
+            tcp_flags: SYN | ACK,
+            ..testkit::flow("198.51.100.7", 443, "203.0.113.10", 50123)
+        };
         assert_eq!(
             c.classify(&out, &cat),
             Verdict::Ignored(Irrelevant::AssetIsClient)
@@ -513,10 +489,22 @@ mod tests {
     fn internal_and_transit_flows_are_ignored() {
         let cat = Catalog::builtin();
         let c = classifier();
-        let internal = flow("10.0.0.1", 5000, "203.0.113.10", 22, PROTO_TCP, SYN);
-        let asset_to_asset = flow("203.0.113.1", 5000, "203.0.113.10", 22, PROTO_TCP, SYN);
-        let transit = flow("198.51.100.7", 5000, "8.8.8.8", 53, PROTO_UDP, 0);
-        let lan = flow("10.0.0.1", 5000, "10.0.0.2", 22, PROTO_TCP, SYN);
+        let internal = Flow {
+            tcp_flags: SYN,
+            ..testkit::flow("10.0.0.1", 5000, "203.0.113.10", 22)
+        };
+        let asset_to_asset = Flow {
+            tcp_flags: SYN,
+            ..testkit::flow("203.0.113.1", 5000, "203.0.113.10", 22)
+        };
+        let transit = Flow {
+            proto: PROTO_UDP,
+            ..testkit::flow("198.51.100.7", 5000, "8.8.8.8", 53)
+        };
+        let lan = Flow {
+            tcp_flags: SYN,
+            ..testkit::flow("10.0.0.1", 5000, "10.0.0.2", 22)
+        };
         assert_eq!(
             c.classify(&internal, &cat),
             Verdict::Ignored(Irrelevant::NotInternet)
@@ -538,7 +526,10 @@ mod tests {
     #[test]
     fn icmp_is_ignored() {
         let cat = Catalog::builtin();
-        let f = flow("198.51.100.7", 0, "203.0.113.10", 0, 1, 0);
+        let f = Flow {
+            proto: 1,
+            ..testkit::flow("198.51.100.7", 0, "203.0.113.10", 0)
+        };
         assert_eq!(
             classifier().classify(&f, &cat),
             Verdict::Ignored(Irrelevant::NotTcpUdp)
@@ -548,7 +539,10 @@ mod tests {
     #[test]
     fn ipv6_inbound_is_classified() {
         let cat = Catalog::builtin();
-        let f = flow("2001:db8::7", 40000, "2001:db8:100::5", 443, PROTO_TCP, SYN);
+        let f = Flow {
+            tcp_flags: SYN,
+            ..testkit::flow("2001:db8::7", 40000, "2001:db8:100::5", 443)
+        };
         assert_eq!(
             classifier().classify(&f, &cat),
             Verdict::Inbound(ep("2001:db8:100::5", 443, Protocol::Tcp))

@@ -7,6 +7,7 @@
 //! consumes them through the same Kafka path as `exposure run`.
 
 use std::net::{IpAddr, SocketAddr};
+use std::panic::AssertUnwindSafe;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -18,14 +19,14 @@ use rdkafka::config::ClientConfig;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
+use tracing::{error, warn};
 
 use crate::catalog::Catalog;
 use crate::config::{Auth, Clock, Config};
 use crate::flow::{encode_goflow2_pb, tcp_flags as tf, Flow, Format, PROTO_TCP, PROTO_UDP};
 use crate::generate::{Generator, World};
-use crate::service;
 use crate::state::wall_now_ms;
+use crate::{service, supervise};
 
 /// The demo's topic and its partitions.
 const TOPIC: &str = "flows";
@@ -167,26 +168,51 @@ pub async fn run(listen: SocketAddr, shutdown: CancellationToken) -> anyhow::Res
     // its offsets at 0 again).
     let state_dir = std::env::temp_dir().join(format!("exposure-demo-{}", std::process::id()));
     let config = demo_config(&broker.bootstrap, listen, &state_dir);
+    // The traffic is what the demo shows: if it stops before the demo
+    // does, the demo stops too, with its cause, instead of answering from
+    // a state that no longer moves.
     let traffic_stop = CancellationToken::new();
+    let service_stop = shutdown.child_token();
     let traffic = {
         let bootstrap = broker.bootstrap.clone();
-        let stop = traffic_stop.clone();
+        let (stop, service_stop) = (traffic_stop.clone(), service_stop.clone());
         std::thread::Builder::new()
             .name("demo-traffic".into())
-            .spawn(move || produce_traffic(&bootstrap, &stop))
+            .spawn(move || {
+                let ended = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    produce_traffic(&bootstrap, &stop)
+                }))
+                .unwrap_or_else(|panic| Err(supervise::panicked(panic.as_ref())));
+                if !stop.is_cancelled() {
+                    let cause = match &ended {
+                        Ok(()) => anyhow::anyhow!("the demo traffic ended"),
+                        Err(e) => anyhow::anyhow!("the demo traffic failed: {e:#}"),
+                    };
+                    error!(error = %cause, "stopping the demo");
+                    service_stop.cancel();
+                    return Err(cause);
+                }
+                ended
+            })
             .context("starting the traffic thread")?
     };
     let bootstrap = broker.bootstrap.clone();
-    let result = service::run(config, Catalog::builtin(), shutdown, |addr, _| {
+    let result = service::run(config, Catalog::builtin(), service_stop, |addr, _| {
         print_banner(&bootstrap, addr)
     })
     .await;
     traffic_stop.cancel();
-    match traffic.join() {
-        Ok(Err(e)) => warn!(error = %e, "demo traffic stopped"),
-        Err(_) => warn!("demo traffic thread panicked"),
-        Ok(Ok(())) => {}
-    }
+    let traffic = traffic
+        .join()
+        .unwrap_or_else(|panic| Err(supervise::panicked(panic.as_ref())));
+    let result = match (result, traffic) {
+        (Ok(()), Err(e)) if !shutdown.is_cancelled() => Err(e),
+        (result, Err(e)) => {
+            warn!(error = %e, "demo traffic stopped");
+            result
+        }
+        (result, Ok(())) => result,
+    };
     drop(broker);
     if let Err(e) = std::fs::remove_dir_all(&state_dir) {
         warn!(dir = %state_dir.display(), error = %e, "could not remove the demo's checkpoints");
@@ -252,6 +278,7 @@ fn produce_traffic(bootstrap: &str, stop: &CancellationToken) -> anyhow::Result<
     let mut rng = StdRng::seed_from_u64(11);
     let mut tick: u64 = 0;
     while !stop.is_cancelled() {
+        fail::fail_point!("demo-traffic");
         tick += 1;
         let now = wall_now_ms();
         let span = TICK.as_millis() as i64;

@@ -1,139 +1,63 @@
 //! `exposure analyze` and `exposure check-config` as a user runs them: the
 //! real binary, real files, stdin, bad input.
 
-use std::io::Write;
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use exposure::flow::tcp_flags::{ACK, PSH, RST, SYN};
-use exposure::flow::{
-    encode_goflow2_json, encode_goflow2_pb, encode_pmacct_json, Flow, PROTO_TCP, PROTO_UDP,
-};
+use exposure::flow::{encode_goflow2_json, encode_pmacct_json, Flow, PROTO_TCP, PROTO_UDP};
 use serde_json::Value;
+use support::{exposure, goflow2_pb};
 
 const ASSETS: &str = "203.0.113.0/24,2001:db8:100::/48";
 /// 2026-01-05T10:00:00Z
 const T: i64 = 1_767_607_200_000;
 
-fn exposure(args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_exposure"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the binary runs");
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin.unwrap_or_default()).unwrap();
-    drop(input);
-    child.wait_with_output().unwrap()
-}
+/// What a flow of [`world`] is about: (src, sport, dst, dport, proto,
+/// flags, bytes).
+type Row = (&'static str, u16, &'static str, u16, u8, u16, u64);
 
-fn flow(src: &str, sport: u16, dst: &str, dport: u16, proto: u8, flags: u16, bytes: u64) -> Flow {
-    Flow {
-        src_addr: src.parse().unwrap(),
-        dst_addr: dst.parse().unwrap(),
-        src_port: sport,
-        dst_port: dport,
-        proto,
-        tcp_flags: flags,
-        bytes,
-        packets: 2,
-        time_ms: T,
-        label: None,
-    }
-}
+const DATA: u16 = SYN | ACK | PSH;
 
 /// SSH open on .10 (request + reply), Telnet refused with RST on .11,
-/// a DNS server on v6, a host of ours browsing the web, and a SYN scan.
+/// a DNS server on v6, a host of ours browsing the web.
+#[rustfmt::skip]
+const CONVERSATIONS: [Row; 8] = [
+    ("198.51.100.1", 40000, "203.0.113.10", 22, PROTO_TCP, DATA, 1200),
+    ("203.0.113.10", 22, "198.51.100.1", 40000, PROTO_TCP, DATA, 3400),
+    ("198.51.100.1", 40001, "203.0.113.11", 23, PROTO_TCP, SYN, 120),
+    ("203.0.113.11", 23, "198.51.100.1", 40001, PROTO_TCP, RST | ACK, 80),
+    ("2001:db8::1", 5353, "2001:db8:100::53", 53, PROTO_UDP, 0, 150),
+    ("2001:db8:100::53", 53, "2001:db8::1", 5353, PROTO_UDP, 0, 450),
+    ("203.0.113.12", 50123, "198.51.100.9", 443, PROTO_TCP, DATA, 900),
+    ("198.51.100.9", 443, "203.0.113.12", 50123, PROTO_TCP, DATA, 90000),
+];
+
+/// The first SYN of a scan of ports 1000 to 1099 of .20.
+#[rustfmt::skip]
+const SCAN_FIRST: Row = ("198.51.100.66", 61000, "203.0.113.20", 1000, PROTO_TCP, SYN, 44);
+
+/// [`CONVERSATIONS`] and the scan, two packets a flow, at [`T`].
 fn world() -> Vec<Flow> {
-    let mut flows = vec![
-        flow(
-            "198.51.100.1",
-            40000,
-            "203.0.113.10",
-            22,
-            PROTO_TCP,
-            SYN | ACK | PSH,
-            1200,
-        ),
-        flow(
-            "203.0.113.10",
-            22,
-            "198.51.100.1",
-            40000,
-            PROTO_TCP,
-            SYN | ACK | PSH,
-            3400,
-        ),
-        flow(
-            "198.51.100.1",
-            40001,
-            "203.0.113.11",
-            23,
-            PROTO_TCP,
-            SYN,
-            120,
-        ),
-        flow(
-            "203.0.113.11",
-            23,
-            "198.51.100.1",
-            40001,
-            PROTO_TCP,
-            RST | ACK,
-            80,
-        ),
-        flow(
-            "2001:db8::1",
-            5353,
-            "2001:db8:100::53",
-            53,
-            PROTO_UDP,
-            0,
-            150,
-        ),
-        flow(
-            "2001:db8:100::53",
-            53,
-            "2001:db8::1",
-            5353,
-            PROTO_UDP,
-            0,
-            450,
-        ),
-        flow(
-            "203.0.113.12",
-            50123,
-            "198.51.100.9",
-            443,
-            PROTO_TCP,
-            SYN | ACK | PSH,
-            900,
-        ),
-        flow(
-            "198.51.100.9",
-            443,
-            "203.0.113.12",
-            50123,
-            PROTO_TCP,
-            SYN | ACK | PSH,
-            90000,
-        ),
-    ];
-    for port in 1000..1100 {
-        flows.push(flow(
-            "198.51.100.66",
-            61000,
-            "203.0.113.20",
-            port,
-            PROTO_TCP,
-            SYN,
-            44,
-        ));
-    }
-    flows
+    let scan = (0..100).map(|i| {
+        let mut probe = SCAN_FIRST;
+        probe.3 += i;
+        probe
+    });
+    CONVERSATIONS
+        .into_iter()
+        .chain(scan)
+        .map(|(src, sport, dst, dport, proto, tcp_flags, bytes)| Flow {
+            proto,
+            tcp_flags,
+            bytes,
+            packets: 2,
+            time_ms: T,
+            ..support::flow(src, sport, dst, dport)
+        })
+        .collect()
 }
 
 fn json_lines(flows: &[Flow], encode: fn(&Flow) -> String) -> Vec<u8> {
@@ -215,10 +139,7 @@ fn analyze_lists_served_ports_only() {
 fn analyze_reads_stdin_and_every_format_alike() {
     let flows = world();
     let dir = tempfile::tempdir().unwrap();
-    let mut pb = Vec::new();
-    for f in &flows {
-        encode_goflow2_pb(f, &mut pb);
-    }
+    let pb: Vec<u8> = flows.iter().flat_map(goflow2_pb).collect();
     let pmacct = write(
         dir.path(),
         "pmacct.json",

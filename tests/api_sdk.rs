@@ -1,23 +1,22 @@
-//! Alibaba Cloud compatibility with the official Python SDK (SPEC §10): the
-//! API with `auth = "acs"` served on a real socket, from a config whose
-//! secrets come from `env:` variables, driven by `tests/sdk` (pytest and
+//! Alibaba Cloud compatibility with the official Python SDK
+//! (`docs/testing.md#the-alibaba-cloud-sdk`): the API with `auth = "acs"`
+//! served on a real socket, from a config whose secrets come from `env:`
+//! variables, driven by `tests/sdk` (pytest and
 //! `alibabacloud-cloudfw20171207` in the virtual environment that
 //! `.ci/install-sdk` creates). Also checks that no secret reaches the log.
 
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use exposure::api::{self, ApiState};
 use exposure::catalog::Catalog;
 use exposure::config::Config;
-use exposure::flow::tcp_flags::{ACK, PSH, SYN};
 use exposure::flow::{Flow, PROTO_TCP, PROTO_UDP};
-use exposure::health::Health;
 use exposure::metrics::Metrics;
 use exposure::state::Engine;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
+use support::{over, ApiServer};
 
 /// How long the whole Python suite may take.
 const SUITE_TIMEOUT: Duration = Duration::from_secs(300);
@@ -37,56 +36,6 @@ fn sdk_python() -> PathBuf {
         python.display()
     );
     python
-}
-
-/// A `tracing` writer into a shared buffer.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Every log line of this process, at every level.
-fn capture_logs() -> Captured {
-    static LOGS: OnceLock<Captured> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let captured = Captured::default();
-        let writer = captured.clone();
-        tracing_subscriber::fmt()
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .with_max_level(tracing::Level::TRACE)
-            .init();
-        captured
-    })
-    .clone()
-}
-
-fn flow(src: &str, sport: u16, dst: &str, dport: u16, proto: u8, bytes: u64, t: i64) -> Flow {
-    Flow {
-        src_addr: src.parse().unwrap(),
-        dst_addr: dst.parse().unwrap(),
-        src_port: sport,
-        dst_port: dport,
-        proto,
-        tcp_flags: if proto == PROTO_TCP {
-            SYN | ACK | PSH
-        } else {
-            0
-        },
-        bytes,
-        packets: 10,
-        time_ms: t,
-        label: None,
-    }
 }
 
 /// The world `tests/sdk/conftest.py` describes, one minute old.
@@ -132,12 +81,15 @@ fn fill(engine: &Engine, now_ms: i64) {
         ("203.0.113.14", "192.0.2.50", 40000, PROTO_TCP, 40, 40, 1),
         ("2001:db8:100::5", "2001:db8::9", 53, PROTO_UDP, 300, 700, 2),
     ] {
-        let mut inbound = flow(client, 61000, server, port, proto, request, t);
-        inbound.packets = packets;
-        let mut outbound = flow(server, port, client, 61000, proto, reply, t);
-        outbound.packets = packets;
-        engine.apply(&inbound, now_ms);
-        engine.apply(&outbound, now_ms);
+        for f in support::conversation(server, port, client, request, reply, t) {
+            engine.apply(
+                &Flow {
+                    packets,
+                    ..over(proto, f)
+                },
+                now_ms,
+            );
+        }
     }
 }
 
@@ -163,7 +115,7 @@ fn users() -> Vec<User> {
         user("ports-only", Some(1000), r#"["DescribeInternetOpenPort"]"#),
         user("limited", Some(3), r#"["*"]"#),
         user("peer", Some(3), r#"["*"]"#),
-        // No qps of its own: api.default_qps (10, as the seed).
+        // No qps of its own: api.default_qps (10, as Alibaba Cloud documents).
         user("defaulted", None, r#"["*"]"#),
     ]
 }
@@ -215,7 +167,7 @@ fn users_json(users: &[User]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_python_sdk_works_against_the_service() {
     let python = sdk_python();
-    let logs = capture_logs();
+    let logs = support::capture_logs(tracing::Level::TRACE);
     let users = users();
     let secrets: Vec<(String, String)> = users
         .iter()
@@ -234,22 +186,15 @@ async fn the_official_python_sdk_works_against_the_service() {
     let engine = Arc::new(Engine::from_config(&config, catalog));
     fill(&engine, exposure::state::wall_now_ms());
     let metrics = Arc::new(Metrics::new(Arc::clone(&engine)));
-    let health = Arc::new(Health::default());
-    health.set_restored(true);
-    health.set_assigned(true);
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let mut api_config = config.api.clone();
-    api_config.listen = addr;
-    let state = ApiState {
+    let server = ApiServer::start(
         engine,
-        metrics: Arc::clone(&metrics),
-        health,
-        config: api_config,
-        wall_clock: exposure::state::wall_now_ms,
-    };
-    let shutdown = CancellationToken::new();
-    let server = tokio::spawn(api::serve(listener, api::router(state), shutdown.clone()));
+        Arc::clone(&metrics),
+        support::ready(),
+        config.api.clone(),
+        exposure::state::wall_now_ms,
+    )
+    .await;
+    let addr = server.addr;
 
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let run = tokio::process::Command::new(&python)
@@ -274,12 +219,7 @@ async fn the_official_python_sdk_works_against_the_service() {
     );
     assert!(stdout.contains(" passed"), "{stdout}");
 
-    shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(10), server)
-        .await
-        .expect("serve returns after shutdown")
-        .unwrap()
-        .unwrap();
+    server.stop().await.unwrap();
 
     // Every request was logged with its verified user, and no secret ever
     // reached the log.
@@ -313,11 +253,5 @@ async fn the_official_python_sdk_works_against_the_service() {
             rendered.contains(&format!("code=\"{code}\"")),
             "{code} not counted"
         );
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
 }

@@ -7,7 +7,7 @@ mod support;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{free_port, http_get, wait_for_port};
+use support::{free_port, http_get, wait_for_port, wait_until};
 
 fn run_demo_once() -> (u64, String) {
     let cwd = tempfile::tempdir().unwrap();
@@ -22,24 +22,25 @@ fn run_demo_once() -> (u64, String) {
         .expect("the demo starts");
     wait_for_port(&listen, Duration::from_secs(30));
     let addr = listen.parse().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let total = loop {
-        let (status, body) = http_get(
-            addr,
-            "/?Action=DescribeInternetOpenPort&Lang=en&PageSize=100",
-        );
-        assert_eq!(status, 200, "{body}");
-        let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
-        let total = answer["PageInfo"]["TotalCount"].as_u64().unwrap();
-        if total >= 10 {
-            break total;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the demo shows no open ports: {body}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let total = wait_until(
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || {
+            let (status, body) = http_get(
+                addr,
+                "/?Action=DescribeInternetOpenPort&Lang=en&PageSize=100",
+            );
+            assert_eq!(status, 200, "{body}");
+            let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+            let total = answer["PageInfo"]["TotalCount"].as_u64().unwrap();
+            if total >= 10 {
+                Ok(total)
+            } else {
+                Err(body)
+            }
+        },
+        |body| format!("the demo shows no open ports: {body}"),
+    );
     let (status, ready) = http_get(addr, "/readyz");
     assert_eq!(status, 200, "{ready}");
     let started = Instant::now();

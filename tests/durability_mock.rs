@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
 use support::{
-    batching_producer, produce, producer, rand_name, totals, workload, MockBroker, Service,
-    ServiceOptions,
+    batching_producer, produce, producer, rand_name, totals, wait_until, workload, MockBroker,
+    Service, ServiceOptions,
 };
 
 const CONVERGE_WITHIN: Duration = Duration::from_secs(60);
@@ -36,19 +36,15 @@ fn kill_9_during_ingest_loses_nothing_and_counts_nothing_twice() {
     let mut kills = Vec::new();
     for wave in &waves {
         produce(&producer, &topic, wave);
-        let deadline = Instant::now() + CONVERGE_WITHIN;
-        while service
-            .metric("exposure_records_consumed_total")
-            .unwrap_or(0.0)
-            == 0.0
-        {
-            assert!(
-                Instant::now() < deadline,
-                "the restarted service consumed nothing:\n{}",
-                service.log()
-            );
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        wait_until(
+            CONVERGE_WITHIN,
+            Duration::from_millis(2),
+            || match service.metric("exposure_records_consumed_total") {
+                Some(consumed) if consumed != 0.0 => Ok(()),
+                _ => Err(()),
+            },
+            |()| format!("the restarted service consumed nothing:\n{}", service.log()),
+        );
         std::thread::sleep(Duration::from_millis(rng.gen_range(0..40)));
         let consumed_at_kill = service
             .metric("exposure_records_consumed_total")
@@ -58,16 +54,12 @@ fn kill_9_during_ingest_loses_nothing_and_counts_nothing_twice() {
         service = service.restart();
     }
     println!("records consumed by each process before its kill -9: {kills:?}");
-    let answer = service.wait_for(CONVERGE_WITHIN, "exact totals after every kill", |a| {
-        totals(a) == expected
-    });
-    assert_eq!(totals(&answer), expected);
+    service.wait_for_totals(CONVERGE_WITHIN, "exact totals after every kill", &expected);
     // And they stay exact: nothing is applied twice later.
-    std::thread::sleep(Duration::from_secs(1));
-    assert_eq!(
-        totals(&service.open_ports()),
-        expected,
-        "kills at {kills:?}"
+    service.assert_totals_stay(
+        Duration::from_secs(1),
+        &expected,
+        &format!("kills at {kills:?}"),
     );
     let log = service.log();
     assert!(
@@ -97,15 +89,8 @@ fn broker_outage_keeps_answering_and_loses_nothing() {
     assert!(!totals(&before).is_empty());
 
     broker.down();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while service.metric("exposure_kafka_connected") != Some(0.0) {
-        assert!(
-            Instant::now() < deadline,
-            "the outage never showed in exposure_kafka_connected:\n{}",
-            service.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    // The outage shows in exposure_kafka_connected.
+    service.wait_for_metric(Duration::from_secs(20), "exposure_kafka_connected", 0.0);
     let (_, ready) = service.get("/readyz");
     assert!(ready.contains("\"kafka_connected\":false"), "{ready}");
     // Queries are still answered from the state.
@@ -113,15 +98,9 @@ fn broker_outage_keeps_answering_and_loses_nothing() {
 
     broker.up();
     produce(&producer, &topic, &second);
-    let answer = service.wait_for(CONVERGE_WITHIN, "both halves exact", |a| {
-        totals(a) == expected
-    });
-    assert_eq!(totals(&answer), expected);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while service.metric("exposure_kafka_connected") != Some(1.0) {
-        assert!(Instant::now() < deadline, "reconnection never showed");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    service.wait_for_totals(CONVERGE_WITHIN, "both halves exact", &expected);
+    // The reconnection shows.
+    service.wait_for_metric(Duration::from_secs(20), "exposure_kafka_connected", 1.0);
 }
 
 #[test]
@@ -131,9 +110,7 @@ fn corrupt_checkpoints_stop_the_service_naming_the_files() {
     let mut service = Service::start(&broker.bootstrap, &[&topic], &rand_name("group"), "");
     let (records, expected) = workload(3, 50, 5);
     produce(&producer(&broker.bootstrap), &topic, &records);
-    service.wait_for(CONVERGE_WITHIN, "records applied", |a| {
-        totals(a) == expected
-    });
+    service.wait_for_totals(CONVERGE_WITHIN, "records applied", &expected);
     let (code, _) = service.terminate();
     assert_eq!(code, Some(0));
     let state = service.dir.path().join("state");
@@ -148,11 +125,8 @@ fn corrupt_checkpoints_stop_the_service_naming_the_files() {
         bytes[middle] ^= 0xff;
         std::fs::write(f, bytes).unwrap();
     }
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_exposure"))
-        .args(["run", "--config"])
-        .arg(service.dir.path().join("exposure.toml"))
-        .output()
-        .unwrap();
+    let config = service.dir.path().join("exposure.toml");
+    let out = support::exposure(&["run", "--config", config.to_str().unwrap()], None);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -206,25 +180,27 @@ fn taken_away_and_given_back(assignment_strategy: Option<&'static str>) {
     let producer = batching_producer(&broker.bootstrap);
     let a = Service::start_opts(&broker.bootstrap, &[&topic], &group, "", &opts);
     produce(&producer, &topic, &first);
-    a.wait_for(CONVERGE_WITHIN, "the first wave", |x| {
-        totals(x) == expected_first
-    });
+    a.wait_for_totals(CONVERGE_WITHIN, "the first wave", &expected_first);
     assert_eq!(a.metric("exposure_kafka_assigned_partitions"), Some(4.0));
 
     // Another member joins: half of the partitions are taken away from A.
     let mut b = Service::start_opts(&broker.bootstrap, &[&topic], &group, "", &opts);
-    let deadline = Instant::now() + CONVERGE_WITHIN;
-    while b.metric("exposure_kafka_assigned_partitions") != Some(2.0)
-        || a.metric("exposure_kafka_assigned_partitions") != Some(2.0)
-    {
-        assert!(
-            Instant::now() < deadline,
-            "no rebalance to 2 partitions each:\nA:\n{}\nB:\n{}",
-            a.log(),
-            b.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let assigned = |s: &Service| s.metric("exposure_kafka_assigned_partitions");
+    wait_until(
+        CONVERGE_WITHIN,
+        Duration::from_millis(50),
+        || match (assigned(&a), assigned(&b)) {
+            (Some(2.0), Some(2.0)) => Ok(()),
+            _ => Err(()),
+        },
+        |()| {
+            format!(
+                "no rebalance to 2 partitions each:\nA:\n{}\nB:\n{}",
+                a.log(),
+                b.log()
+            )
+        },
+    );
     produce(&producer, &topic, &second);
     b.wait_for(CONVERGE_WITHIN, "B applies its half", |x| {
         !totals(x).is_empty()
@@ -233,15 +209,11 @@ fn taken_away_and_given_back(assignment_strategy: Option<&'static str>) {
     let (code, _) = b.terminate();
     assert_eq!(code, Some(0));
     let expected = add(&expected_first, &expected_second);
-    let answer = a.wait_for(CONVERGE_WITHIN, "A exact over both waves", |x| {
-        totals(x) == expected
-    });
-    assert_eq!(totals(&answer), expected);
-    std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(
-        totals(&a.open_ports()),
-        expected,
-        "nothing counted twice later"
+    a.wait_for_totals(CONVERGE_WITHIN, "A exact over both waves", &expected);
+    a.assert_totals_stay(
+        Duration::from_millis(500),
+        &expected,
+        "nothing counted twice later",
     );
     assert_eq!(
         a.metric("exposure_kafka_assigned_partitions"),
@@ -281,9 +253,7 @@ fn rejected_records_are_copied_to_the_dead_letter_topic_with_the_error() {
         records.insert(5 * i, (format!("bad{i}"), b.to_vec()));
     }
     produce(&batching_producer(&broker.bootstrap), &topic, &records);
-    service.wait_for(CONVERGE_WITHIN, "the good records", |a| {
-        totals(a) == expected
-    });
+    service.wait_for_totals(CONVERGE_WITHIN, "the good records", &expected);
 
     let consumer: BaseConsumer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", &broker.bootstrap)
@@ -336,23 +306,6 @@ fn rejected_records_are_copied_to_the_dead_letter_topic_with_the_error() {
     );
 }
 
-/// Polls `/readyz` until its body contains `needle`; returns (status, body).
-fn wait_for_readyz(service: &Service, needle: &str) -> (u16, String) {
-    let deadline = Instant::now() + CONVERGE_WITHIN;
-    loop {
-        let (status, body) = service.get("/readyz");
-        if body.contains(needle) {
-            return (status, body);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "/readyz never said {needle}: {body}\n{}",
-            service.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn a_state_dir_that_goes_away_fails_checkpoints_visibly_and_loses_nothing() {
     let topic = rand_name("flows");
@@ -369,9 +322,7 @@ fn a_state_dir_that_goes_away_fails_checkpoints_visibly_and_loses_nothing() {
     let mut service = Service::start_opts(&broker.bootstrap, &[&topic], &rand_name("g"), "", &opts);
     let producer = producer(&broker.bootstrap);
     produce(&producer, &topic, &first);
-    service.wait_for(CONVERGE_WITHIN, "first half exact", |a| {
-        totals(a) == workload(5, 400, 20).1
-    });
+    service.wait_for_totals(CONVERGE_WITHIN, "first half exact", &workload(5, 400, 20).1);
 
     // The volume goes away: a file stands where the directory was (as
     // root, a read-only directory would still be written).
@@ -379,7 +330,7 @@ fn a_state_dir_that_goes_away_fails_checkpoints_visibly_and_loses_nothing() {
     let moved = service.dir.path().join("state.away");
     std::fs::rename(&state, &moved).unwrap();
     std::fs::write(&state, "not a directory").unwrap();
-    let (status, body) = wait_for_readyz(&service, r#""checkpoint_failing":true"#);
+    let (status, body) = service.wait_for_readyz(CONVERGE_WITHIN, r#""checkpoint_failing":true"#);
     // Answers are still exact: the instance stays ready.
     assert_eq!(status, 200, "{body}");
     assert!(
@@ -393,19 +344,16 @@ fn a_state_dir_that_goes_away_fails_checkpoints_visibly_and_loses_nothing() {
     assert!(log.contains(&state.display().to_string()), "{log}");
     // Ingest goes on meanwhile.
     produce(&producer, &topic, &second);
-    service.wait_for(CONVERGE_WITHIN, "both halves exact", |a| {
-        totals(a) == expected
-    });
+    service.wait_for_totals(CONVERGE_WITHIN, "both halves exact", &expected);
 
     // Back: checkpoints resume, and a restart finds everything.
     std::fs::remove_file(&state).unwrap();
     std::fs::rename(&moved, &state).unwrap();
-    wait_for_readyz(&service, r#""checkpoint_failing":false"#);
+    service.wait_for_readyz(CONVERGE_WITHIN, r#""checkpoint_failing":false"#);
     let (code, _) = service.terminate();
     assert_eq!(code, Some(0), "{}", service.log());
     let service = service.restart();
-    let answer = service.wait_for(CONVERGE_WITHIN, "restored exact", |a| totals(a) == expected);
-    assert_eq!(totals(&answer), expected);
+    service.wait_for_totals(CONVERGE_WITHIN, "restored exact", &expected);
 }
 
 #[test]

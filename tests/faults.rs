@@ -7,15 +7,19 @@
 //!   checkpointing a state that lacks part of what was read, so a restart
 //!   counts everything exactly once;
 //! - a panicking maintenance task is restarted, counted and shown in
-//!   `/readyz` while it is down, and the service goes on meanwhile.
+//!   `/readyz` while it is down, and the service goes on meanwhile;
+//! - `exposure demo` whose traffic fails stops with exit 1 and says why,
+//!   rather than answering from a state that no longer moves.
 #![cfg(feature = "failpoints")]
 
 mod support;
 
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::{
-    batching_producer, produce, rand_name, totals, workload, MockBroker, Service, ServiceOptions,
+    batching_producer, free_port, produce, rand_name, wait_for_port, wait_until, workload,
+    MockBroker, Service, ServiceOptions,
 };
 
 const CONVERGE_WITHIN: Duration = Duration::from_secs(60);
@@ -45,16 +49,8 @@ fn a_panicking_ingest_thread_stops_the_service_and_a_restart_counts_exactly() {
     assert!(log.contains("without a last checkpoint"), "{log}");
 
     let service = service.restart();
-    let answer = service.wait_for(CONVERGE_WITHIN, "exact totals after the restart", |a| {
-        totals(a) == expected
-    });
-    assert_eq!(totals(&answer), expected);
-    std::thread::sleep(Duration::from_secs(1));
-    assert_eq!(
-        totals(&service.open_ports()),
-        expected,
-        "counted twice later"
-    );
+    service.wait_for_totals(CONVERGE_WITHIN, "exact totals after the restart", &expected);
+    service.assert_totals_stay(Duration::from_secs(1), &expected, "counted twice later");
 }
 
 #[test]
@@ -68,40 +64,70 @@ fn a_panicking_maintenance_task_is_restarted_counted_and_shown_while_down() {
     };
     let service = Service::start_opts(&broker.bootstrap, &[&topic], &rand_name("g"), "", &opts);
     // Down while it waits to start again (1 s, then 2 s).
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (status, body) = service.get("/readyz");
-        if body.contains(r#""tasks_down":["maintenance"]"#) {
-            assert_eq!(status, 503, "{body}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "never shown down: {body}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (status, body) =
+        service.wait_for_readyz(Duration::from_secs(20), r#""tasks_down":["maintenance"]"#);
+    assert_eq!(status, 503, "{body}");
     // Then running again, having failed twice; and the service went on.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (status, body) = service.get("/readyz");
-        let failures = service
-            .metric(r#"exposure_task_failures_total{task="maintenance"}"#)
-            .unwrap_or(0.0);
-        if status == 200 && failures == 2.0 {
-            assert!(body.contains(r#""tasks_down":[]"#), "{body}");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not running again: {status} {body}, {failures} failures\n{}",
-            service.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let body = wait_until(
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || {
+            let (status, body) = service.get("/readyz");
+            let failures = service
+                .metric(r#"exposure_task_failures_total{task="maintenance"}"#)
+                .unwrap_or(0.0);
+            if status == 200 && failures == 2.0 {
+                Ok(body)
+            } else {
+                Err((status, body, failures))
+            }
+        },
+        |(status, body, failures)| {
+            format!(
+                "not running again: {status} {body}, {failures} failures\n{}",
+                service.log()
+            )
+        },
+    );
+    assert!(body.contains(r#""tasks_down":[]"#), "{body}");
     let (records, expected) = workload(3, 200, 10);
     produce(&batching_producer(&broker.bootstrap), &topic, &records);
-    service.wait_for(CONVERGE_WITHIN, "records applied after the restarts", |a| {
-        totals(a) == expected
-    });
+    service.wait_for_totals(
+        CONVERGE_WITHIN,
+        "records applied after the restarts",
+        &expected,
+    );
     let log = service.log();
     assert_eq!(log.matches("task failed, restarting").count(), 2, "{log}");
     assert!(log.contains("panicked: injected"), "{log}");
+}
+
+#[test]
+fn a_demo_whose_traffic_fails_stops_with_exit_1_and_says_why() {
+    let cwd = tempfile::tempdir().unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let log_path = cwd.path().join("demo.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_exposure"))
+        .args(["demo", "--listen", &listen])
+        .current_dir(cwd.path())
+        // Twenty ticks of live traffic (5 s), then the traffic thread panics.
+        .env("FAILPOINTS", "demo-traffic=20*off->panic(injected)")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .expect("the demo starts");
+    wait_for_port(&listen, Duration::from_secs(30));
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let code = wait_until(
+        Duration::from_secs(60),
+        Duration::from_millis(50),
+        || child.try_wait().unwrap().map(|s| s.code()).ok_or(()),
+        |()| format!("the demo did not stop when its traffic failed:\n{}", log()),
+    );
+    let log = log();
+    assert_eq!(code, Some(1), "{log}");
+    assert!(
+        log.contains("the demo traffic failed: panicked: injected"),
+        "{log}"
+    );
 }

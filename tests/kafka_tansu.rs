@@ -1,44 +1,27 @@
 //! The Kafka path end to end against a real broker process (tansu): records
 //! produced to a topic become visible in the API over a real socket.
 //!
-//! tansu 0.6.0's known defects shape these tests (SPEC §10): producers write
-//! one record per batch, and consumers leave the group cleanly (SIGTERM)
-//! rather than being killed.
+//! tansu 0.6.0's known defects shape these tests
+//! (`docs/testing.md#known-defects-of-tansu-060`): producers write one
+//! record per batch, and consumers leave the group cleanly (SIGTERM) rather
+//! than being killed.
 
 mod support;
 
 use std::time::{Duration, Instant};
 
-use exposure::flow::tcp_flags::{ACK, PSH, SYN};
-use exposure::flow::{encode_goflow2_json, encode_goflow2_pb, Flow, PROTO_TCP};
+use exposure::flow::{encode_goflow2_json, Flow};
 use serde_json::Value;
-use support::{create_topic, produce, producer, rand_name, Service, Tansu};
+use support::{create_topic, goflow2_pb, produce, producer, rand_name, Service, Tansu};
 
 const VISIBLE_WITHIN: Duration = Duration::from_secs(30);
 
-fn now_ms() -> i64 {
-    exposure::state::wall_now_ms()
-}
-
-/// A request to `server:port` and its reply: one open endpoint.
-fn conversation(server: &str, port: u16, request: u64, reply: u64) -> [Flow; 2] {
-    let t = now_ms();
-    let flow = |src: &str, sport, dst: &str, dport, bytes| Flow {
-        src_addr: src.parse().unwrap(),
-        dst_addr: dst.parse().unwrap(),
-        src_port: sport,
-        dst_port: dport,
-        proto: PROTO_TCP,
-        tcp_flags: SYN | ACK | PSH,
-        bytes,
-        packets: 3,
-        time_ms: t,
-        label: None,
-    };
-    [
-        flow("198.51.100.7", 61000, server, port, request),
-        flow(server, port, "198.51.100.7", 61000, reply),
-    ]
+/// A request from 198.51.100.7 to `server:port` and its reply, now, of
+/// three packets each: one open endpoint.
+fn exchange(server: &str, port: u16, request: u64, reply: u64) -> [Flow; 2] {
+    let now = exposure::state::wall_now_ms();
+    support::conversation(server, port, "198.51.100.7", request, reply, now)
+        .map(|f| Flow { packets: 3, ..f })
 }
 
 fn json_records(flows: &[Flow]) -> Vec<(String, Vec<u8>)> {
@@ -69,12 +52,7 @@ fn records_produced_become_visible_over_http() {
     let service = Service::start(&broker.bootstrap, &[&topic], &rand_name("group"), "");
     let mut flows = Vec::new();
     for i in 0..20 {
-        flows.extend(conversation(
-            &format!("203.0.113.{}", 10 + i),
-            22,
-            100,
-            1000,
-        ));
+        flows.extend(exchange(&format!("203.0.113.{}", 10 + i), 22, 100, 1000));
     }
     produce(&producer(&broker.bootstrap), &topic, &json_records(&flows));
     let answer = service.wait_for(VISIBLE_WITHIN, "22/tcp with 22000 bytes", |a| {
@@ -103,13 +81,11 @@ fn several_partitions_are_all_counted_exactly() {
     let mut expected = 0;
     for i in 0..60u64 {
         let server = format!("203.0.113.{}", i % 30);
-        let flows = conversation(&server, 443, 10 + i, 100 + i);
+        let flows = exchange(&server, 443, 10 + i, 100 + i);
         expected += 110 + 2 * i;
         for f in &flows {
             // goflow2-pb records this time; keys spread them over the partitions.
-            let mut pb = Vec::new();
-            encode_goflow2_pb(f, &mut pb);
-            records.push((format!("{server}-{i}"), pb));
+            records.push((format!("{server}-{i}"), goflow2_pb(f)));
         }
     }
     produce(&producer(&broker.bootstrap), &topic, &records);
@@ -132,7 +108,7 @@ fn poison_records_are_rejected_and_the_partition_goes_on() {
     let topic = rand_name("flows");
     create_topic(&broker.bootstrap, &topic, 1);
     let service = Service::start(&broker.bootstrap, &[&topic], &rand_name("group"), "");
-    let mut records = json_records(&conversation("203.0.113.10", 3306, 500, 5000));
+    let mut records = json_records(&exchange("203.0.113.10", 3306, 500, 5000));
     let poison: [&[u8]; 5] = [
         b"this is not a flow",
         b"{\"src_addr\": \"198.51.100.1\", \"dst_addr\": ",
@@ -143,7 +119,7 @@ fn poison_records_are_rejected_and_the_partition_goes_on() {
     for p in poison {
         records.push(("poison".to_owned(), p.to_vec()));
     }
-    records.extend(json_records(&conversation("203.0.113.11", 3306, 500, 5000)));
+    records.extend(json_records(&exchange("203.0.113.11", 3306, 500, 5000)));
     produce(&producer(&broker.bootstrap), &topic, &records);
     let answer = service.wait_for(VISIBLE_WITHIN, "both MySQL servers", |a| {
         total_bytes(a, 3306) == 11_000
@@ -173,7 +149,7 @@ fn restart_resumes_from_the_checkpoint_without_counting_twice() {
     produce(
         &producer,
         &topic,
-        &json_records(&conversation("203.0.113.10", 22, 100, 900)),
+        &json_records(&exchange("203.0.113.10", 22, 100, 900)),
     );
     service.wait_for(VISIBLE_WITHIN, "first batch", |a| {
         total_bytes(a, 22) == 1000
@@ -186,7 +162,7 @@ fn restart_resumes_from_the_checkpoint_without_counting_twice() {
     produce(
         &producer,
         &topic,
-        &json_records(&conversation("203.0.113.10", 443, 50, 450)),
+        &json_records(&exchange("203.0.113.10", 443, 50, 450)),
     );
     let answer = service.wait_for(VISIBLE_WITHIN, "second batch", |a| {
         total_bytes(a, 443) == 500
@@ -212,13 +188,13 @@ fn freshness_from_produce_to_visible() {
     produce(
         &producer,
         &topic,
-        &json_records(&conversation("203.0.113.9", 8080, 1, 1)),
+        &json_records(&exchange("203.0.113.9", 8080, 1, 1)),
     );
     service.wait_for(VISIBLE_WITHIN, "warm-up", |a| total_bytes(a, 8080) == 2);
     let mut samples = Vec::new();
     for i in 0..20u16 {
         let port = 40_000 + i;
-        let records = json_records(&conversation("203.0.113.10", port, 1, 1));
+        let records = json_records(&exchange("203.0.113.10", port, 1, 1));
         // From the moment the record is handed to the producer (no flush:
         // its delivery callback's own latency is not the service's).
         let started = Instant::now();

@@ -4,15 +4,14 @@
 //! service's config is valid with the compose overrides, and the
 //! Dockerfile copies only what exists and runs as a non-root user.
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use exposure::config::Config;
 use serde_yaml_ng::Value;
-
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
-}
+use support::repo;
 
 fn yaml(path: &str) -> Value {
     let text = std::fs::read_to_string(repo(path)).unwrap_or_else(|e| panic!("{path}: {e}"));

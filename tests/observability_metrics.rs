@@ -7,76 +7,49 @@
 
 mod support;
 
-use support::http_get;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use exposure::api::{self, ApiState};
-use exposure::catalog::Catalog;
-use exposure::classify::Classifier;
-use exposure::config::{ApiConfig, Auth, Clock};
+use exposure::config::ApiConfig;
 use exposure::flow::tcp_flags::{ACK, PSH, SYN};
 use exposure::flow::{Flow, Format, PROTO_TCP, PROTO_UDP};
-use exposure::health::Health;
 use exposure::metrics::{Metrics, MetricsOptions};
-use exposure::state::{wall_now_ms, Engine, Settings};
-use tokio_util::sync::CancellationToken;
+use exposure::state::{wall_now_ms, Engine};
+use support::{http_get, over, repo, tool, ApiServer};
 
 const CLIENT: &str = "192.0.2.9";
-const CLIENT_PORT: u16 = 61000;
 
-fn flow(src: &str, sport: u16, dst: &str, dport: u16, proto: u8, time_ms: i64) -> Flow {
+/// A request of 1,000 bytes in ten packets from the Internet client to
+/// `server:port` at `time_ms`.
+fn request(server: &str, port: u16, time_ms: i64) -> Flow {
+    let [request, _] = support::conversation(server, port, CLIENT, 1_000, 1_000, time_ms);
     Flow {
-        src_addr: src.parse().unwrap(),
-        dst_addr: dst.parse().unwrap(),
-        src_port: sport,
-        dst_port: dport,
-        proto,
-        tcp_flags: if proto == PROTO_TCP {
-            SYN | ACK | PSH
-        } else {
-            0
-        },
-        bytes: 1_000,
         packets: 10,
-        time_ms,
-        label: None,
+        ..request
     }
 }
 
-/// A request from the Internet and the asset's reply: one open endpoint.
+/// A request from the Internet and the asset's reply a minute ago, of
+/// 1,000 bytes in ten packets each: one open endpoint.
 fn open(engine: &Engine, server: &str, port: u16, proto: u8) {
     let now = wall_now_ms();
-    engine.apply(
-        &flow(CLIENT, CLIENT_PORT, server, port, proto, now - 60_000),
-        now,
-    );
-    engine.apply(
-        &flow(server, port, CLIENT, CLIENT_PORT, proto, now - 60_000),
-        now,
-    );
+    for f in support::conversation(server, port, CLIENT, 1_000, 1_000, now - 60_000) {
+        engine.apply(
+            &Flow {
+                packets: 10,
+                ..over(proto, f)
+            },
+            now,
+        );
+    }
 }
 
 fn empty_engine() -> Arc<Engine> {
-    let settings = Settings {
-        retention_days: 30,
-        clock: Clock::Wall,
-        max_future_skew_ms: 300_000,
-        max_endpoints: 1_000,
-        max_pending: 1_000,
-    };
-    let classifier = Classifier::new(&["203.0.113.0/24".parse().unwrap()], &[]);
-    Arc::new(Engine::new(
-        classifier,
-        Arc::new(Catalog::builtin()),
-        settings,
-    ))
+    Arc::new(support::engine())
 }
 
 /// SSH open on two assets, Telnet (high risk) on one, HTTPS on one, DNS
@@ -90,22 +63,16 @@ fn fed_engine() -> Arc<Engine> {
     open(&engine, "203.0.113.13", 443, PROTO_TCP);
     open(&engine, "203.0.113.14", 53, PROTO_UDP);
     let now = wall_now_ms();
-    engine.apply(
-        &flow(CLIENT, CLIENT_PORT, "203.0.113.20", 8081, PROTO_TCP, now),
-        now,
-    );
-    engine.apply(&flow("10.0.0.1", 5000, "10.0.0.2", 22, PROTO_TCP, now), now);
-    engine.apply(
-        &flow(
-            CLIENT,
-            CLIENT_PORT,
-            "203.0.113.10",
-            22,
-            PROTO_TCP,
-            now - 40 * 86_400_000,
-        ),
-        now,
-    );
+    engine.apply(&request("203.0.113.20", 8081, now), now);
+    let internal = Flow {
+        tcp_flags: SYN | ACK | PSH,
+        bytes: 1_000,
+        packets: 10,
+        time_ms: now,
+        ..support::flow("10.0.0.1", 5000, "10.0.0.2", 22)
+    };
+    engine.apply(&internal, now);
+    engine.apply(&request("203.0.113.10", 22, now - 40 * 86_400_000), now);
     let mut scratch = Vec::new();
     assert!(engine
         .ingest(
@@ -140,14 +107,7 @@ fn fed_metrics(engine: Arc<Engine>, options: MetricsOptions) -> Arc<Metrics> {
     metrics.record_checkpoint_failure();
     let now = wall_now_ms();
     let mut recorder = metrics.ingest_recorder(Format::Goflow2Pb);
-    let flows = [flow(
-        CLIENT,
-        CLIENT_PORT,
-        "203.0.113.10",
-        22,
-        PROTO_TCP,
-        now - 2_000,
-    )];
+    let flows = [request("203.0.113.10", 22, now - 2_000)];
     recorder.record(120, Some(now - 500), &flows);
     recorder.flush_at(now);
     metrics
@@ -158,37 +118,22 @@ fn with_service<T>(
     metrics_options: MetricsOptions,
     f: impl FnOnce(SocketAddr, &Metrics) -> T,
 ) -> T {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = support::runtime();
     let engine = fed_engine();
     let metrics = fed_metrics(Arc::clone(&engine), metrics_options);
-    let health = Arc::new(Health::default());
-    health.set_restored(true);
-    health.set_assigned(true);
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    let state = ApiState {
-        engine,
-        metrics: Arc::clone(&metrics),
-        health,
-        config: ApiConfig {
-            listen: addr,
-            auth: Auth::None,
-            default_qps: 0,
-            ..ApiConfig::default()
-        },
-        wall_clock: wall_now_ms,
+    let config = ApiConfig {
+        default_qps: 0,
+        ..support::no_auth()
     };
-    let stop = CancellationToken::new();
-    let server = runtime.spawn(api::serve(listener, api::router(state), stop.clone()));
-    let out = f(addr, &metrics);
-    stop.cancel();
-    let _ = runtime.block_on(server);
+    let server = runtime.block_on(ApiServer::start(
+        engine,
+        Arc::clone(&metrics),
+        support::ready(),
+        config,
+        wall_now_ms,
+    ));
+    let out = f(server.addr, &metrics);
+    let _ = runtime.block_on(server.stop());
     out
 }
 
@@ -243,19 +188,6 @@ fn parse_exposition(text: &str) -> Exposition {
             .insert(series.to_owned(), value.parse().expect("a number"));
     }
     out
-}
-
-/// The binary `name` on PATH; its absence fails the test, never skips it.
-fn tool(name: &str) -> PathBuf {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .map(|dir| dir.join(name))
-        .find(|path| path.is_file())
-        .unwrap_or_else(|| {
-            panic!("{name} is not installed: run .ci/install-tools (Debian's prometheus package)")
-        })
 }
 
 #[test]
@@ -435,13 +367,16 @@ fn labelled_endpoints_are_series_of_their_service() {
         ("203.0.113.31", Some("nginx")),
         ("203.0.113.32", None),
     ] {
-        for (src, sport, dst, dport) in [
-            (CLIENT, CLIENT_PORT, server, 40000),
-            (server, 40000, CLIENT, CLIENT_PORT),
-        ] {
-            let mut f = flow(src, sport, dst, dport, PROTO_TCP, now - 60_000);
-            f.label = label.map(Into::into);
-            engine.apply(&f, now);
+        for f in support::conversation(server, 40000, CLIENT, 1_000, 1_000, now - 60_000) {
+            let label = label.map(Into::into);
+            engine.apply(
+                &Flow {
+                    packets: 10,
+                    label,
+                    ..f
+                },
+                now,
+            );
         }
     }
     let scrape = parse_exposition(&Metrics::new(engine).render());
@@ -476,22 +411,8 @@ fn the_ingest_recorder_reports_once_per_batch() {
     let now = wall_now_ms();
     let mut recorder = metrics.ingest_recorder(Format::PmacctJson);
     let flows = [
-        flow(
-            CLIENT,
-            CLIENT_PORT,
-            "203.0.113.10",
-            22,
-            PROTO_TCP,
-            now - 1_000,
-        ),
-        flow(
-            CLIENT,
-            CLIENT_PORT,
-            "203.0.113.10",
-            22,
-            PROTO_TCP,
-            now - 3_000,
-        ),
+        request("203.0.113.10", 22, now - 1_000),
+        request("203.0.113.10", 22, now - 3_000),
     ];
     recorder.record(100, Some(now - 250), &flows);
     recorder.record(50, None, &[]);
@@ -749,10 +670,6 @@ fn check_expr(expr: &str, exposed: &Exposition, problems: &mut Vec<String>) {
             problems.push(format!("no metric of {expr:?} has the label {label}"));
         }
     }
-}
-
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
 /// Every `expr` string in a JSON document.

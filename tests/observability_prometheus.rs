@@ -4,73 +4,29 @@
 //! Prometheus's HTTP API. Also runs `promtool test rules` on the shipped
 //! rule tests, so `cargo test` alone covers them.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+mod support;
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use exposure::api::{self, ApiState};
-use exposure::catalog::Catalog;
-use exposure::classify::Classifier;
-use exposure::config::{ApiConfig, Auth, Clock};
-use exposure::flow::tcp_flags::{ACK, PSH, SYN};
-use exposure::flow::{Flow, PROTO_TCP};
+use exposure::flow::Flow;
 use exposure::health::Health;
 use exposure::metrics::Metrics;
-use exposure::state::{wall_now_ms, Engine, Settings};
+use exposure::state::wall_now_ms;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
+use support::{free_port, repo, tool, wait_until, ApiServer};
 
 /// How long Prometheus may take to start, scrape and fire.
 const TIMEOUT: Duration = Duration::from_secs(40);
 
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
-}
-
-/// The binary `name` on PATH; its absence fails the test, never skips it.
-fn tool(name: &str) -> PathBuf {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .map(|dir| dir.join(name))
-        .find(|path| path.is_file())
-        .unwrap_or_else(|| {
-            panic!("{name} is not installed: run .ci/install-tools (Debian's prometheus package)")
-        })
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A plain HTTP/1.0 GET; returns (status, body).
-fn get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
-    let mut stream = TcpStream::connect(addr)?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw)?;
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    Ok((status, body.to_owned()))
-}
-
 /// A Prometheus server process, killed when dropped.
 struct Prometheus {
-    child: Child,
+    child: RefCell<Child>,
     addr: SocketAddr,
     log: PathBuf,
 }
@@ -102,7 +58,11 @@ impl Prometheus {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("prometheus starts");
-        Prometheus { child, addr, log }
+        Prometheus {
+            child: RefCell::new(child),
+            addr,
+            log,
+        }
     }
 
     fn log(&self) -> String {
@@ -111,11 +71,11 @@ impl Prometheus {
 
     /// GET an API path and parse its JSON `data`.
     fn api(&self, path: &str) -> Option<Value> {
-        let (status, body) = get(self.addr, path).ok()?;
-        if status != 200 {
+        let response = support::try_request(self.addr, "GET", path, &[], b"").ok()?;
+        if response.status != 200 {
             return None;
         }
-        let v: Value = serde_json::from_str(&body).ok()?;
+        let v: Value = serde_json::from_slice(&response.body).ok()?;
         (v["status"] == "success").then(|| v["data"].clone())
     }
 
@@ -127,47 +87,33 @@ impl Prometheus {
     }
 
     /// Polls `check` until it gives a value, or fails with the log.
-    fn wait_for<T>(&mut self, what: &str, mut check: impl FnMut(&Self) -> Option<T>) -> T {
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
+    fn wait_for<T>(&self, what: &str, mut check: impl FnMut(&Self) -> Option<T>) -> T {
+        let attempt = || {
             if let Some(v) = check(self) {
-                return v;
+                return Ok(v);
             }
-            if let Ok(Some(status)) = self.child.try_wait() {
+            if let Ok(Some(status)) = self.child.borrow_mut().try_wait() {
                 panic!(
                     "prometheus exited ({status}) waiting for {what}:\n{}",
                     self.log()
                 );
             }
-            assert!(
-                Instant::now() < deadline,
+            Err(())
+        };
+        wait_until(TIMEOUT, Duration::from_millis(200), attempt, |()| {
+            format!(
                 "{what}: not seen after {TIMEOUT:?}; prometheus log:\n{}",
                 self.log()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+            )
+        })
     }
 }
 
 impl Drop for Prometheus {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn flow(src: &str, sport: u16, dst: &str, dport: u16, time_ms: i64) -> Flow {
-    Flow {
-        src_addr: src.parse().unwrap(),
-        dst_addr: dst.parse().unwrap(),
-        src_port: sport,
-        dst_port: dport,
-        proto: PROTO_TCP,
-        tcp_flags: SYN | ACK | PSH,
-        bytes: 1_000,
-        packets: 10,
-        time_ms,
-        label: None,
+        let child = self.child.get_mut();
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }
 
@@ -186,47 +132,22 @@ fn alerts(data: &Value, name: &str, state: &str) -> Vec<Value> {
 
 #[test]
 fn prometheus_fires_the_high_risk_alert_from_a_live_scrape() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let settings = Settings {
-        retention_days: 30,
-        clock: Clock::Wall,
-        max_future_skew_ms: 300_000,
-        max_endpoints: 1_000,
-        max_pending: 1_000,
-    };
-    let classifier = Classifier::new(&["203.0.113.0/24".parse().unwrap()], &[]);
-    let engine = Arc::new(Engine::new(
-        classifier,
-        Arc::new(Catalog::builtin()),
-        settings,
-    ));
+    let runtime = support::runtime();
+    let engine = Arc::new(support::engine());
     let metrics = Arc::new(Metrics::new(Arc::clone(&engine)));
     let health = Arc::new(Health::default());
     health.set_restored(true);
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let service = listener.local_addr().unwrap();
-    let state = ApiState {
-        engine: Arc::clone(&engine),
+    let server = runtime.block_on(ApiServer::start(
+        Arc::clone(&engine),
         metrics,
         health,
-        config: ApiConfig {
-            listen: service,
-            auth: Auth::None,
-            ..ApiConfig::default()
-        },
-        wall_clock: wall_now_ms,
-    };
-    let stop = CancellationToken::new();
-    let server = runtime.spawn(api::serve(listener, api::router(state), stop.clone()));
+        support::no_auth(),
+        wall_now_ms,
+    ));
+    let service = server.addr;
 
     let dir = tempfile::tempdir().unwrap();
-    let mut prometheus = Prometheus::start(dir.path(), service);
+    let prometheus = Prometheus::start(dir.path(), service);
     // Scraped at least once before anything is exposed: the counter's 0 is
     // what the increase is measured from.
     let before = prometheus.wait_for("a first scrape of the service", |p| {
@@ -241,14 +162,9 @@ fn prometheus_fires_the_high_risk_alert_from_a_live_scrape() {
 
     // Telnet (risk level 3) answers an Internet client.
     let now = wall_now_ms();
-    engine.apply(
-        &flow("192.0.2.9", 61000, "203.0.113.12", 23, now - 5_000),
-        now,
-    );
-    engine.apply(
-        &flow("203.0.113.12", 23, "192.0.2.9", 61000, now - 5_000),
-        now,
-    );
+    for f in support::conversation("203.0.113.12", 23, "192.0.2.9", 1_000, 1_000, now - 5_000) {
+        engine.apply(&Flow { packets: 10, ..f }, now);
+    }
 
     let firing = prometheus.wait_for("ExposureHighRiskPortNewlyExposed firing", |p| {
         let data = p.api("/api/v1/alerts")?;
@@ -277,8 +193,7 @@ fn prometheus_fires_the_high_risk_alert_from_a_live_scrape() {
     assert_eq!(up, Some(1.0));
 
     drop(prometheus);
-    stop.cancel();
-    let _ = runtime.block_on(server);
+    let _ = runtime.block_on(server.stop());
 }
 
 #[test]

@@ -2,17 +2,16 @@
 //! that dies with the bench, topics, exposure's source, a plain HTTP GET,
 //! the machine's load.
 //!
-//! The broker command line is the one of `tests/support` (SPEC §10).
+//! The broker is the test kit's (`tests/support/tansu.rs`, included here):
+//! the same binary and command line as the tests (docs/testing.md).
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 use exposure::config::KafkaConfig;
 use exposure::health::Health;
 use exposure::metrics::Metrics;
@@ -22,6 +21,11 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use tokio_util::sync::CancellationToken;
+
+#[path = "../../tests/support/tansu.rs"]
+#[allow(dead_code)] // `Tansu::start` is for the tests
+mod tansu;
+pub use tansu::Tansu;
 
 /// exposure's Kafka source into `engine`, as `exposure run` starts it but
 /// without checkpoints (from the start of the topic for a new group), on
@@ -77,83 +81,6 @@ pub fn thread_cpu_ns(pid: &str) -> BTreeMap<String, u64> {
         *by_name.entry(name.to_owned()).or_insert(0) += ns;
     }
     by_name
-}
-
-/// The tansu binary: on PATH or in cargo's bin directory.
-fn tansu_binary() -> anyhow::Result<PathBuf> {
-    let path = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .chain(std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo/bin")))
-        .map(|dir| dir.join("tansu"))
-        .find(|path| path.is_file());
-    path.context(
-        "tansu is not installed: cargo install tansu --version 0.6.0 --features dynostore --locked",
-    )
-}
-
-/// A tansu broker with in-memory storage on a free loopback port; killed
-/// when dropped, so also when the bench panics.
-pub struct Tansu {
-    child: Child,
-    pub bootstrap: String,
-    pub command: String,
-}
-
-impl Tansu {
-    pub fn start() -> anyhow::Result<Tansu> {
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let url = format!("tcp://127.0.0.1:{port}");
-        let binary = tansu_binary()?;
-        let version = Command::new(&binary)
-            .arg("--version")
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-            .unwrap_or_default();
-        let args = [
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &url,
-            "--storage-engine",
-            "memory://tansu/",
-        ];
-        let child = Command::new(&binary)
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
-        let tansu = Tansu {
-            child,
-            bootstrap: format!("127.0.0.1:{port}"),
-            command: format!("{} {} ({version})", binary.display(), args.join(" ")),
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(&tansu.bootstrap).is_err() {
-            if Instant::now() > deadline {
-                bail!("tansu does not listen on {} after 20 s", tansu.bootstrap);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Ok(tansu)
-    }
-}
-
-impl Tansu {
-    /// The broker's process id, for its CPU time.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Tansu {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Creates `topic` with `partitions` partitions.

@@ -2,19 +2,16 @@
 //! auto-detection and the size limit.
 
 use super::*;
+use crate::testkit;
 
-fn flow() -> Flow {
+/// The flow every format carries here: one with every field set.
+fn sample() -> Flow {
     Flow {
-        src_addr: IpAddr::from([198, 51, 100, 7]),
-        dst_addr: IpAddr::from([203, 0, 113, 10]),
-        src_port: 51000,
-        dst_port: 443,
-        proto: PROTO_TCP,
         tcp_flags: tcp_flags::SYN | tcp_flags::ACK,
         bytes: 1500,
         packets: 3,
         time_ms: 1_700_000_000_123,
-        label: None,
+        ..testkit::flow("198.51.100.7", 51000, "203.0.113.10", 443)
     }
 }
 
@@ -46,18 +43,21 @@ fn unknown_format_name_lists_the_valid_ones() {
 #[test]
 fn auto_detects_each_format() {
     let mut pb = Vec::new();
-    encode_goflow2_pb(&flow(), &mut pb);
-    encode_goflow2_pb(&flow(), &mut pb);
-    assert_eq!(auto(&pb).unwrap(), (Outcome::Flows, vec![flow(), flow()]));
-    let goflow2 = format!("  \n{}\n", encode_goflow2_json(&flow()));
+    encode_goflow2_pb(&sample(), &mut pb);
+    encode_goflow2_pb(&sample(), &mut pb);
+    assert_eq!(
+        auto(&pb).unwrap(),
+        (Outcome::Flows, vec![sample(), sample()])
+    );
+    let goflow2 = format!("  \n{}\n", encode_goflow2_json(&sample()));
     assert_eq!(
         auto(goflow2.as_bytes()).unwrap(),
-        (Outcome::Flows, vec![flow()])
+        (Outcome::Flows, vec![sample()])
     );
-    let pmacct = encode_pmacct_json(&flow());
+    let pmacct = encode_pmacct_json(&sample());
     assert_eq!(
         auto(pmacct.as_bytes()).unwrap(),
-        (Outcome::Flows, vec![flow()])
+        (Outcome::Flows, vec![sample()])
     );
 }
 
@@ -71,19 +71,19 @@ fn auto_json_without_known_keys_is_unknown_format() {
 #[test]
 fn auto_reads_a_123_byte_protobuf_message_whose_length_is_a_brace() {
     let mut pb = Vec::new();
-    encode_goflow2_pb(&flow(), &mut pb);
+    encode_goflow2_pb(&sample(), &mut pb);
     // Pad the message with an unknown string field (1001) to 123 bytes.
     let pad = 123 - (pb.len() - 1) - 3;
     pb.extend_from_slice(&[0xca, 0x3e, pad as u8]);
     pb.resize(pb.len() + pad, b'x');
     pb[0] = 123;
     assert_eq!(pb[0], b'{');
-    assert_eq!(auto(&pb).unwrap(), (Outcome::Flows, vec![flow()]));
+    assert_eq!(auto(&pb).unwrap(), (Outcome::Flows, vec![sample()]));
 }
 
 #[test]
 fn oversized_json_is_rejected() {
-    let line = encode_goflow2_json(&flow());
+    let line = encode_goflow2_json(&sample());
     let padded = format!("{}{}}}", &line[..line.len() - 1], ",\"x\":0".repeat(12_000));
     assert!(padded.len() > MAX_JSON_RECORD_BYTES);
     let mut out = Vec::new();

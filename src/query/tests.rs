@@ -1,48 +1,33 @@
-//! The engine and `DescribeInternetOpenPort` together: each SPEC §5–§6 rule
-//! as it shows in the answer.
-
-use std::sync::Arc;
+//! The engine and `DescribeInternetOpenPort` together: each rule of
+//! `docs/semantics.md` and `docs/api.md#describeinternetopenport` as it
+//! shows in the answer.
 
 use proptest::prelude::*;
 
 use super::*;
 use crate::catalog::{Catalog, Lang};
-use crate::classify::Classifier;
 use crate::config::Clock;
 use crate::flow::tcp_flags::{ACK, PSH, RST, SYN};
 use crate::flow::{Flow, PROTO_TCP, PROTO_UDP};
 use crate::state::{Engine, Outcome, RejectReason, Settings};
+use crate::testkit::{self, conversation, engine_with, CLIENT_PORT, DAY, HOUR, T0};
 
-/// 2024-01-01T00:00:00Z, a UTC day boundary.
-const T0: i64 = 1_704_067_200_000;
-const HOUR: i64 = 3_600_000;
-const DAY: i64 = 24 * HOUR;
-
+/// [`testkit::settings`] on `clock`, with room for 100,000 endpoints.
 fn settings(clock: Clock) -> Settings {
     Settings {
-        retention_days: 30,
         clock,
-        max_future_skew_ms: 5 * 60_000,
         max_endpoints: 100_000,
         max_pending: 100_000,
+        ..testkit::settings()
     }
-}
-
-fn engine_with(settings: Settings) -> Engine {
-    let classifier = Classifier::new(
-        &[
-            "203.0.113.0/24".parse().unwrap(),
-            "2001:db8:100::/48".parse().unwrap(),
-        ],
-        &[],
-    );
-    Engine::new(classifier, Arc::new(Catalog::builtin()), settings)
 }
 
 fn engine() -> Engine {
     engine_with(settings(Clock::Event))
 }
 
+/// A [`testkit::flow`] with its protocol, flags, bytes and time: the
+/// generated flows' builder (`arb_flows` here, and `index`'s).
 #[allow(clippy::too_many_arguments)]
 fn flow(
     src: &str,
@@ -50,58 +35,17 @@ fn flow(
     dst: &str,
     dport: u16,
     proto: u8,
-    flags: u16,
+    tcp_flags: u16,
     bytes: u64,
     time_ms: i64,
 ) -> Flow {
     Flow {
-        src_addr: src.parse().unwrap(),
-        dst_addr: dst.parse().unwrap(),
-        src_port: sport,
-        dst_port: dport,
         proto,
-        tcp_flags: flags,
+        tcp_flags,
         bytes,
-        packets: 1,
         time_ms,
-        label: None,
+        ..testkit::flow(src, sport, dst, dport)
     }
-}
-
-/// An ephemeral port above every server port the tests use.
-const CLIENT_PORT: u16 = 61000;
-
-/// A client request and the server's reply: one open TCP endpoint.
-fn conversation(
-    server: &str,
-    port: u16,
-    client: &str,
-    request: u64,
-    reply: u64,
-    time_ms: i64,
-) -> [Flow; 2] {
-    [
-        flow(
-            client,
-            CLIENT_PORT,
-            server,
-            port,
-            PROTO_TCP,
-            SYN | ACK | PSH,
-            request,
-            time_ms,
-        ),
-        flow(
-            server,
-            port,
-            client,
-            CLIENT_PORT,
-            PROTO_TCP,
-            SYN | ACK | PSH,
-            reply,
-            time_ms,
-        ),
-    ]
 }
 
 fn apply_all(e: &Engine, flows: &[Flow]) {
@@ -154,26 +98,16 @@ fn port_answered_only_with_rst_is_not_open() {
     apply_all(
         &e,
         &[
-            flow(
-                "198.51.100.1",
-                40000,
-                "203.0.113.10",
-                23,
-                PROTO_TCP,
-                SYN,
-                60,
-                T0,
-            ),
-            flow(
-                "203.0.113.10",
-                23,
-                "198.51.100.1",
-                40000,
-                PROTO_TCP,
-                RST | ACK,
-                40,
-                T0,
-            ),
+            Flow {
+                tcp_flags: SYN,
+                bytes: 60,
+                ..testkit::flow("198.51.100.1", 40000, "203.0.113.10", 23)
+            },
+            Flow {
+                tcp_flags: RST | ACK,
+                bytes: 40,
+                ..testkit::flow("203.0.113.10", 23, "198.51.100.1", 40000)
+            },
         ],
     );
     assert!(all_rows(&e).is_empty());
@@ -181,16 +115,11 @@ fn port_answered_only_with_rst_is_not_open() {
 
 /// A scanner's SYN to `port` of 203.0.113.10, at T0.
 fn scan_syn(port: u16) -> Flow {
-    flow(
-        "198.51.100.66",
-        55555,
-        "203.0.113.10",
-        port,
-        PROTO_TCP,
-        SYN,
-        44,
-        T0,
-    )
+    Flow {
+        tcp_flags: SYN,
+        bytes: 44,
+        ..testkit::flow("198.51.100.66", 55555, "203.0.113.10", port)
+    }
 }
 
 #[test]
@@ -278,26 +207,16 @@ fn asset_browsing_out_is_never_listed() {
     apply_all(
         &e,
         &[
-            flow(
-                "203.0.113.10",
-                50123,
-                "198.51.100.9",
-                443,
-                PROTO_TCP,
-                SYN | ACK,
-                500,
-                T0,
-            ),
-            flow(
-                "198.51.100.9",
-                443,
-                "203.0.113.10",
-                50123,
-                PROTO_TCP,
-                SYN | ACK,
-                5000,
-                T0,
-            ),
+            Flow {
+                tcp_flags: SYN | ACK,
+                bytes: 500,
+                ..testkit::flow("203.0.113.10", 50123, "198.51.100.9", 443)
+            },
+            Flow {
+                tcp_flags: SYN | ACK,
+                bytes: 5000,
+                ..testkit::flow("198.51.100.9", 443, "203.0.113.10", 50123)
+            },
         ],
     );
     assert!(all_rows(&e).is_empty());
@@ -313,26 +232,16 @@ fn internal_traffic_is_ignored() {
     apply_all(
         &e,
         &[
-            flow(
-                "10.0.0.5",
-                40000,
-                "203.0.113.10",
-                3306,
-                PROTO_TCP,
-                SYN,
-                60,
-                T0,
-            ),
-            flow(
-                "203.0.113.10",
-                3306,
-                "10.0.0.5",
-                40000,
-                PROTO_TCP,
-                SYN | ACK,
-                60,
-                T0,
-            ),
+            Flow {
+                tcp_flags: SYN,
+                bytes: 60,
+                ..testkit::flow("10.0.0.5", 40000, "203.0.113.10", 3306)
+            },
+            Flow {
+                tcp_flags: SYN | ACK,
+                bytes: 60,
+                ..testkit::flow("203.0.113.10", 3306, "10.0.0.5", 40000)
+            },
         ],
     );
     assert!(all_rows(&e).is_empty());
@@ -378,26 +287,16 @@ fn same_port_orders_tcp_before_udp() {
     apply_all(
         &e,
         &[
-            flow(
-                "198.51.100.1",
-                40000,
-                "203.0.113.10",
-                5000,
-                PROTO_UDP,
-                0,
-                10,
-                T0,
-            ),
-            flow(
-                "203.0.113.10",
-                5000,
-                "198.51.100.1",
-                40000,
-                PROTO_UDP,
-                0,
-                10,
-                T0,
-            ),
+            Flow {
+                proto: PROTO_UDP,
+                bytes: 10,
+                ..testkit::flow("198.51.100.1", 40000, "203.0.113.10", 5000)
+            },
+            Flow {
+                proto: PROTO_UDP,
+                bytes: 10,
+                ..testkit::flow("203.0.113.10", 5000, "198.51.100.1", 40000)
+            },
         ],
     );
     let rows = all_rows(&e);
@@ -887,7 +786,7 @@ proptest! {
         let e = engine();
         apply_all(&e, &flows);
         let catalog = Catalog::builtin();
-        let classifier = Classifier::new(&["203.0.113.0/24".parse().unwrap(), "2001:db8:100::/48".parse().unwrap()], &[]);
+        let classifier = testkit::classifier(&[]);
         let mut by_endpoint: std::collections::HashMap<crate::classify::Endpoint, (u64, bool)> = Default::default();
         for f in &flows {
             match classifier.classify(f, &catalog) {
@@ -927,26 +826,16 @@ fn new_exposures_are_counted_once_by_risk_level() {
     apply_all(
         &e,
         &[
-            flow(
-                "198.51.100.1",
-                61000,
-                "203.0.113.12",
-                23,
-                PROTO_TCP,
-                SYN,
-                60,
-                T0,
-            ),
-            flow(
-                "203.0.113.12",
-                23,
-                "198.51.100.1",
-                61000,
-                PROTO_TCP,
-                RST | ACK,
-                40,
-                T0,
-            ),
+            Flow {
+                tcp_flags: SYN,
+                bytes: 60,
+                ..testkit::flow("198.51.100.1", 61000, "203.0.113.12", 23)
+            },
+            Flow {
+                tcp_flags: RST | ACK,
+                bytes: 40,
+                ..testkit::flow("203.0.113.12", 23, "198.51.100.1", 61000)
+            },
         ],
     );
     assert_eq!(e.new_exposures(), [1, 0, 0, 1]);

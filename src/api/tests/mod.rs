@@ -1,5 +1,5 @@
 //! The API through `Router::oneshot`, without a socket: each behaviour of
-//! SPEC §7 as a caller sees it (status, headers, body).
+//! the API (`docs/api.md`) as a caller sees it (status, headers, body).
 
 mod errors;
 mod family;
@@ -19,20 +19,15 @@ use serde_json::Value;
 use tower::ServiceExt;
 
 use super::{router, ApiState};
-use crate::catalog::Catalog;
-use crate::classify::Classifier;
-use crate::config::{ApiConfig, Auth, Clock, UserConfig};
-use crate::flow::tcp_flags::{ACK, PSH, SYN};
-use crate::flow::{Flow, PROTO_TCP};
+use crate::config::{ApiConfig, Auth, UserConfig};
+use crate::flow::Flow;
 use crate::health::Health;
 use crate::metrics::Metrics;
-use crate::state::{Engine, Settings};
+use crate::state::Engine;
+use crate::testkit::{self, HOUR};
 
 /// 2024-03-01T12:00:00Z: the injected wall clock.
 const NOW_MS: i64 = 1_709_294_400_000;
-const HOUR_MS: i64 = 3_600_000;
-/// An ephemeral port above every server port used here.
-const CLIENT_PORT: u16 = 61000;
 const CLIENT_A: &str = "198.51.100.7:50000";
 const CLIENT_B: &str = "198.51.100.8:50000";
 
@@ -40,34 +35,10 @@ fn wall_clock() -> i64 {
     NOW_MS
 }
 
-fn flow(src: &str, sport: u16, dst: &str, dport: u16, bytes: u64, packets: u64) -> Flow {
-    Flow {
-        src_addr: src.parse().unwrap(),
-        dst_addr: dst.parse().unwrap(),
-        src_port: sport,
-        dst_port: dport,
-        proto: PROTO_TCP,
-        tcp_flags: SYN | ACK | PSH,
-        bytes,
-        packets,
-        time_ms: NOW_MS - HOUR_MS,
-        label: None,
-    }
-}
-
-/// Four open TCP ports: SSH, HTTPS (on two IPs), MySQL, and an unknown
-/// port that only ever saw handshakes.
+/// Four open TCP ports an hour ago: SSH, HTTPS (on two IPs), MySQL, and an
+/// unknown port that only ever saw handshakes.
 fn engine() -> Arc<Engine> {
-    let classifier = Classifier::new(&["203.0.113.0/24".parse().unwrap()], &[]);
-    let settings = Settings {
-        retention_days: 30,
-        clock: Clock::Wall,
-        max_future_skew_ms: 5 * 60_000,
-        max_endpoints: 10_000,
-        max_pending: 10_000,
-    };
-    let engine = Engine::new(classifier, Arc::new(Catalog::builtin()), settings);
-    let client = "192.0.2.50";
+    let engine = testkit::engine();
     for (server, port, request, reply, packets) in [
         ("203.0.113.10", 22, 4_000, 6_000, 10),
         ("203.0.113.11", 443, 10_000, 90_000, 100),
@@ -75,14 +46,11 @@ fn engine() -> Arc<Engine> {
         ("203.0.113.13", 3306, 2_000, 3_000, 10),
         ("203.0.113.14", 40000, 40, 40, 1),
     ] {
-        engine.apply(
-            &flow(client, CLIENT_PORT, server, port, request, packets),
-            NOW_MS,
-        );
-        engine.apply(
-            &flow(server, port, client, CLIENT_PORT, reply, packets),
-            NOW_MS,
-        );
+        let flows =
+            testkit::conversation(server, port, "192.0.2.50", request, reply, NOW_MS - HOUR);
+        for f in flows {
+            engine.apply(&Flow { packets, ..f }, NOW_MS);
+        }
     }
     Arc::new(engine)
 }

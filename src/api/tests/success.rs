@@ -2,7 +2,7 @@
 
 use super::*;
 
-/// The row fields of the seed, each with its JSON type.
+/// The row fields of docs/api.md, each with its JSON type.
 const ROW_FIELDS: [(&str, &str); 17] = [
     ("RiskLevel", "int"),
     ("ProbRiskDesc", "string"),

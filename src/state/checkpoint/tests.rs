@@ -1,61 +1,17 @@
-use std::sync::Arc;
-
 use super::*;
-use crate::catalog::Catalog;
-use crate::classify::Classifier;
 use crate::config::Clock;
-use crate::flow::tcp_flags::{ACK, PSH, RST, SYN};
-use crate::flow::{Flow, PROTO_TCP, PROTO_UDP};
+use crate::flow::tcp_flags::{ACK, RST, SYN};
+use crate::flow::{Flow, PROTO_UDP};
 use crate::query::{describe_internet_open_port, PortQuery};
 use crate::state::Settings;
+use crate::testkit::{self, HOUR, T0};
 
-const T0: i64 = 1_704_067_200_000;
-const HOUR: i64 = 3_600_000;
-
+/// An empty engine on the event clock.
 fn engine() -> Engine {
-    let classifier = Classifier::new(
-        &[
-            "203.0.113.0/24".parse().unwrap(),
-            "2001:db8:100::/48".parse().unwrap(),
-        ],
-        &[],
-    );
-    Engine::new(
-        classifier,
-        Arc::new(Catalog::builtin()),
-        Settings {
-            retention_days: 30,
-            clock: Clock::Event,
-            max_future_skew_ms: 300_000,
-            max_endpoints: 10_000,
-            max_pending: 10_000,
-        },
-    )
-}
-
-#[allow(clippy::too_many_arguments)]
-fn flow(
-    src: &str,
-    sport: u16,
-    dst: &str,
-    dport: u16,
-    proto: u8,
-    flags: u16,
-    bytes: u64,
-    t: i64,
-) -> Flow {
-    Flow {
-        src_addr: src.parse().unwrap(),
-        dst_addr: dst.parse().unwrap(),
-        src_port: sport,
-        dst_port: dport,
-        proto,
-        tcp_flags: flags,
-        bytes,
-        packets: 1,
-        time_ms: t,
-        label: None,
-    }
+    testkit::engine_with(Settings {
+        clock: Clock::Event,
+        ..testkit::settings()
+    })
 }
 
 /// An engine with open ports (v4, v6, labelled), a refused port, a scan
@@ -65,88 +21,46 @@ fn filled() -> Engine {
     let wall = T0 + 40 * 24 * HOUR;
     for day in 0..5 {
         let t = T0 + day * 24 * HOUR + 3 * HOUR;
-        let mut labelled = flow(
-            "198.51.100.1",
-            61000,
+        let labelled = Flow {
+            tcp_flags: SYN | ACK,
+            bytes: 700,
+            label: Some("ssh".into()),
+            ..testkit::flow("198.51.100.1", 61000, "203.0.113.10", 8443)
+        };
+        let ssh = testkit::conversation(
             "203.0.113.10",
-            8443,
-            PROTO_TCP,
-            SYN | ACK,
-            700,
+            22,
+            "198.51.100.1",
+            100 + day as u64,
+            1000,
             t,
         );
-        labelled.label = Some("ssh".into());
-        for f in [
-            flow(
-                "198.51.100.1",
-                61000,
-                "203.0.113.10",
-                22,
-                PROTO_TCP,
-                SYN | ACK | PSH,
-                100 + day as u64,
-                t,
-            ),
-            flow(
-                "203.0.113.10",
-                22,
-                "198.51.100.1",
-                61000,
-                PROTO_TCP,
-                SYN | ACK | PSH,
-                1000,
-                t,
-            ),
-            flow(
-                "2001:db8::1",
-                5353,
-                "2001:db8:100::53",
-                53,
-                PROTO_UDP,
-                0,
-                80,
-                t,
-            ),
-            flow(
-                "2001:db8:100::53",
-                53,
-                "2001:db8::1",
-                5353,
-                PROTO_UDP,
-                0,
-                300,
-                t,
-            ),
-            flow(
-                "198.51.100.1",
-                61000,
-                "203.0.113.11",
-                23,
-                PROTO_TCP,
-                SYN,
-                60,
-                t,
-            ),
-            flow(
-                "203.0.113.11",
-                23,
-                "198.51.100.1",
-                61000,
-                PROTO_TCP,
-                RST | ACK,
-                40,
-                t,
-            ),
-            flow(
-                "198.51.100.66",
-                61000,
-                "203.0.113.12",
-                3389,
-                PROTO_TCP,
-                SYN,
-                44,
-                t,
-            ),
+        for f in ssh.into_iter().chain([
+            Flow {
+                proto: PROTO_UDP,
+                bytes: 80,
+                ..testkit::flow("2001:db8::1", 5353, "2001:db8:100::53", 53)
+            },
+            Flow {
+                proto: PROTO_UDP,
+                bytes: 300,
+                ..testkit::flow("2001:db8:100::53", 53, "2001:db8::1", 5353)
+            },
+            Flow {
+                tcp_flags: SYN,
+                bytes: 60,
+                ..testkit::flow("198.51.100.1", 61000, "203.0.113.11", 23)
+            },
+            Flow {
+                tcp_flags: RST | ACK,
+                bytes: 40,
+                ..testkit::flow("203.0.113.11", 23, "198.51.100.1", 61000)
+            },
+            Flow {
+                tcp_flags: SYN,
+                bytes: 44,
+                ..testkit::flow("198.51.100.66", 61000, "203.0.113.12", 3389)
+            },
             labelled.clone(),
             Flow {
                 src_addr: labelled.dst_addr,
@@ -155,8 +69,8 @@ fn filled() -> Engine {
                 dst_port: 61000,
                 ..labelled
             },
-        ] {
-            e.apply(&f, wall);
+        ]) {
+            e.apply(&Flow { time_ms: t, ..f }, wall);
         }
     }
     e

@@ -10,9 +10,7 @@ use crate::flow::tcp_flags::{ACK, PSH, SYN};
 use crate::flow::{Flow, PROTO_TCP, PROTO_UDP};
 use crate::query::TimeWindows;
 use crate::state::checkpoint;
-use crate::testkit::{self, T0};
-
-const HOUR: i64 = 3_600_000;
+use crate::testkit::{self, HOUR, T0};
 
 /// (port, protocol, label) -> (endpoints, TotalBytes) open in the last day.
 type ByLabel = BTreeMap<(u16, &'static str, Option<String>), (u64, u64)>;
