@@ -2,17 +2,17 @@
 # Runs every benchmark of docs/benchmarks.md in order, one after another, and
 # writes what each prints to one log: target/bench-logs/<UTC time>.log.
 #
-#   benches/harness.sh              # every row of SPEC §11 (about 25 minutes on 2 cores)
+#   benches/harness.sh              # every goal of docs/benchmarks.md (about 25 minutes on 2 cores)
 #   benches/harness.sh kafka query  # only the named parts, in the order given
 #
-# Parts: ingest ingest-1m query scaling api kafka memory scan duckdb.
+# Parts: ingest ingest-1m query metrics scaling api kafka memory scan duckdb.
 # `kafka` needs tansu (.ci/install-tools); `duckdb` installs DuckDB into
 # target/bench-venv. Run it on a quiet machine: the load average is logged
 # before every part, and each part prints its own method and settings.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ALL=(ingest ingest-1m query scaling api kafka memory scan duckdb)
+ALL=(ingest ingest-1m query metrics scaling api kafka memory scan duckdb)
 PARTS=("$@")
 if [ ${#PARTS[@]} -eq 0 ]; then
     PARTS=("${ALL[@]}")
@@ -53,6 +53,7 @@ for part in "${PARTS[@]}"; do
     ingest) run cargo bench --quiet --bench ingest ;;
     ingest-1m) run env BENCH_RECORDS=1000000 cargo bench --quiet --bench ingest -- ingest/ ;;
     query) run cargo bench --quiet --bench query ;;
+    metrics) run cargo bench --quiet --bench metrics ;;
     scaling)
         run "$EX/scaling"
         run "$EX/scaling" --sizes 10000 --calls 10 --fresh

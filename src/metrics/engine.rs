@@ -14,14 +14,15 @@
 //!   follow closing ports within a day, which is what a dashboard of current
 //!   exposure wants.
 
-use std::collections::{BTreeMap, HashMap};
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts};
 
-use crate::catalog::Protocol;
+use crate::catalog::{Catalog, Protocol};
 use crate::state::{wall_now_ms, Engine, Summary};
 
 /// Per-port series exported by default, highest risk first (see [`EngineCollector`]).
@@ -61,14 +62,30 @@ pub struct EngineCollector {
     descs: Vec<Desc>,
 }
 
-/// A finished per-port series.
-struct PortSeries {
+/// A finished per-port series; the service name borrows from the catalog
+/// (or, for a label the catalog does not know, is the label).
+struct PortSeries<'a> {
     port: u16,
     proto: Protocol,
-    service: String,
+    service: Cow<'a, str>,
     risk_level: u8,
     public_ips: u64,
     traffic_bytes: u64,
+}
+
+impl PortSeries<'_> {
+    /// The cap's order: highest risk first, then most public IPs, then most
+    /// traffic, then lowest port (and protocol, and name: a total order).
+    fn cap_order(&self, other: &Self) -> std::cmp::Ordering {
+        other
+            .risk_level
+            .cmp(&self.risk_level)
+            .then(other.public_ips.cmp(&self.public_ips))
+            .then(other.traffic_bytes.cmp(&self.traffic_bytes))
+            .then(self.port.cmp(&other.port))
+            .then(self.proto.as_str().cmp(other.proto.as_str()))
+            .then(self.service.cmp(&other.service))
+    }
 }
 
 impl EngineCollector {
@@ -97,38 +114,46 @@ impl EngineCollector {
         }
     }
 
-    /// The summary's last-day shares by service name, sorted by the cap's order.
-    fn port_series(&self, summary: &Summary) -> Vec<PortSeries> {
-        let catalog = self.engine.catalog();
+    /// The summary's last-day shares by service name; the first
+    /// `max_port_series` are the ones the cap keeps, in its order
+    /// ([`PortSeries::cap_order`]), the rest in no order. A scrape at 1 M
+    /// endpoints has some 20,000 of them, so nothing here allocates per share
+    /// and only the kept ones are sorted.
+    fn port_series<'a>(&self, summary: &'a Summary, catalog: &'a Catalog) -> Vec<PortSeries<'a>> {
+        let mut list: Vec<PortSeries<'a>> = Vec::with_capacity(summary.last_day.len());
         // Two labels may name one service (a label the catalog knows, and its port): merge.
-        let mut by_service: BTreeMap<(u16, Protocol, String), PortSeries> = BTreeMap::new();
+        let mut by_service: HashMap<(u16, Protocol, Cow<'a, str>), usize> =
+            HashMap::with_capacity(summary.last_day.len());
         for share in &summary.last_day {
             let (port, proto) = (share.port, share.proto);
             let service = catalog.endpoint_service(port, proto, share.label.as_deref());
-            let name = service.name.into_owned();
-            let series = by_service
+            // A label the catalog does not know is its own name: borrow it.
+            let name = match (service.name, share.label.as_deref()) {
+                (Cow::Owned(_), Some(label)) => Cow::Borrowed(label),
+                (name, _) => name,
+            };
+            let at = *by_service
                 .entry((port, proto, name.clone()))
-                .or_insert_with(|| PortSeries {
-                    port,
-                    proto,
-                    service: name,
-                    risk_level: service.risk.risk_level,
-                    public_ips: 0,
-                    traffic_bytes: 0,
+                .or_insert_with(|| {
+                    list.push(PortSeries {
+                        port,
+                        proto,
+                        service: name,
+                        risk_level: service.risk.risk_level,
+                        public_ips: 0,
+                        traffic_bytes: 0,
+                    });
+                    list.len() - 1
                 });
+            let series = &mut list[at];
             series.public_ips += share.endpoints;
             series.traffic_bytes = series.traffic_bytes.saturating_add(share.total_bytes);
         }
-        let mut list: Vec<PortSeries> = by_service.into_values().collect();
-        list.sort_by(|a, b| {
-            b.risk_level
-                .cmp(&a.risk_level)
-                .then(b.public_ips.cmp(&a.public_ips))
-                .then(b.traffic_bytes.cmp(&a.traffic_bytes))
-                .then(a.port.cmp(&b.port))
-                .then(a.proto.as_str().cmp(b.proto.as_str()))
-                .then(a.service.cmp(&b.service))
-        });
+        let kept = self.max_port_series.min(list.len());
+        if kept < list.len() && kept > 0 {
+            list.select_nth_unstable_by(kept - 1, PortSeries::cap_order);
+        }
+        list[..kept].sort_unstable_by(PortSeries::cap_order);
         list
     }
 }
@@ -188,7 +213,8 @@ impl Collector for EngineCollector {
         out.extend(gauge(endpoints, open_endpoints + pending_endpoints));
         out.extend(gauge(state_bytes, self.engine.state_bytes() as u64));
 
-        let series = self.port_series(&summary);
+        let catalog = self.engine.catalog();
+        let series = self.port_series(&summary, catalog);
         let mut top_risk: HashMap<(u16, Protocol), u8> = HashMap::new();
         for s in &series {
             let risk = top_risk.entry((s.port, s.proto)).or_default();
@@ -209,7 +235,7 @@ impl Collector for EngineCollector {
             let labels = [
                 &s.port.to_string(),
                 s.proto.as_str(),
-                &s.service,
+                s.service.as_ref(),
                 &s.risk_level.to_string(),
             ];
             ips_vec.with_label_values(&labels).set(s.public_ips as i64);
