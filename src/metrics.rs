@@ -1,5 +1,5 @@
-//! Every metric `exposure` exports, defined in one place (SPEC §8). The
-//! reference, with what each means, is `docs/operations.md` ("Metrics").
+//! Every metric `exposure` exports, defined in one place. The reference,
+//! with what each means, is `docs/operations.md#reference`.
 //!
 //! Three kinds, by how they are fed:
 //! - counters on the ingest hot path live in the engine as plain atomics
@@ -29,6 +29,19 @@ pub use latency::{IngestRecorder, Latency, Unit};
 
 use crate::flow::Format;
 use crate::state::Engine;
+
+/// The service's supervised tasks: the values of the `task` label of
+/// `exposure_task_failures_total`, each exported from 0 from the start, so
+/// that an alert on its increase sees the first failure.
+pub mod task {
+    /// The Kafka poll thread and its ingest workers.
+    pub const KAFKA_POLL: &str = "kafka-poll";
+    /// The HTTP server.
+    pub const API: &str = "api";
+    /// Compaction, expiry and the port index's hourly move.
+    pub const MAINTENANCE: &str = "maintenance";
+    pub const ALL: [&str; 3] = [KAFKA_POLL, API, MAINTENANCE];
+}
 
 /// Choices made when the metrics are built.
 #[derive(Clone, Copy, Debug)]
@@ -189,6 +202,9 @@ impl Metrics {
             "Tasks of the service that failed (an error or a panic) or ended unexpectedly, by task.",
             &["task"],
         );
+        for name in task::ALL {
+            task_failures.with_label_values(&[name]);
+        }
         let checkpoint_interval = gauge(
             "exposure_checkpoint_interval_seconds",
             "The configured state.checkpoint_interval; 0 while checkpoints are not taken.",

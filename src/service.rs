@@ -2,7 +2,7 @@
 //! Kafka source feeding the engine, the HTTP API reading it, a maintenance
 //! task, and an orderly shutdown.
 //!
-//! Shutdown order (SPEC §9, STYLE): stop fetching, apply what was fetched
+//! Shutdown order (`docs/operations.md#shutdown`): stop fetching, apply what was fetched
 //! and commit, then stop HTTP. The whole drain has a deadline.
 
 use std::net::SocketAddr;
@@ -19,7 +19,7 @@ use crate::api::{self, ApiState};
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::health::Health;
-use crate::metrics::Metrics;
+use crate::metrics::{self, Metrics};
 use crate::source::kafka;
 use crate::state::checkpoint::Store;
 use crate::state::{wall_now_ms, Engine};
@@ -30,14 +30,15 @@ const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(60);
 /// How often the port index is checked against the clock: a new hour moves
 /// it here rather than in the first query of the hour.
 const INDEX_INTERVAL: Duration = Duration::from_secs(1);
-/// The drain after a stop signal must finish within this (SPEC §9: exit within 10 s).
+/// The drain after a stop signal must finish within this, so the process
+/// exits within 10 s (`docs/operations.md#shutdown`).
 pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(8);
 
 /// The names the service's tasks are supervised, logged and counted under
 /// (`exposure_task_failures_total{task}`).
-const KAFKA_TASK: &str = "kafka-poll";
-const API_TASK: &str = "api";
-const MAINTENANCE_TASK: &str = "maintenance";
+const KAFKA_TASK: &str = metrics::task::KAFKA_POLL;
+const API_TASK: &str = metrics::task::API;
+const MAINTENANCE_TASK: &str = metrics::task::MAINTENANCE;
 
 /// The parts of a running service, for callers that need to look inside (the demo, tests).
 #[derive(Clone)]

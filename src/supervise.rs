@@ -132,6 +132,8 @@ impl Supervisor {
     {
         let health = self.health.clone();
         let metrics = self.metrics.clone();
+        // Counted from zero, as the must-run tasks are (see `register`).
+        metrics.task_failures.with_label_values(&[name]);
         self.tasks.spawn(async move {
             let mut delay = FIRST_RESTART_DELAY;
             loop {
