@@ -17,9 +17,6 @@ use crate::query::{self, PortQuery};
 use crate::source::file;
 use crate::state::{wall_now_ms, Engine, StatsSnapshot};
 
-/// The shipped catalog's path, used when no config names another.
-pub const DEFAULT_CATALOG: &str = "config/services.toml";
-
 /// `exposure analyze`'s command line.
 #[derive(clap::Args)]
 pub struct AnalyzeArgs {
@@ -143,7 +140,8 @@ pub fn command(args: AnalyzeArgs) -> ExitCode {
 /// What `exposure analyze` was asked to do.
 #[derive(Clone, Debug)]
 pub struct AnalyzeOptions {
-    /// A config file; without one, the defaults of SPEC §3 plus `assets`.
+    /// A config file; without one, the defaults
+    /// (`docs/operations.md#configuration`) plus `assets`.
     pub config: Option<PathBuf>,
     /// Input format; default: the config's `kafka.format` (`auto`).
     pub format: Option<Format>,
@@ -178,14 +176,11 @@ pub fn load_config(opts: &AnalyzeOptions) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-/// Loads the catalog a config names; the default path falls back to the
-/// copy built into the binary when it does not exist (running from another
-/// directory), any other path must exist.
+/// Loads the catalog a config names ([`Catalog::for_config`]), saying
+/// which file it was when it fails.
 pub fn load_catalog(path: &Path) -> anyhow::Result<Catalog> {
-    if path == Path::new(DEFAULT_CATALOG) && !path.exists() {
-        return Ok(Catalog::builtin());
-    }
-    Catalog::load(path).with_context(|| format!("loading the service catalog {}", path.display()))
+    Catalog::for_config(path)
+        .with_context(|| format!("loading the service catalog {}", path.display()))
 }
 
 /// Runs the analysis with `config` (from [`load_config`]) and `catalog`,

@@ -336,6 +336,48 @@ fn check_config_reports_every_problem_and_exits_2() {
 }
 
 #[test]
+fn check_config_reads_the_catalog_the_config_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = |catalog: &Path| {
+        let text = format!(
+            "[network]\nassets = [\"203.0.113.0/24\"]\n[api]\nauth = \"none\"\n[services]\ncatalog = {:?}\n",
+            catalog.to_str().unwrap()
+        );
+        write(dir.path(), "exposure.toml", text.as_bytes())
+    };
+    let check = |config: &Path| {
+        let out = exposure(
+            &["check-config", "--config", config.to_str().unwrap()],
+            None,
+        );
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    let missing = dir.path().join("nowhere.toml");
+    let (code, err) = check(&config(&missing));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("services.catalog"), "{err}");
+    assert!(err.contains("nowhere.toml"), "{err}");
+
+    let broken = write(
+        dir.path(),
+        "services.toml",
+        b"[[service]]\nname = \"SSH\"\nports = [\"22\"]\nrisk_level = 9\n",
+    );
+    let (code, err) = check(&config(&broken));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("services.catalog"), "{err}");
+    assert!(err.contains("services.toml"), "{err}");
+
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/services.toml");
+    let (code, err) = check(&config(&shipped));
+    assert_eq!(code, Some(0), "{err}");
+}
+
+#[test]
 fn analyze_with_config_file_uses_its_assets() {
     let input = json_lines(&world(), encode_goflow2_json);
     let out = exposure(

@@ -1,4 +1,4 @@
-//! The service catalog (SPEC §5 "Services" and "Risk"): which service a
+//! The service catalog (`docs/semantics.md#services-and-risk`): which service a
 //! (port, protocol) belongs to, how risky that service is when the Internet
 //! can reach it, and what to tell the user about it in Chinese and English.
 //!
@@ -24,6 +24,9 @@ pub type ServiceId = u16;
 pub const UNKNOWN_NAME: &str = "Unknown";
 
 /// The shipped catalog, embedded so the binary works without `config/`.
+/// The shipped catalog's path, used when no config names another.
+pub const DEFAULT_PATH: &str = "config/services.toml";
+
 const BUILTIN: &str = include_str!("../../config/services.toml");
 
 /// Slot value for a (port, protocol) no service claims. Also why a catalog
@@ -286,7 +289,7 @@ pub struct EndpointService<'a> {
 }
 
 impl Catalog {
-    /// An endpoint's service (SPEC §5 Services): the collector's L7 label
+    /// An endpoint's service (`docs/semantics.md#services-and-risk`): the collector's L7 label
     /// when there is one (named as the catalog names it when the catalog
     /// knows the label), else the catalog's service for its port, else
     /// `Unknown`. A label the catalog does not know keeps the collector's
@@ -335,6 +338,17 @@ impl Catalog {
             path: None,
             problems,
         })
+    }
+
+    /// The catalog a config's `services.catalog` names: the default path
+    /// ([`DEFAULT_PATH`]) falls back to the copy built into the binary when
+    /// it does not exist (running from another directory); any other path
+    /// must exist.
+    pub fn for_config(path: &Path) -> Result<Catalog, CatalogError> {
+        if path == Path::new(DEFAULT_PATH) && !path.exists() {
+            return Ok(Catalog::builtin());
+        }
+        Catalog::load(path)
     }
 
     /// Reads, parses and validates the catalog at `path`.

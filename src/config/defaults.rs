@@ -1,4 +1,4 @@
-//! Every default of SPEC §3: one `const fn` per key, and the `Default`
+//! Every default (`docs/operations.md#configuration`): one `const fn` per key, and the `Default`
 //! impls built from them.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -34,7 +34,7 @@ const fn default_dead_letter_topic() -> &'static str {
 }
 /// librdkafka properties set unless the config sets them:
 /// - `fetch.wait.max.ms` is 500 in librdkafka; 100 keeps freshness well
-///   under the 1 s goal (SPEC §11).
+///   under the 1 s goal (`docs/benchmarks.md#goals-and-results`).
 /// - `fetch.queue.backoff.ms` is 1000 in librdkafka: once a partition's
 ///   local queue passes `queued.min.messages` (100 k), its next fetch waits
 ///   that long. Ingest drains such a queue in about 0.1 s, so with 1000 the
@@ -73,7 +73,7 @@ const fn default_listen() -> SocketAddr {
 const fn default_auth() -> Auth {
     Auth::Acs
 }
-/// As in the seed API's documented per-user limit.
+/// As in Alibaba Cloud's documented per-user limit for this API.
 const fn default_qps() -> u32 {
     10
 }
@@ -81,7 +81,7 @@ const fn default_max_page_size() -> u32 {
     1000
 }
 const fn default_catalog() -> &'static str {
-    "config/services.toml"
+    crate::catalog::DEFAULT_PATH
 }
 
 impl Default for KafkaConfig {
@@ -142,7 +142,8 @@ impl Default for ServicesConfig {
     }
 }
 
-/// Every default of SPEC §3; `network.assets` is empty (a file must set it).
+/// Every default (`docs/operations.md#configuration`); `network.assets` is
+/// empty (a file must set it).
 impl Default for Config {
     fn default() -> Self {
         Config {

@@ -1,21 +1,23 @@
 //! Typed configuration: loading, environment overrides, secrets, validation
-//! (SPEC §3).
+//! (`docs/operations.md#configuration`).
 //!
 //! [`Config::load`] reads a TOML file, applies `EXPOSURE__SECTION__KEY`
 //! environment overrides, resolves `env:NAME` secrets and validates, then
 //! returns either a [`Config`] or *every* problem found, each with its key
 //! path ([`ConfigErrors`]). Unknown keys are errors.
 //!
-//! Decisions where SPEC §3 is silent:
+//! Decisions (also in `docs/operations.md#configuration`):
 //!
-//! - An asset range that overlaps a built-in internal range (SPEC §5) or
+//! - An asset range that overlaps a built-in internal range
+//!   (`docs/semantics.md#addresses`) or
 //!   `network.internal` is an error, as is a CIDR with host bits set (the
 //!   message gives the network); a bare address is taken as a /32 or /128.
 //! - `kafka.librdkafka` values may be strings, integers, floats or booleans
 //!   (stringified, as librdkafka takes text); keys that duplicate a typed key
 //!   (`bootstrap.servers`, `group.id`, `auto.offset.reset`) or that would let
 //!   librdkafka manage offsets (`enable.auto.commit`,
-//!   `enable.auto.offset.store`; the checkpoint holds them, SPEC §9) are
+//!   `enable.auto.offset.store`; the checkpoint holds them,
+//!   `docs/operations.md#durability-what-survives-what`) are
 //!   errors. The map is merged over the service's own defaults.
 //! - An override's value is a TOML value when it parses as one, else a
 //!   string; a key that expects a string takes the text as given
@@ -49,12 +51,13 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+use crate::catalog::Catalog;
 use crate::flow::Format;
 
 pub use api::ACTIONS;
 pub use network::builtin_internal_ranges;
 
-/// The whole configuration of the service (SPEC §3).
+/// The whole configuration of the service (`docs/operations.md#configuration`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
     /// Where flow records come from.
@@ -73,7 +76,7 @@ pub struct Config {
     pub services: ServicesConfig,
 }
 
-/// The Kafka consumer (SPEC §4).
+/// The Kafka consumer (`docs/semantics.md#input-records`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct KafkaConfig {
     /// Bootstrap brokers, `host:port[,host:port...]`, as librdkafka takes them.
@@ -95,7 +98,7 @@ pub struct KafkaConfig {
     pub librdkafka: BTreeMap<String, String>,
 }
 
-/// Address classes (SPEC §5).
+/// Address classes (`docs/semantics.md#addresses`).
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct NetworkConfig {
     /// Our public ranges: the only addresses whose open ports are reported.
@@ -105,7 +108,7 @@ pub struct NetworkConfig {
     pub internal: Vec<IpNet>,
 }
 
-/// Time windows (SPEC §5 Time).
+/// Time windows (`docs/semantics.md#time`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct WindowConfig {
     /// Days of history kept and queryable; older buckets are dropped.
@@ -117,7 +120,7 @@ pub struct WindowConfig {
     pub max_future_skew: Duration,
 }
 
-/// State and checkpoints (SPEC §9).
+/// State and checkpoints (`docs/operations.md#durability-what-survives-what`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct StateConfig {
     /// Directory holding checkpoints.
@@ -132,7 +135,7 @@ pub struct StateConfig {
     pub max_pending: usize,
 }
 
-/// The HTTP API (SPEC §7).
+/// The HTTP API (`docs/api.md`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ApiConfig {
     /// Address the API, `/metrics` and health checks listen on.
@@ -173,7 +176,7 @@ pub struct LoggingConfig {
 /// Where the service catalog lives.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ServicesConfig {
-    /// Path of the catalog TOML (SPEC §5 Risk).
+    /// Path of the catalog TOML (`docs/semantics.md#services-and-risk`).
     pub catalog: PathBuf,
 }
 
@@ -276,7 +279,7 @@ choice_enum! {
 }
 
 choice_enum! {
-    /// What "now" is (SPEC §5 Time).
+    /// What "now" is (`docs/semantics.md#time`).
     Clock {
         /// The machine's clock (production).
         Wall = "wall",
@@ -286,7 +289,7 @@ choice_enum! {
 }
 
 choice_enum! {
-    /// How API requests are authenticated (SPEC §7).
+    /// How API requests are authenticated (`docs/api.md#signed-requests`).
     Auth {
         /// Alibaba Cloud signatures (ACS3-HMAC-SHA256 or v1 HMAC-SHA1).
         Acs = "acs",
@@ -415,18 +418,24 @@ impl fmt::Display for ConfigProblem {
 }
 
 /// `exposure check-config`: prints `config OK: PATH` on stdout and exits 0,
-/// or prints every problem on stderr (`PATH: key: message`) and exits 2.
+/// or prints every problem on stderr (`PATH: key: message`) and exits 2;
+/// the config is checked, then the service catalog it names.
 pub fn check_config(path: &Path) -> ExitCode {
-    match Config::load(path) {
-        Ok(_) => {
-            println!("config OK: {}", path.display());
-            ExitCode::SUCCESS
-        }
+    let config = match Config::load(path) {
+        Ok(config) => config,
         Err(errors) => {
             for problem in &errors.0 {
                 eprintln!("{}: {problem}", path.display());
             }
-            ExitCode::from(2)
+            return ExitCode::from(2);
         }
+    };
+    // The catalog it names is read as `run` reads it, so that what passes
+    // here also starts.
+    if let Err(e) = Catalog::for_config(&config.services.catalog) {
+        eprintln!("{}: services.catalog: {e}", path.display());
+        return ExitCode::from(2);
     }
+    println!("config OK: {}", path.display());
+    ExitCode::SUCCESS
 }
