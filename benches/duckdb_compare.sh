@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `exposure analyze` against DuckDB's NDJSON reader + GROUP BY, on the same
-# generated files (SPEC §11: >= 1 M records/s for JSON on one core; DuckDB
-# on one thread is the yardstick).
+# generated files (goal: >= 1 M records/s for JSON on one core; DuckDB
+# on one thread is the yardstick; see docs/benchmarks.md#goals-and-results).
 #
 #   benches/duckdb_compare.sh            # 1 M records per format, 5 runs each
 #   RECORDS=200000 RUNS=3 benches/duckdb_compare.sh

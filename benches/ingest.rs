@@ -1,5 +1,6 @@
-//! Decode + aggregate on one core, per input format (SPEC §11: >= 3 M
-//! records/s for goflow2-pb, >= 1 M/s for the JSON formats).
+//! Decode + aggregate on one core, per input format (goals: >= 3 M
+//! records/s for goflow2-pb, >= 1 M/s for the JSON formats; see
+//! docs/benchmarks.md#goals-and-results).
 //!
 //! Records are generated and encoded in memory first, one flow a record,
 //! laid out back to back as a consumer's fetch buffer holds them. The

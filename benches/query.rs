@@ -1,5 +1,6 @@
 //! `DescribeInternetOpenPort` with 100 k open endpoints on 5 k ports
-//! (SPEC §11: p99 <= 5 ms during full-speed ingest).
+//! (goal: p99 <= 5 ms during full-speed ingest; see
+//! docs/benchmarks.md#goals-and-results).
 //!
 //! The state is built from the generator: flows spread over the last 30
 //! days until every server has answered, then 2 M more. The default query

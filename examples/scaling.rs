@@ -1,4 +1,4 @@
-//! The scaling curve (SPEC §11): ingest records/s with 1 and 2 ingest
+//! The scaling curve (docs/benchmarks.md): ingest records/s with 1 and 2 ingest
 //! threads, and `DescribeInternetOpenPort` latency as the state grows from
 //! 10 k to 100 k to 1 M open endpoints.
 //!

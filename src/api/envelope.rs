@@ -1,6 +1,6 @@
 //! What every RPC response shares, whatever its Action or outcome: a request
 //! id (in the body and in `x-acs-request-id`), the JSON content type, the
-//! error body of SPEC §7, one metric increment and one log line.
+//! error body (`docs/api.md#errors`), one metric increment and one log line.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;

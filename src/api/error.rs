@@ -1,4 +1,4 @@
-//! The API's errors and how each one looks on the wire (SPEC §7).
+//! The API's errors and how each one looks on the wire (`docs/api.md#errors`).
 //!
 //! [`ApiError`] maps every variant to its HTTP status, Alibaba Cloud error
 //! code and hint in one `match` ([`ApiError::kind`]). Its `IntoResponse`
@@ -191,7 +191,7 @@ pub struct ErrorReply {
     pub recommend: &'static str,
 }
 
-/// The error body of SPEC §7.
+/// The error body (`docs/api.md#errors`).
 #[derive(Serialize)]
 struct ErrorBody<'a> {
     #[serde(rename = "RequestId")]

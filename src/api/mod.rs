@@ -1,4 +1,4 @@
-//! The HTTP API (SPEC §7): Alibaba Cloud RPC-style `GET`/`POST /` for the
+//! The HTTP API (`docs/api.md`): Alibaba Cloud RPC-style `GET`/`POST /` for the
 //! `DescribeInternetOpen*` Actions, plus `/healthz`, `/readyz` and `/metrics`.
 //!
 //! A request to `/` flows through [`envelope`] (request id, content type,

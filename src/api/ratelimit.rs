@@ -1,4 +1,4 @@
-//! Requests per second per caller (SPEC §7): a token bucket per key.
+//! Requests per second per caller (`docs/api.md#rate-limits`): a token bucket per key.
 //!
 //! A key's bucket holds up to `qps` tokens and refills at `qps` tokens per
 //! second, so a caller may send `qps` requests in a burst and then `qps` a

@@ -1,7 +1,8 @@
 //! An Alibaba Cloud RPC-style request: `Action`, `Version` and parameters
-//! from the query string, a form body and the `x-acs-*` headers (SPEC §7).
+//! from the query string, a form body and the `x-acs-*` headers
+//! (`docs/api.md#calling`).
 //!
-//! Decisions where SPEC §7 is silent (also in `docs/api.md`):
+//! Decisions (also in `docs/api.md#calling`):
 //!
 //! - Parameters come from the query string and from an
 //!   `application/x-www-form-urlencoded` body (a body without a
@@ -34,7 +35,7 @@ use super::error::ApiError;
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// How long the body may take to arrive (no slow-drip connections).
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
-/// The only API version (SPEC §7).
+/// The only API version (`docs/api.md#calling`).
 pub const VERSION: &str = "2017-12-07";
 
 const FORM: &str = "application/x-www-form-urlencoded";

@@ -10,7 +10,8 @@ use super::fields::{key_path, Fields};
 use super::read::Reader;
 use super::{quoted_list, ApiConfig, Auth, UserConfig};
 
-/// The Action names a user may be granted; `"*"` grants all (SPEC §7).
+/// The Action names a user may be granted; `"*"` grants all
+/// (`docs/api.md#permissions`).
 pub const ACTIONS: &[&str] = &[
     "*",
     "DescribeInternetOpenPort",

@@ -1,4 +1,5 @@
-//! The flow record model and one decoder per input format (SPEC §4).
+//! The flow record model and one decoder per input format
+//! (`docs/semantics.md#input-records`).
 //!
 //! A decoder turns the payload of one Kafka record (or one line of a file)
 //! into zero or more [`Flow`]s. Bad input is data, not an exception: every

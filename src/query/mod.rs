@@ -1,5 +1,6 @@
 //! The `DescribeInternetOpen*` answers, computed from the engine's state:
-//! parameters, time windows, filters, ordering and paging (SPEC §6, §7).
+//! parameters, time windows, filters, ordering and paging
+//! (`docs/api.md#rules-every-action-shares`, `docs/api.md#describeinternetopenport`).
 //!
 //! `DescribeInternetOpenPort` over the last 1, 7 or 30 days (its default
 //! range is the last 7) reads the engine's port index: one entry per (port,
@@ -188,7 +189,7 @@ pub fn answer(
 }
 
 const DAY_S: i64 = 86_400;
-/// Default range length before "now" (SPEC §5 Time).
+/// Default range length before "now" (`docs/semantics.md#time`).
 const DEFAULT_RANGE_DAYS: i64 = 7;
 
 /// The body of a paged answer: `{RequestId, PageInfo, DataList}`.

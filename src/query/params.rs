@@ -1,5 +1,6 @@
 //! Request parameters of the `DescribeInternetOpen*` Actions, validated
-//! (SPEC §6, and the request models of the official SDK).
+//! (`docs/api.md#rules-every-action-shares`, and the request models of the
+//! official SDK).
 //!
 //! Every parameter arrives as a string. Each Action reads the parameters its
 //! SDK request model has ([`Action::params`]) and ignores the others, as

@@ -1,5 +1,5 @@
 //! `DescribeInternetOpenPort`: one row per (port, protocol) with at least one
-//! open endpoint in the range (SPEC §6).
+//! open endpoint in the range (`docs/api.md#describeinternetopenport`).
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -14,7 +14,7 @@ use super::{PageInfo, Paged, TimeWindows};
 use crate::catalog::{EndpointService, Lang, Protocol, Service};
 use crate::state::{hour_of, Engine, LabelCount};
 
-/// One row of `DataList`, with the seed's field names and JSON types.
+/// One row of `DataList`, with Alibaba Cloud's field names and JSON types.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct PortRow {
@@ -106,7 +106,8 @@ impl Candidate {
         self.in_bytes.saturating_add(self.out_bytes)
     }
 
-    /// RiskLevel desc, TotalBytes desc, Port asc, Protocol asc (SPEC §6);
+    /// RiskLevel desc, TotalBytes desc, Port asc, Protocol asc
+    /// (`docs/api.md#describeinternetopenport`);
     /// protocols order as their names do, tcp before udp.
     fn order(&self) -> (Reverse<u8>, Reverse<u64>, u16, Protocol) {
         (

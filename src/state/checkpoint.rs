@@ -1,6 +1,6 @@
 //! Checkpoints: the engine's state and the next offset of every partition,
 //! written together, atomically, in a versioned format with a checksum
-//! (SPEC §9).
+//! (`docs/operations.md#the-checkpoint-file`).
 //!
 //! A file is `checkpoint-<sequence>.bin` in `state.dir`, written as a
 //! temporary file, fsynced, renamed, and the directory fsynced. The newest
