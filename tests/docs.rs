@@ -26,7 +26,7 @@ fn text_files() -> Vec<PathBuf> {
                 if !hidden && name != "target" && name != "node_modules" {
                     walk(&path, out);
                 }
-            } else if dir.ends_with(".ci") || {
+            } else if dir.file_name().is_some_and(|n| n == ".ci") || {
                 let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
                 TEXT.contains(&ext)
             } {
