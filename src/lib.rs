@@ -38,6 +38,8 @@
 //! - [`demo`]: `exposure demo`: the service with an embedded broker and
 //!   generated traffic.
 //! - [`metrics`]: every Prometheus metric, defined in one place.
+//! - [`cluster`]: building blocks for several instances sharing one group
+//!   (the routed record, the replay guard); not wired into `run` yet.
 //! - [`health`]: the readiness flags behind `/readyz`.
 //! - [`logging`]: structured `tracing` logs, as text or JSON lines.
 //! - [`generate`]: a seeded, realistic world of flows for benches, tests and
@@ -47,6 +49,7 @@ pub mod analyze;
 pub mod api;
 pub mod catalog;
 pub mod classify;
+pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod flow;
