@@ -10,7 +10,8 @@
 #                                        # goflow2-json, pmacct-json or
 #                                        # goflow2-pb; DuckDB reads only JSON)
 #
-# exposure: `exposure analyze` on one core (taskset -c 0), timed by hyperfine
+# exposure: `exposure analyze` on one core (taskset -c 0), then on every
+# core (it decodes on one thread per core), timed by hyperfine
 # (or from Python when hyperfine is missing; median of RUNS after one
 # warm-up either way), whole process: read the
 # file, split it into records, decode, classify, aggregate, print the full
@@ -93,20 +94,25 @@ else
     done
 fi
 
-declare -A RATE
-echo
-echo "== exposure analyze, one core =="
-for format in "${FORMATS[@]}"; do
-    file=$(file_for "$format")
-    cmd="taskset -c 0 target/release/exposure analyze --assets $ASSETS --format $format $file"
-    if command -v hyperfine >/dev/null; then
-        hyperfine -N --warmup 1 --runs "$RUNS" --export-json "$DATA/analyze-$format.json" "$cmd"
-        secs=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['results'][0]['median'])" \
-            "$DATA/analyze-$format.json")
-    else
-        # Without hyperfine: the same count of runs after one warm-up, timed
-        # from Python, the median kept.
-        secs=$(python3 - "$RUNS" $cmd <<'PY'
+declare -A RATE RATE_ALL
+# time_exposure LABEL PREFIX: the median of RUNS of `exposure analyze` on
+# every file, started through PREFIX (`taskset -c 0` for one core); the
+# rates go into RATE (one core) or RATE_ALL (every core).
+time_exposure() {
+    local label=$1 prefix=$2
+    echo
+    echo "== exposure analyze, $label =="
+    for format in "${FORMATS[@]}"; do
+        file=$(file_for "$format")
+        cmd="${prefix}target/release/exposure analyze --assets $ASSETS --format $format $file"
+        if command -v hyperfine >/dev/null; then
+            hyperfine -N --warmup 1 --runs "$RUNS" --export-json "$DATA/analyze-$format.json" "$cmd"
+            secs=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['results'][0]['median'])" \
+                "$DATA/analyze-$format.json")
+        else
+            # Without hyperfine: the same count of runs after one warm-up, timed
+            # from Python, the median kept.
+            secs=$(python3 - "$RUNS" $cmd <<'PY'
 import statistics, subprocess, sys, time
 runs, cmd = int(sys.argv[1]), sys.argv[2:]
 subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
@@ -118,10 +124,14 @@ for _ in range(runs):
 print(f"{statistics.median(times):.3f}")
 PY
 )
-    fi
-    RATE[$format]=$(python3 -c "print(f'{$RECORDS / $secs / 1e6:.2f}')")
-    echo "exposure $format: median ${secs} s, ${RATE[$format]} M records/s"
-done
+        fi
+        rate=$(python3 -c "print(f'{$RECORDS / $secs / 1e6:.2f}')")
+        if [ -n "$prefix" ]; then RATE[$format]=$rate; else RATE_ALL[$format]=$rate; fi
+        echo "exposure $format ($label): median ${secs} s, ${rate} M records/s"
+    done
+}
+time_exposure "one core" "taskset -c 0 "
+time_exposure "every core ($(nproc))" ""
 
 # DuckDB reads the JSON files only.
 JSON_INPUTS=()
@@ -182,9 +192,9 @@ fi
 
 echo
 echo "== summary, M records/s ($RECORDS records, $(nproc) cores) =="
-printf '%-14s %10s %12s %12s\n' format exposure duckdb-1t "duckdb-$(nproc)t"
+printf '%-14s %12s %12s %12s %12s\n' format exposure-1c "exposure-$(nproc)c" duckdb-1t "duckdb-$(nproc)t"
 for format in "${FORMATS[@]}"; do
     one=$(awk -v f="$format" '$1 == f && $2 == 1 { print $4 }' "$DATA/duckdb.txt")
     all=$(awk -v f="$format" '$1 == f && $2 != 1 { print $4 }' "$DATA/duckdb.txt")
-    printf '%-14s %10s %12s %12s\n' "$format" "${RATE[$format]}" "${one:--}" "${all:--}"
+    printf '%-14s %12s %12s %12s %12s\n' "$format" "${RATE[$format]}" "${RATE_ALL[$format]}" "${one:--}" "${all:--}"
 done

@@ -306,6 +306,44 @@ fn missing_input_file_is_a_runtime_error_naming_it() {
 }
 
 #[test]
+fn records_are_applied_in_file_order_however_many_threads_decode_them() {
+    // 10,000 flows 40 days before T, then 10,000 at T, in a file of many
+    // chunks for the decoding threads. "Now" is the latest flow seen so
+    // far: read in order, every old flow comes before the clock reaches T
+    // and is applied; any chunk of T applied before an old one would make
+    // the old flows after it too old to count.
+    let old = T - 40 * 24 * 3_600_000;
+    let flows: Vec<Flow> = (0..20_000u32)
+        .map(|i| {
+            let (client, server) = (
+                ("198.51.100.1", 20_000 + (i / 2 % 40_000) as u16),
+                ("203.0.113.10", 22),
+            );
+            let f = if i % 2 == 0 {
+                support::flow(client.0, client.1, server.0, server.1)
+            } else {
+                support::flow(server.0, server.1, client.0, client.1)
+            };
+            Flow {
+                tcp_flags: DATA,
+                time_ms: if i < 10_000 { old } else { T },
+                ..f
+            }
+        })
+        .collect();
+    let input = json_lines(&flows, encode_goflow2_json);
+    let out = exposure(&["analyze", "--assets", ASSETS, "-"], Some(&input));
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        err.contains("records read 20000, flows applied 20000, rejected 0,"),
+        "{err}"
+    );
+    let rows = rows(&out);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["Port"], 22);
+}
+
+#[test]
 fn check_config_accepts_the_shipped_example() {
     let out = exposure(&["check-config", "--config", "config/exposure.toml"], None);
     assert!(

@@ -56,72 +56,111 @@ pub fn open(path: &Path) -> io::Result<Box<dyn BufRead>> {
 /// whose first non-blank byte is `{` is read as JSON lines, anything else as
 /// a protobuf stream.
 pub fn records(
-    mut input: Box<dyn BufRead>,
+    input: Box<dyn BufRead>,
     format: Format,
 ) -> io::Result<Box<dyn Iterator<Item = io::Result<Record>>>> {
+    let mut reader = reader(input, format)?;
+    Ok(Box::new(std::iter::from_fn(move || {
+        let mut record = Vec::new();
+        reader
+            .next_into(&mut record)
+            .transpose()
+            .map(|next| next.map(|framed| framed.map(|()| record)))
+    })))
+}
+
+/// Like [`records`], but each record is appended to a buffer of the
+/// caller's ([`RecordReader::next_into`]), so that many records can share
+/// one allocation.
+pub fn reader(mut input: Box<dyn BufRead>, format: Format) -> io::Result<RecordReader> {
     let json = match format {
         Format::Goflow2Json | Format::PmacctJson => true,
         Format::Goflow2Pb => false,
         Format::Auto => first_non_blank(&mut input)? == Some(b'{'),
     };
-    Ok(if json {
-        Box::new(JsonLines { input })
-    } else {
-        Box::new(PbStream {
-            input,
-            broken: false,
-        })
+    Ok(RecordReader {
+        input,
+        json,
+        broken: false,
     })
 }
 
-fn first_non_blank(input: &mut Box<dyn BufRead>) -> io::Result<Option<u8>> {
-    loop {
-        let buf = input.fill_buf()?;
-        if buf.is_empty() {
-            return Ok(None);
-        }
-        match buf.iter().position(|b| !b.is_ascii_whitespace()) {
-            Some(i) => return Ok(Some(buf[i])),
-            None => {
-                let n = buf.len();
-                input.consume(n);
-            }
-        }
-    }
-}
-
-struct JsonLines {
+/// Reads one record after another from a file or stdin.
+pub struct RecordReader {
     input: Box<dyn BufRead>,
-}
-
-impl Iterator for JsonLines {
-    type Item = io::Result<Record>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            let mut line = Vec::new();
-            match self.input.read_until(b'\n', &mut line) {
-                Ok(0) => return None,
-                Ok(_) => {}
-                Err(e) => return Some(Err(e)),
-            }
-            while line.last().is_some_and(|b| b.is_ascii_whitespace()) {
-                line.pop();
-            }
-            if !line.iter().all(u8::is_ascii_whitespace) {
-                return Some(Ok(Ok(line)));
-            }
-        }
-    }
-}
-
-struct PbStream {
-    input: Box<dyn BufRead>,
+    /// JSON lines, else a protobuf stream.
+    json: bool,
     /// Set after a framing error: nothing after it can be trusted.
     broken: bool,
 }
 
-impl PbStream {
+impl RecordReader {
+    /// Appends the next record to `out`. `None` at the end of the input;
+    /// `Some(Err(_))` when the rest of the input cannot be split into
+    /// records (then `out` is as it was, and the next call says `None`).
+    pub fn next_into(&mut self, out: &mut Vec<u8>) -> io::Result<Option<Result<(), RecordError>>> {
+        if self.json {
+            self.next_line(out)
+        } else {
+            self.next_message(out)
+        }
+    }
+
+    /// The next line that is not blank, without its trailing whitespace
+    /// (`\r\n` included).
+    fn next_line(&mut self, out: &mut Vec<u8>) -> io::Result<Option<Result<(), RecordError>>> {
+        let start = out.len();
+        loop {
+            if self.input.read_until(b'\n', out)? == 0 {
+                return Ok(None);
+            }
+            while out.len() > start && out.last().is_some_and(|b| b.is_ascii_whitespace()) {
+                out.pop();
+            }
+            if out[start..].iter().all(u8::is_ascii_whitespace) {
+                out.truncate(start);
+            } else {
+                return Ok(Some(Ok(())));
+            }
+        }
+    }
+
+    /// The next length-prefixed message, prefix included: a record is what
+    /// goflow2 would have sent.
+    fn next_message(&mut self, out: &mut Vec<u8>) -> io::Result<Option<Result<(), RecordError>>> {
+        if self.broken {
+            return Ok(None);
+        }
+        let len = match self.read_varint()? {
+            None => return Ok(None),
+            Some(Ok(len)) => len,
+            Some(Err(e)) => {
+                self.broken = true;
+                return Ok(Some(Err(e)));
+            }
+        };
+        if len > MAX_PB_MESSAGE as u64 {
+            self.broken = true;
+            return Ok(Some(Err(RecordError::Oversized { len })));
+        }
+        let start = out.len();
+        encode_varint(len, out);
+        let body = out.len();
+        out.resize(body + len as usize, 0);
+        match self.input.read_exact(&mut out[body..]) {
+            Ok(()) => Ok(Some(Ok(()))),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                out.truncate(start);
+                self.broken = true;
+                Ok(Some(Err(RecordError::Truncated)))
+            }
+            Err(e) => {
+                out.truncate(start);
+                Err(e)
+            }
+        }
+    }
+
     fn read_varint(&mut self) -> io::Result<Option<Result<u64, RecordError>>> {
         let mut value = 0u64;
         for i in 0..10 {
@@ -142,38 +181,18 @@ impl PbStream {
     }
 }
 
-impl Iterator for PbStream {
-    type Item = io::Result<Record>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.broken {
-            return None;
+fn first_non_blank(input: &mut Box<dyn BufRead>) -> io::Result<Option<u8>> {
+    loop {
+        let buf = input.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(None);
         }
-        let len = match self.read_varint() {
-            Ok(None) => return None,
-            Ok(Some(Ok(len))) => len,
-            Ok(Some(Err(e))) => {
-                self.broken = true;
-                return Some(Ok(Err(e)));
+        match buf.iter().position(|b| !b.is_ascii_whitespace()) {
+            Some(i) => return Ok(Some(buf[i])),
+            None => {
+                let n = buf.len();
+                input.consume(n);
             }
-            Err(e) => return Some(Err(e)),
-        };
-        if len > MAX_PB_MESSAGE as u64 {
-            self.broken = true;
-            return Some(Ok(Err(RecordError::Oversized { len })));
-        }
-        // Keep the length prefix: a record is what goflow2 would have sent.
-        let mut record = Vec::with_capacity(len as usize + 10);
-        encode_varint(len, &mut record);
-        let start = record.len();
-        record.resize(start + len as usize, 0);
-        match self.input.read_exact(&mut record[start..]) {
-            Ok(()) => Some(Ok(Ok(record))),
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                self.broken = true;
-                Some(Ok(Err(RecordError::Truncated)))
-            }
-            Err(e) => Some(Err(e)),
         }
     }
 }
