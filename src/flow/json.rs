@@ -2,6 +2,10 @@
 //! pass that keeps the value of every key either format uses (so `auto`
 //! needs no second parse) and skips all others.
 //!
+//! Two readers fill the same [`Record`]: [`scan`], a scanner for the flat
+//! records collectors write, and, for whatever it gives up on, serde_json
+//! ([`parse_with_serde`]), which reads any JSON or names its error.
+//!
 //! Values are kept as read ([`Raw`]) and checked afterwards by
 //! [`super::value`], so an error keeps its reason (`invalid_value`,
 //! `invalid_address`, ...) instead of collapsing into a serde message.
@@ -13,6 +17,8 @@ use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess,
 use serde::Deserialize;
 
 use super::{tcp_flags, DecodeError, MAX_JSON_RECORD_BYTES};
+
+mod scan;
 
 /// A JSON value as read, before it is checked against what its field needs.
 #[derive(Debug)]
@@ -157,7 +163,7 @@ fn tcp_flag_bit(name: &str) -> u16 {
 
 /// Every key either JSON format uses; all others are skipped unread. `null`
 /// is absent; a key given twice keeps its last value.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub(super) struct Record<'a> {
     // goflow2 (snake_case names of flowpb.FlowMessage)
     pub src_addr: Option<Raw<'a>>,
@@ -226,11 +232,20 @@ pub(super) fn parse<'a>(payload: &'a [u8], record: &mut Record<'a>) -> Result<()
             .unwrap_or_else(|| serde::de::Error::custom("invalid utf-8"));
         return Err(DecodeError::MalformedJson(error));
     };
+    if scan::record(text, record) {
+        return Ok(());
+    }
+    *record = Record::default();
+    parse_with_serde(text, record).map_err(DecodeError::MalformedJson)
+}
+
+/// The full reading of [`parse`], for what [`scan`] leaves: any JSON
+/// serde_json reads, and its error for the rest.
+fn parse_with_serde<'a>(text: &'a str, record: &mut Record<'a>) -> Result<(), serde_json::Error> {
     let mut deserializer = serde_json::Deserializer::from_str(text);
     Fill(record)
         .deserialize(&mut deserializer)
         .and_then(|()| deserializer.end())
-        .map_err(DecodeError::MalformedJson)
 }
 
 /// Fills a [`Record`] from a JSON object.

@@ -88,7 +88,7 @@ pub fn encode_pmacct_json(flow: &Flow) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::flow::{decode, tcp_flags, Format, PROTO_TCP, PROTO_UDP};
     use proptest::prelude::*;
@@ -96,10 +96,10 @@ mod tests {
 
     /// nfacctd kafka plugin with sampling and timestamps, as pmacct 1.7 writes
     /// it (`tcp_flags` a numeric string), addresses from documentation ranges.
-    const NFACCTD_LINE: &str = r#"{"event_type": "purge", "as_src": 64500, "as_dst": 64501, "peer_ip_src": "192.0.2.1", "peer_ip_dst": "", "iface_in": 654, "iface_out": 670, "ip_src": "198.51.100.20", "net_src": "198.51.100.0", "ip_dst": "203.0.113.5", "net_dst": "203.0.113.0", "mask_src": 24, "mask_dst": 17, "port_src": 5242, "port_dst": 443, "tcp_flags": "19", "ip_proto": "tcp", "tos": 0, "sampling_rate": 1000, "timestamp_start": "2018-03-26 05:39:58.592000", "timestamp_end": "2018-03-26 05:40:36.992000", "timestamp_arrival": "2018-03-26 05:40:59.288540", "stamp_inserted": "2018-03-26 05:39:00", "stamp_updated": "2018-03-26 05:41:01", "packets": 1, "flows": 1, "bytes": 52, "writer_id": "default_kafka/23766"}"#;
+    pub(in crate::flow) const NFACCTD_LINE: &str = r#"{"event_type": "purge", "as_src": 64500, "as_dst": 64501, "peer_ip_src": "192.0.2.1", "peer_ip_dst": "", "iface_in": 654, "iface_out": 670, "ip_src": "198.51.100.20", "net_src": "198.51.100.0", "ip_dst": "203.0.113.5", "net_dst": "203.0.113.0", "mask_src": 24, "mask_dst": 17, "port_src": 5242, "port_dst": 443, "tcp_flags": "19", "ip_proto": "tcp", "tos": 0, "sampling_rate": 1000, "timestamp_start": "2018-03-26 05:39:58.592000", "timestamp_end": "2018-03-26 05:40:36.992000", "timestamp_arrival": "2018-03-26 05:40:59.288540", "stamp_inserted": "2018-03-26 05:39:00", "stamp_updated": "2018-03-26 05:41:01", "packets": 1, "flows": 1, "bytes": 52, "writer_id": "default_kafka/23766"}"#;
 
     /// pmacctd with `kafka_history`: no flow timestamps, only the time bin.
-    const PMACCTD_LINE: &str = r#"{"event_type": "purge", "label": "bdr2.example.net", "as_src": 64500, "as_dst": 64501, "ip_src": "198.51.100.6", "ip_dst": "203.0.113.138", "port_src": 443, "port_dst": 46255, "ip_proto": "tcp", "stamp_inserted": "2019-11-17 23:00:00", "stamp_updated": "2019-11-17 23:03:51", "packets": 248, "bytes": 1075281, "writer_id": "default_kafka/20567"}"#;
+    pub(in crate::flow) const PMACCTD_LINE: &str = r#"{"event_type": "purge", "label": "bdr2.example.net", "as_src": 64500, "as_dst": 64501, "ip_src": "198.51.100.6", "ip_dst": "203.0.113.138", "port_src": 443, "port_dst": 46255, "ip_proto": "tcp", "stamp_inserted": "2019-11-17 23:00:00", "stamp_updated": "2019-11-17 23:03:51", "packets": 248, "bytes": 1075281, "writer_id": "default_kafka/20567"}"#;
 
     fn one(line: &str) -> Result<Flow, DecodeError> {
         let mut out = Vec::new();
