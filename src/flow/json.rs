@@ -197,7 +197,44 @@ pub(super) struct Record<'a> {
     pub stamp_updated: Option<Raw<'a>>,
 }
 
-impl Record<'_> {
+impl<'a> Record<'a> {
+    /// Where the value of `key` is kept; `None` for a key whose value is
+    /// not kept (`sampler_address` is only noted as present).
+    fn slot(&mut self, key: Key) -> Option<&mut Option<Raw<'a>>> {
+        Some(match key {
+            Key::Unused => return None,
+            Key::SamplerAddress => {
+                self.sampler_address = true;
+                return None;
+            }
+            Key::SrcAddr => &mut self.src_addr,
+            Key::DstAddr => &mut self.dst_addr,
+            Key::SrcPort => &mut self.src_port,
+            Key::DstPort => &mut self.dst_port,
+            Key::Proto => &mut self.proto,
+            Key::TimeFlowEndNs => &mut self.time_flow_end_ns,
+            Key::TimeFlowStartNs => &mut self.time_flow_start_ns,
+            Key::TimeReceivedNs => &mut self.time_received_ns,
+            Key::TcpFlags => &mut self.tcp_flags,
+            Key::Bytes => &mut self.bytes,
+            Key::Packets => &mut self.packets,
+            Key::SamplingRate => &mut self.sampling_rate,
+            Key::EventType => &mut self.event_type,
+            Key::IpSrc => &mut self.ip_src,
+            Key::IpDst => &mut self.ip_dst,
+            Key::PortSrc => &mut self.port_src,
+            Key::PortDst => &mut self.port_dst,
+            Key::IpProto => &mut self.ip_proto,
+            Key::Flows => &mut self.flows,
+            Key::Class => &mut self.class,
+            Key::TimestampEnd => &mut self.timestamp_end,
+            Key::TimestampStart => &mut self.timestamp_start,
+            Key::TimestampArrival => &mut self.timestamp_arrival,
+            Key::StampInserted => &mut self.stamp_inserted,
+            Key::StampUpdated => &mut self.stamp_updated,
+        })
+    }
+
     /// Whether a key only goflow2 writes is present (for `auto`).
     pub fn has_goflow2_keys(&self) -> bool {
         self.src_addr.is_some()
@@ -269,41 +306,9 @@ impl<'de: 'a, 'a> Visitor<'de> for Fill<'_, 'a> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let record = self.0;
         while let Some(key) = map.next_key::<Key>()? {
-            let slot = match key {
-                Key::Unused => {
-                    map.next_value::<IgnoredAny>()?;
-                    continue;
-                }
-                Key::SamplerAddress => {
-                    map.next_value::<IgnoredAny>()?;
-                    record.sampler_address = true;
-                    continue;
-                }
-                Key::SrcAddr => &mut record.src_addr,
-                Key::DstAddr => &mut record.dst_addr,
-                Key::SrcPort => &mut record.src_port,
-                Key::DstPort => &mut record.dst_port,
-                Key::Proto => &mut record.proto,
-                Key::TimeFlowEndNs => &mut record.time_flow_end_ns,
-                Key::TimeFlowStartNs => &mut record.time_flow_start_ns,
-                Key::TimeReceivedNs => &mut record.time_received_ns,
-                Key::TcpFlags => &mut record.tcp_flags,
-                Key::Bytes => &mut record.bytes,
-                Key::Packets => &mut record.packets,
-                Key::SamplingRate => &mut record.sampling_rate,
-                Key::EventType => &mut record.event_type,
-                Key::IpSrc => &mut record.ip_src,
-                Key::IpDst => &mut record.ip_dst,
-                Key::PortSrc => &mut record.port_src,
-                Key::PortDst => &mut record.port_dst,
-                Key::IpProto => &mut record.ip_proto,
-                Key::Flows => &mut record.flows,
-                Key::Class => &mut record.class,
-                Key::TimestampEnd => &mut record.timestamp_end,
-                Key::TimestampStart => &mut record.timestamp_start,
-                Key::TimestampArrival => &mut record.timestamp_arrival,
-                Key::StampInserted => &mut record.stamp_inserted,
-                Key::StampUpdated => &mut record.stamp_updated,
+            let Some(slot) = record.slot(key) else {
+                map.next_value::<IgnoredAny>()?;
+                continue;
             };
             *slot = match map.next_value::<Raw<'de>>()? {
                 Raw::Null => None,

@@ -15,7 +15,7 @@
 
 use std::borrow::Cow;
 
-use super::{key_of, tcp_flag_bit, Key, Raw, Record};
+use super::{key_of, tcp_flag_bit, Raw, Record};
 
 /// Nesting deeper than this is left to serde_json (its own limit is 128).
 const MAX_DEPTH: usize = 64;
@@ -87,37 +87,8 @@ impl<'a> Scanner<'a> {
 
     /// The value of `key`, stored in its slot of `record` or skipped.
     fn member(&mut self, key: &[u8], record: &mut Record<'a>) -> Option<()> {
-        let slot = match key_of(key) {
-            Key::Unused => return self.skip(0),
-            Key::SamplerAddress => {
-                record.sampler_address = true;
-                return self.skip(0);
-            }
-            Key::SrcAddr => &mut record.src_addr,
-            Key::DstAddr => &mut record.dst_addr,
-            Key::SrcPort => &mut record.src_port,
-            Key::DstPort => &mut record.dst_port,
-            Key::Proto => &mut record.proto,
-            Key::TimeFlowEndNs => &mut record.time_flow_end_ns,
-            Key::TimeFlowStartNs => &mut record.time_flow_start_ns,
-            Key::TimeReceivedNs => &mut record.time_received_ns,
-            Key::TcpFlags => &mut record.tcp_flags,
-            Key::Bytes => &mut record.bytes,
-            Key::Packets => &mut record.packets,
-            Key::SamplingRate => &mut record.sampling_rate,
-            Key::EventType => &mut record.event_type,
-            Key::IpSrc => &mut record.ip_src,
-            Key::IpDst => &mut record.ip_dst,
-            Key::PortSrc => &mut record.port_src,
-            Key::PortDst => &mut record.port_dst,
-            Key::IpProto => &mut record.ip_proto,
-            Key::Flows => &mut record.flows,
-            Key::Class => &mut record.class,
-            Key::TimestampEnd => &mut record.timestamp_end,
-            Key::TimestampStart => &mut record.timestamp_start,
-            Key::TimestampArrival => &mut record.timestamp_arrival,
-            Key::StampInserted => &mut record.stamp_inserted,
-            Key::StampUpdated => &mut record.stamp_updated,
+        let Some(slot) = record.slot(key_of(key)) else {
+            return self.skip(0);
         };
         *slot = match self.value()? {
             Raw::Null => None,
