@@ -151,6 +151,7 @@ fn main() -> anyhow::Result<()> {
     health.set_assigned(true);
     let state = ApiState {
         engine: Arc::clone(&engine),
+        expected: Arc::new(exposure::changes::watch::Watched::empty()),
         metrics,
         health,
         config: ApiConfig {

@@ -197,9 +197,14 @@ pub async fn run(listen: SocketAddr, shutdown: CancellationToken) -> anyhow::Res
             .context("starting the traffic thread")?
     };
     let bootstrap = broker.bootstrap.clone();
-    let result = service::run(config, Catalog::builtin(), service_stop, |addr, _| {
-        print_banner(&bootstrap, addr)
-    })
+    let expected = crate::changes::watch::Watched::empty();
+    let result = service::run(
+        config,
+        Catalog::builtin(),
+        expected,
+        service_stop,
+        |addr, _| print_banner(&bootstrap, addr),
+    )
     .await;
     traffic_stop.cancel();
     let traffic = traffic
@@ -223,7 +228,7 @@ pub async fn run(listen: SocketAddr, shutdown: CancellationToken) -> anyhow::Res
 fn print_banner(bootstrap: &str, api: SocketAddr) {
     let base = format!("http://{api}/");
     println!(
-        "\nexposure demo is running\n\n\
+        "\nexposure demo is running: open {base}ui/ in a browser for the live view\n\n\
          \x20 broker:  {bootstrap}  (librdkafka mock cluster; topic \"{TOPIC}\", {PARTITIONS} partitions, goflow2-pb)\n\
          \x20 api:     {base}\n\n\
          Try:\n\

@@ -41,6 +41,8 @@
 //! - [`cluster`]: building blocks for several instances sharing one group
 //!   (the routed record, the replay guard); not wired into `run` yet.
 //! - [`health`]: the readiness flags behind `/readyz`.
+//! - [`ui`]: the live view at `/ui/`, a page embedded in the binary that
+//!   polls the API; browsers opening `/` are sent there.
 //! - [`logging`]: structured `tracing` logs, as text or JSON lines.
 //! - [`generate`]: a seeded, realistic world of flows for benches, tests and
 //!   demos, and the engines and states the benches measure.
@@ -48,6 +50,7 @@
 pub mod analyze;
 pub mod api;
 pub mod catalog;
+pub mod changes;
 pub mod classify;
 pub mod cluster;
 pub mod config;
@@ -64,6 +67,7 @@ pub mod state;
 pub mod supervise;
 #[cfg(test)]
 mod testkit;
+pub mod ui;
 
 /// The cores this process may use, at least one: the ingest threads and
 /// the API's concurrent answers are one per core.

@@ -27,6 +27,7 @@ use prometheus::{
 pub use engine::{EngineCollector, DEFAULT_MAX_PORT_SERIES};
 pub use latency::{IngestRecorder, Latency, Unit};
 
+use crate::changes::watch::Watched;
 use crate::flow::Format;
 use crate::state::Engine;
 
@@ -40,7 +41,9 @@ pub mod task {
     pub const API: &str = "api";
     /// Compaction, expiry and the port index's hourly move.
     pub const MAINTENANCE: &str = "maintenance";
-    pub const ALL: [&str; 3] = [KAFKA_POLL, API, MAINTENANCE];
+    /// Re-reading `changes.expected` on SIGHUP and when it changes.
+    pub const EXPECTED: &str = "expected";
+    pub const ALL: [&str; 4] = [KAFKA_POLL, API, MAINTENANCE, EXPECTED];
 }
 
 /// Choices made when the metrics are built.
@@ -101,16 +104,27 @@ pub struct Metrics {
     /// `state.checkpoint_interval` in seconds; 0 while checkpoints are off
     /// (the "never checkpointed" alert only looks at processes where it is set).
     pub checkpoint_interval: Gauge,
+    /// Entries in the expected list in use, expired ones included.
+    pub expected_entries: IntGauge,
+    /// Re-reads of `changes.expected`, by result (`ok`, `error`).
+    pub expected_reloads: IntCounterVec,
 }
 
 impl Metrics {
-    /// Registers every metric; engine metrics are read from `engine` at scrape time.
+    /// Registers every metric; engine metrics are read from `engine` at
+    /// scrape time. Nothing is expected.
     pub fn new(engine: Arc<Engine>) -> Self {
         Self::with_options(engine, MetricsOptions::default())
     }
 
     /// [`Metrics::new`] with the choices in `options`.
     pub fn with_options(engine: Arc<Engine>, options: MetricsOptions) -> Self {
+        Self::watching(engine, Arc::new(Watched::empty()), options)
+    }
+
+    /// [`Metrics::with_options`], with `exposure_unexpected_endpoints` judged
+    /// against the list `expected` holds at each scrape.
+    pub fn watching(engine: Arc<Engine>, expected: Arc<Watched>, options: MetricsOptions) -> Self {
         let registry = Registry::new();
         let register = |m: Box<dyn Collector>| registry.register(m).expect("unique metric");
         let counter_vec = |name: &str, help: &str, labels: &[&str]| {
@@ -209,6 +223,19 @@ impl Metrics {
             "exposure_checkpoint_interval_seconds",
             "The configured state.checkpoint_interval; 0 while checkpoints are not taken.",
         );
+        let expected_entries = int_gauge(
+            "exposure_expected_entries",
+            "Entries in the expected-exposures list in use (changes.expected), expired ones included.",
+        );
+        expected_entries.set(i64::try_from(expected.current().len()).unwrap_or(i64::MAX));
+        let expected_reloads = counter_vec(
+            "exposure_expected_reloads_total",
+            "Re-reads of the changes.expected file, by result (ok, error: the previous list stays in use).",
+            &["result"],
+        );
+        for result in ["ok", "error"] {
+            expected_reloads.with_label_values(&[result]);
+        }
         let start_time = gauge(
             "exposure_start_time_seconds",
             "When this process started (UNIX time).",
@@ -260,10 +287,10 @@ impl Metrics {
             )
             .expect("valid metric"),
         }));
-        register(Box::new(EngineCollector::with_max_port_series(
-            engine,
-            options.max_port_series,
-        )));
+        register(Box::new(
+            EngineCollector::with_max_port_series(engine, options.max_port_series)
+                .expecting(expected),
+        ));
         Metrics {
             registry,
             api_requests,
@@ -284,6 +311,8 @@ impl Metrics {
             checkpoints,
             task_failures,
             checkpoint_interval,
+            expected_entries,
+            expected_reloads,
         }
     }
 

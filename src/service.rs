@@ -17,6 +17,7 @@ use tracing::{error, info, warn};
 
 use crate::api::{self, ApiState};
 use crate::catalog::Catalog;
+use crate::changes::watch::{Reload, Watched};
 use crate::config::Config;
 use crate::health::Health;
 use crate::metrics::{self, Metrics};
@@ -30,6 +31,8 @@ const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(60);
 /// How often the port index is checked against the clock: a new hour moves
 /// it here rather than in the first query of the hour.
 const INDEX_INTERVAL: Duration = Duration::from_secs(1);
+/// How often `changes.expected` is checked for a new modified time or length.
+const EXPECTED_POLL_INTERVAL: Duration = Duration::from_secs(2);
 /// The drain after a stop signal must finish within this, so the process
 /// exits within 10 s (`docs/operations.md#shutdown`).
 pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(8);
@@ -39,6 +42,7 @@ pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(8);
 const KAFKA_TASK: &str = metrics::task::KAFKA_POLL;
 const API_TASK: &str = metrics::task::API;
 const MAINTENANCE_TASK: &str = metrics::task::MAINTENANCE;
+const EXPECTED_TASK: &str = metrics::task::EXPECTED;
 
 /// The parts of a running service, for callers that need to look inside (the demo, tests).
 #[derive(Clone)]
@@ -48,8 +52,9 @@ pub struct Handles {
     pub health: Arc<Health>,
 }
 
-/// `exposure run --config PATH`: loads and checks the config (exit 2 with
-/// every problem), then serves until a signal (exit 0) or a failure (exit 1).
+/// `exposure run --config PATH`: loads and checks the config and the
+/// expected list it names (exit 2 with every problem), then serves until a
+/// signal (exit 0) or a failure (exit 1).
 pub fn command(path: &Path) -> ExitCode {
     let config = match Config::load(path) {
         Ok(c) => c,
@@ -65,22 +70,51 @@ pub fn command(path: &Path) -> ExitCode {
         Ok(c) => c,
         Err(e) => return crate::usage_error(&format!("{e:#}")),
     };
+    let expected = match &config.changes.expected {
+        None => Watched::empty(),
+        Some(file) => match Watched::load(file) {
+            Ok(watched) => watched,
+            Err(problems) => {
+                for problem in &problems {
+                    eprintln!("{problem}");
+                }
+                return ExitCode::from(2);
+            }
+        },
+    };
     crate::exit_status(run_until_signal(move |stop| {
-        run(config, catalog, stop, |_, _| {})
+        run(config, catalog, expected, stop, |_, _| {})
     }))
 }
 
 /// Runs the service until `shutdown` is cancelled or one of its tasks
-/// fails (then the error says which, and why). `on_listening` is called
-/// with the API's bound address once it accepts connections.
+/// fails (then the error says which, and why), judging exposures against
+/// `expected` (re-read on SIGHUP and when its file changes). `on_listening`
+/// is called with the API's bound address once it accepts connections.
 pub async fn run(
     config: Config,
     catalog: Catalog,
+    expected: Watched,
     shutdown: CancellationToken,
     on_listening: impl FnOnce(SocketAddr, &Handles),
 ) -> anyhow::Result<()> {
+    // SIGHUP's default action ends the process: take it over before anything
+    // listens (tokio never gives a signal back); `watch_expected` hears it.
+    drop(
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("cannot listen for SIGHUP")?,
+    );
     let engine = Arc::new(Engine::from_config(&config, Arc::new(catalog)));
-    let metrics = Arc::new(Metrics::new(engine.clone()));
+    let expected = Arc::new(expected);
+    if let Some(file) = expected.path() {
+        let entries = expected.current().len();
+        info!(file = %file.display(), entries, "expected exposures loaded");
+    }
+    let metrics = Arc::new(Metrics::watching(
+        engine.clone(),
+        expected.clone(),
+        Default::default(),
+    ));
     let health = Arc::new(Health::default());
     let progress = Arc::new(kafka::Progress::default());
     let store = Store::open(&config.state.dir)
@@ -121,6 +155,7 @@ pub async fn run(
     let http_stop = CancellationToken::new();
     let router = api::router(ApiState {
         engine: engine.clone(),
+        expected: expected.clone(),
         metrics: metrics.clone(),
         health: health.clone(),
         config: config.api.clone(),
@@ -139,6 +174,15 @@ pub async fn run(
         });
     }
 
+    let watch_stop = CancellationToken::new();
+    {
+        let stop = watch_stop.clone();
+        let metrics = metrics.clone();
+        tasks.spawn_restarting(EXPECTED_TASK, move || {
+            watch_expected(expected.clone(), metrics.clone(), stop.clone())
+        });
+    }
+
     let failure = tasks.wait(&shutdown).await;
     match &failure {
         None => info!("stopping: draining the consumer"),
@@ -149,6 +193,7 @@ pub async fn run(
     consumer_stop.cancel();
     let consumed = tasks.join(KAFKA_TASK, SHUTDOWN_DEADLINE).await;
     maintenance_stop.cancel();
+    watch_stop.cancel();
     http_stop.cancel();
     if let Err(e) = tasks.join(API_TASK, Duration::from_secs(2)).await {
         warn!("api server: {e:#}");
@@ -189,6 +234,55 @@ async fn maintain(engine: Arc<Engine>, stop: CancellationToken) -> anyhow::Resul
         })
         .await
         .map_err(crate::supervise::join_error)?;
+    }
+}
+
+/// Re-reads the expected list on SIGHUP, and when its file's modified time
+/// or length changes (checked every [`EXPECTED_POLL_INTERVAL`]), until
+/// `stop`. A good file replaces the list; a broken or vanished one keeps the
+/// previous list, and every problem is logged. SIGHUP is heard even without
+/// a file, so that it never stops the process.
+async fn watch_expected(
+    expected: Arc<Watched>,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+    let mut poll = tokio::time::interval(EXPECTED_POLL_INTERVAL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let forced = tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            _ = hangup.recv() => true,
+            _ = poll.tick() => false,
+        };
+        let Some(file) = expected.path().map(|p| p.display().to_string()) else {
+            if forced {
+                info!("SIGHUP: no changes.expected file to re-read");
+            }
+            continue;
+        };
+        let watched = expected.clone();
+        let reload = tokio::task::spawn_blocking(move || watched.reload(forced))
+            .await
+            .map_err(crate::supervise::join_error)?;
+        match reload {
+            Reload::Unchanged => {}
+            Reload::Loaded(entries) => {
+                info!(file, entries, "expected exposures reloaded");
+                metrics.expected_reloads.with_label_values(&["ok"]).inc();
+                metrics
+                    .expected_entries
+                    .set(i64::try_from(entries).unwrap_or(i64::MAX));
+            }
+            Reload::Failed(problems) => {
+                for problem in &problems {
+                    warn!(file, "expected exposures not reloaded, the previous list stays in use: {problem}");
+                }
+                metrics.expected_reloads.with_label_values(&["error"]).inc();
+            }
+        }
     }
 }
 

@@ -70,6 +70,12 @@ fn demo_needs_nothing_shows_open_ports_and_stops_on_ctrl_c() {
         banner.contains("broker:") && banner.contains("curl -s"),
         "{banner}"
     );
+    // The live view's address comes first.
+    let first = banner.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+    assert!(
+        first.contains("http://127.0.0.1:") && first.contains("/ui/"),
+        "{banner}"
+    );
     // Again: a new embedded broker, a fresh state (nothing restored from the
     // first run's offsets), the same picture. Several times, one after
     // another (two demos at once could take each other's free ports), as

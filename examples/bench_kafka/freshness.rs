@@ -120,6 +120,7 @@ pub fn run(
     let api_addr = listener.local_addr()?;
     let router = api::router(ApiState {
         engine: engine.clone(),
+        expected: Arc::new(exposure::changes::watch::Watched::empty()),
         metrics: metrics.clone(),
         health: health.clone(),
         config: ApiConfig {

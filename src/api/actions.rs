@@ -113,6 +113,7 @@ async fn call(app: &App, req: Request, info: &mut CallInfo) -> Result<Response, 
     info.source_ip = q.source_ip;
     app.check_ready()?;
     let engine = Arc::clone(&app.state.engine);
+    let expected = app.state.expected.current();
     let now_ms = (app.state.wall_clock)();
     // An answer may walk the whole state: keep it off the async workers,
     // and compute at most one per core at a time.
@@ -121,13 +122,14 @@ async fn call(app: &App, req: Request, info: &mut CallInfo) -> Result<Response, 
         .acquire()
         .await
         .map_err(|_| ApiError::QueryFailed)?;
-    let answer =
-        tokio::task::spawn_blocking(move || query::answer(action, &engine, &q, now_ms, request_id))
-            .await
-            .map_err(|error| {
-                tracing::error!(%error, action = action.name(), "query task failed");
-                ApiError::QueryFailed
-            })?;
+    let answer = tokio::task::spawn_blocking(move || {
+        query::answer(action, &engine, &expected, &q, now_ms, request_id)
+    })
+    .await
+    .map_err(|error| {
+        tracing::error!(%error, action = action.name(), "query task failed");
+        ApiError::QueryFailed
+    })?;
     json(&answer)
 }
 

@@ -6,7 +6,7 @@
 //! decoding, [`auth`] signatures and permissions, [`ratelimit`], dispatch
 //! on `Action`), which answers from the engine through [`crate::query`].
 //! Every refusal is an [`ApiError`] ([`error`]). The operations endpoints
-//! are in [`ops`].
+//! are in [`ops`]; the live view's page, in [`crate::ui`].
 //!
 //! With `api.auth = "acs"` every request is signed with a user's AccessKey
 //! and the rate limit applies per user; with `api.auth = "none"` nothing is
@@ -27,6 +27,7 @@ use axum::routing::{any, get};
 use axum::Router;
 use tokio_util::sync::CancellationToken;
 
+use crate::changes::watch::Watched;
 use crate::config::ApiConfig;
 use crate::health::Health;
 use crate::metrics::Metrics;
@@ -40,6 +41,9 @@ use ratelimit::RateLimiter;
 pub struct ApiState {
     /// The state the answers are computed from.
     pub engine: Arc<Engine>,
+    /// The expected exposures in use (`DescribeInternetOpenStatistic`'s
+    /// `InternetUnprotectedPortNum`); re-read by `exposure run`.
+    pub expected: Arc<Watched>,
     /// Where API requests and throttles are counted, and what `/metrics` renders.
     pub metrics: Arc<Metrics>,
     /// Readiness flags: queries are refused until the state is restored.
@@ -86,6 +90,8 @@ pub fn router(state: ApiState) -> Router {
             Arc::clone(&app),
             envelope::envelope,
         ))
+        // Outermost: a browser opening `/` gets the live view, not an error.
+        .route_layer(axum::middleware::from_fn(crate::ui::redirect_browsers))
         .with_state(Arc::clone(&app));
     Router::new()
         .route("/healthz", get(ops::healthz))
@@ -93,6 +99,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/metrics", get(ops::metrics))
         .with_state(app)
         .merge(rpc)
+        .merge(crate::ui::routes())
 }
 
 /// Serves until `shutdown` is cancelled (graceful: in-flight requests finish).

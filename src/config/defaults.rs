@@ -8,8 +8,8 @@ use std::time::Duration;
 use crate::flow::Format;
 
 use super::{
-    ApiConfig, Auth, Clock, Config, KafkaConfig, NetworkConfig, OffsetReset, ServicesConfig,
-    StateConfig, WindowConfig,
+    ApiConfig, Auth, ChangesConfig, Clock, Config, KafkaConfig, NetworkConfig, OffsetReset,
+    ServicesConfig, StateConfig, WindowConfig,
 };
 
 const fn default_brokers() -> &'static str {
@@ -83,6 +83,10 @@ const fn default_max_page_size() -> u32 {
 const fn default_catalog() -> &'static str {
     crate::catalog::DEFAULT_PATH
 }
+/// No file: nothing is expected, every open endpoint is unexpected.
+const fn default_expected() -> Option<&'static str> {
+    None
+}
 
 impl Default for KafkaConfig {
     fn default() -> Self {
@@ -142,6 +146,14 @@ impl Default for ServicesConfig {
     }
 }
 
+impl Default for ChangesConfig {
+    fn default() -> Self {
+        ChangesConfig {
+            expected: default_expected().map(PathBuf::from),
+        }
+    }
+}
+
 /// Every default (`docs/operations.md#configuration`); `network.assets` is
 /// empty (a file must set it).
 impl Default for Config {
@@ -154,6 +166,7 @@ impl Default for Config {
             api: ApiConfig::default(),
             logging: Default::default(),
             services: ServicesConfig::default(),
+            changes: ChangesConfig::default(),
         }
     }
 }

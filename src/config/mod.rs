@@ -74,6 +74,8 @@ pub struct Config {
     pub logging: LoggingConfig,
     /// The service catalog that names services and rates their risk.
     pub services: ServicesConfig,
+    /// What exposure changes are judged against.
+    pub changes: ChangesConfig,
 }
 
 /// The Kafka consumer (`docs/semantics.md#input-records`).
@@ -178,6 +180,15 @@ pub struct LoggingConfig {
 pub struct ServicesConfig {
     /// Path of the catalog TOML (`docs/semantics.md#services-and-risk`).
     pub catalog: PathBuf,
+}
+
+/// Exposure changes (`docs/operations.md#expected-exposures`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChangesConfig {
+    /// The TOML file of expected exposures, re-read on SIGHUP and when it
+    /// changes; `None`: nothing is expected. A relative path is taken from
+    /// the working directory, as `state.dir` is.
+    pub expected: Option<PathBuf>,
 }
 
 /// A resolved secret. It never prints: `Debug` and `Display` show `***`.
@@ -419,7 +430,8 @@ impl fmt::Display for ConfigProblem {
 
 /// `exposure check-config`: prints `config OK: PATH` on stdout and exits 0,
 /// or prints every problem on stderr (`PATH: key: message`) and exits 2;
-/// the config is checked, then the service catalog it names.
+/// the config is checked, then the service catalog it names, then the
+/// expected list it names (`<file> line L: <key>: <message>`).
 pub fn check_config(path: &Path) -> ExitCode {
     let config = match Config::load(path) {
         Ok(config) => config,
@@ -435,6 +447,14 @@ pub fn check_config(path: &Path) -> ExitCode {
     if let Err(e) = Catalog::for_config(&config.services.catalog) {
         eprintln!("{}: services.catalog: {e}", path.display());
         return ExitCode::from(2);
+    }
+    if let Some(file) = &config.changes.expected {
+        if let Err(problems) = crate::changes::expected::Expected::load(file) {
+            for problem in &problems {
+                eprintln!("{problem}");
+            }
+            return ExitCode::from(2);
+        }
     }
     println!("config OK: {}", path.display());
     ExitCode::SUCCESS

@@ -13,8 +13,8 @@ use super::fields::{key_path, Fields};
 use super::network::network;
 use super::read::Reader;
 use super::{
-    Clock, Config, KafkaConfig, LoggingConfig, OffsetReset, ServicesConfig, StateConfig,
-    WindowConfig,
+    ChangesConfig, Clock, Config, KafkaConfig, LoggingConfig, OffsetReset, ServicesConfig,
+    StateConfig, WindowConfig,
 };
 
 /// librdkafka properties the config must not set, and why.
@@ -44,6 +44,7 @@ pub(super) fn read(root: &Table, reader: &mut Reader) -> Config {
     let api = section(reader, &mut top, "api", &empty, api);
     let logging = section(reader, &mut top, "logging", &empty, logging);
     let services = section(reader, &mut top, "services", &empty, services);
+    let changes = section(reader, &mut top, "changes", &empty, changes);
     reader.finish(top);
     Config {
         kafka,
@@ -53,6 +54,7 @@ pub(super) fn read(root: &Table, reader: &mut Reader) -> Config {
         api,
         logging,
         services,
+        changes,
     }
 }
 
@@ -239,4 +241,14 @@ fn services(r: &mut Reader, mut f: Fields) -> ServicesConfig {
         .map_or(defaults.catalog, PathBuf::from);
     r.finish(f);
     ServicesConfig { catalog }
+}
+
+fn changes(r: &mut Reader, mut f: Fields) -> ChangesConfig {
+    let defaults = ChangesConfig::default();
+    let expected = r
+        .opt(&mut f, "expected", Reader::non_empty_string)
+        .map(PathBuf::from)
+        .or(defaults.expected);
+    r.finish(f);
+    ChangesConfig { expected }
 }

@@ -96,6 +96,7 @@ fn shipped_example_spells_out_every_default() {
     assert_eq!(config.window, defaults.window);
     assert_eq!(config.state, defaults.state);
     assert_eq!(config.services, defaults.services);
+    assert_eq!(config.changes, defaults.changes);
     let api = ApiConfig {
         auth: Auth::None,
         ..defaults.api
@@ -114,6 +115,27 @@ fn shipped_example_user_block_loads_with_acs() {
     assert_eq!(user.access_key_secret.expose(), "s3cr3t");
     assert_eq!(user.qps, Some(10));
     assert_eq!(user.actions, ["*"]);
+}
+
+#[test]
+fn shipped_example_names_changes_expected_in_a_comment_that_loads_uncommented() {
+    let text = SHIPPED.replace(
+        "# expected = \"config/expected.toml\"",
+        "expected = \"config/expected.toml\"",
+    );
+    assert_ne!(text, SHIPPED, "the shipped example lists changes.expected");
+    let config = parse(&text).unwrap();
+    assert_eq!(
+        config.changes.expected.as_deref(),
+        Some(Path::new("config/expected.toml"))
+    );
+    assert_eq!(parse(SHIPPED).unwrap().changes.expected, None);
+}
+
+#[test]
+fn an_empty_changes_expected_is_refused_with_its_key() {
+    let problems = problems(&format!("{MINIMAL}\n[changes]\nexpected = \"\"\n"));
+    assert!(!problem_at(&problems, "changes.expected").is_empty());
 }
 
 #[test]

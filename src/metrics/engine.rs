@@ -10,9 +10,15 @@
 //! - *within retention*: the endpoint answered at least once in the
 //!   retention period (`exposure_open_endpoints`, `exposure_open_ports`);
 //! - *in the last 24 hours*: it answered in the last 24 hours, the window of
-//!   `TrafficPercent1Day` (`exposure_port_*`, `exposure_exposed_*`). These
-//!   follow closing ports within a day, which is what a dashboard of current
-//!   exposure wants.
+//!   `TrafficPercent1Day` (`exposure_port_*`, `exposure_exposed_*`,
+//!   `exposure_unexpected_endpoints`). These follow closing ports within a
+//!   day, which is what a dashboard of current exposure wants.
+//!
+//! `exposure_unexpected_endpoints` comes from the summary too, less the
+//! endpoints an expected entry covers. The engine has no way in by port, so
+//! finding those walks the state once per scrape, only while an unexpired
+//! entry covers a port open in the last day: a known cost that grows with
+//! the endpoints held (`docs/operations.md#expected-exposures`).
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -23,6 +29,7 @@ use prometheus::proto::MetricFamily;
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts};
 
 use crate::catalog::{Catalog, Protocol};
+use crate::changes::watch::Watched;
 use crate::state::{wall_now_ms, Engine, Summary};
 
 /// Per-port series exported by default, highest risk first (see [`EngineCollector`]).
@@ -32,7 +39,7 @@ pub const DEFAULT_MAX_PORT_SERIES: usize = 500;
 const PORT_LABELS: [&str; 4] = ["port", "protocol", "service", "risk_level"];
 
 /// (name, help, labels) of every family the engine collector produces.
-const FAMILIES: [(&str, &str, &[&str]); 15] = [
+const FAMILIES: [(&str, &str, &[&str]); 16] = [
     ("exposure_records_consumed_total", "Records read (Kafka records or file lines), whatever became of them.", &[]),
     ("exposure_flows_applied_total", "Flows that changed an endpoint's state.", &[]),
     ("exposure_records_rejected_total", "Records the decoders refused, and flows the engine refused (too old, in the future), by reason.", &["reason"]),
@@ -48,6 +55,7 @@ const FAMILIES: [(&str, &str, &[&str]); 15] = [
     ("exposure_port_series_dropped", "Per-port series left out of exposure_port_public_ips and exposure_port_traffic_bytes by the series cap.", &[]),
     ("exposure_exposed_ports", "Distinct (port, protocol) open in the last 24 hours, by the highest risk level of their services; uncapped.", &["risk_level"]),
     ("exposure_exposed_traffic_bytes", "TotalBytes over the last 24 hours of every endpoint open in that time; the denominator of a port's traffic share.", &[]),
+    ("exposure_unexpected_endpoints", "Endpoints open in the last 24 hours that no unexpired entry of changes.expected covers, by the risk level of their service (0 none, 1 low, 2 medium, 3 high).", &["risk_level"]),
 ];
 
 /// Reads the engine's counters and sizes at scrape time.
@@ -59,6 +67,8 @@ const FAMILIES: [(&str, &str, &[&str]); 15] = [
 pub struct EngineCollector {
     engine: Arc<Engine>,
     max_port_series: usize,
+    /// The expected list `exposure_unexpected_endpoints` is judged against.
+    expected: Arc<Watched>,
     descs: Vec<Desc>,
 }
 
@@ -110,8 +120,70 @@ impl EngineCollector {
         EngineCollector {
             engine,
             max_port_series,
+            expected: Arc::new(Watched::empty()),
             descs,
         }
+    }
+
+    /// Judges `exposure_unexpected_endpoints` against the list `expected`
+    /// holds at each scrape (by default nothing is expected).
+    pub fn expecting(self, expected: Arc<Watched>) -> Self {
+        EngineCollector { expected, ..self }
+    }
+
+    /// Endpoints open in the last day that are not expected, by risk level
+    /// 0..=3: the summary's counts, less the expected endpoints of the ports
+    /// an unexpired entry covers, found by one walk of the state (skipped
+    /// when no such port is open).
+    fn unexpected_endpoints(&self, summary: &Summary, catalog: &Catalog, wall_ms: i64) -> [u64; 4] {
+        let level = |port, proto, label: Option<&str>| {
+            let service = catalog.endpoint_service(port, proto, label);
+            usize::from(service.risk.risk_level.min(3))
+        };
+        let mut by_level = [0u64; 4];
+        for share in &summary.last_day {
+            by_level[level(share.port, share.proto, share.label.as_deref())] += share.endpoints;
+        }
+        let expected = self.expected.current();
+        if expected.is_empty() {
+            return by_level;
+        }
+        let now_ms = self.engine.now_ms(wall_ms);
+        let ranges: Vec<_> = expected.port_ranges(now_ms).collect();
+        // Which open ports some unexpired entry covers, by `port * 2 + udp`.
+        let slot = |port: u16, proto: Protocol| {
+            usize::from(port) * 2 + usize::from(proto == Protocol::Udp)
+        };
+        let mut covered = vec![false; 2 << 16];
+        let mut any = false;
+        for share in &summary.last_day {
+            let (port, proto) = (share.port, share.proto);
+            if ranges
+                .iter()
+                .any(|(ports, p)| ports.contains(&port) && p.is_none_or(|p| p == proto))
+            {
+                covered[slot(port, proto)] = true;
+                any = true;
+            }
+        }
+        if !any {
+            return by_level;
+        }
+        self.engine.for_each_open_last_day(
+            wall_ms,
+            |port, proto| covered[slot(port, proto)],
+            |endpoint, label| {
+                if expected
+                    .covering(endpoint.ip, endpoint.port, endpoint.proto, now_ms)
+                    .is_some()
+                {
+                    let n = &mut by_level[level(endpoint.port, endpoint.proto, label)];
+                    // Ingest may have moved on since the summary was read.
+                    *n = n.saturating_sub(1);
+                }
+            },
+        );
+        by_level
     }
 
     /// The summary's last-day shares by service name; the first
@@ -165,8 +237,9 @@ impl Collector for EngineCollector {
 
     fn collect(&self) -> Vec<MetricFamily> {
         let stats = self.engine.stats().snapshot();
-        let summary = self.engine.summary(wall_now_ms());
-        let [consumed, applied, rejected, ignored, open, pending, ports, new_exposures, endpoints, state_bytes, public_ips, traffic, dropped, exposed_ports, exposed_traffic] =
+        let wall_ms = wall_now_ms();
+        let summary = self.engine.summary(wall_ms);
+        let [consumed, applied, rejected, ignored, open, pending, ports, new_exposures, endpoints, state_bytes, public_ips, traffic, dropped, exposed_ports, exposed_traffic, unexpected] =
             FAMILIES;
         let counter = |(name, help, _): (&str, &str, &[&str]), v: u64| {
             let c = IntCounter::new(name, help).expect("valid metric");
@@ -229,6 +302,17 @@ impl Collector for EngineCollector {
         }
         out.extend(exposed_vec.collect());
         out.extend(gauge(exposed_traffic, summary.last_day_bytes));
+        let unexpected_vec = gauge_vec(unexpected);
+        for (level, n) in self
+            .unexpected_endpoints(&summary, catalog, wall_ms)
+            .into_iter()
+            .enumerate()
+        {
+            unexpected_vec
+                .with_label_values(&[&level.to_string()])
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        out.extend(unexpected_vec.collect());
         let ips_vec = gauge_vec(public_ips);
         let traffic_vec = gauge_vec(traffic);
         for s in series.iter().take(self.max_port_series) {
@@ -252,3 +336,6 @@ impl Collector for EngineCollector {
         out
     }
 }
+
+#[cfg(test)]
+mod tests;

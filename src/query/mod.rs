@@ -30,6 +30,7 @@ pub use port::{describe_internet_open_port, PortResponse, PortRow};
 pub use service::{describe_internet_open_service, ServiceResponse, ServiceRow};
 pub use statistic::{describe_internet_open_statistic, StatisticResponse};
 
+use crate::changes::expected::Expected;
 use crate::state::index::recent_windows;
 use crate::state::{hour_of, Engine, HourRange};
 
@@ -146,10 +147,12 @@ pub enum Answer {
     Statistic(StatisticResponse),
 }
 
-/// Computes the answer of `action` for `q` at `wall_now_ms`.
+/// Computes the answer of `action` for `q` at `wall_now_ms`, judging open
+/// endpoints against `expected` where the answer says which are expected.
 pub fn answer(
     action: Action,
     engine: &Engine,
+    expected: &Expected,
     q: &Query,
     wall_now_ms: i64,
     request_id: String,
@@ -181,6 +184,7 @@ pub fn answer(
         )),
         Action::Statistic => Answer::Statistic(describe_internet_open_statistic(
             engine,
+            expected,
             q,
             wall_now_ms,
             request_id,

@@ -1,8 +1,9 @@
 //! `DescribeInternetOpenStatistic`: how many addresses, ports and services
-//! are open in the range, and how many of them are high-risk.
+//! are open in the range, how many of them are high-risk, and how many
+//! ports have an open endpoint nobody said to expect.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 use serde::Serialize;
@@ -10,6 +11,7 @@ use serde::Serialize;
 use super::params::Query;
 use super::scan::scan;
 use crate::catalog::Protocol;
+use crate::changes::expected::Expected;
 use crate::state::Engine;
 
 /// The RiskLevel from which an address, port or service counts as risky.
@@ -18,8 +20,10 @@ pub const HIGH_RISK: u8 = 3;
 /// The response body, with the SDK model's field names and JSON types
 /// (`DescribeInternetOpenStatisticResponseBody`). Each count equals the
 /// `TotalCount` of the sibling Action without filters, over the same range.
-/// `InternetUnprotectedPortNum` is left out: this service does not know
-/// which ports an ACL protects, and 0 would read as "all protected".
+/// `InternetUnprotectedPortNum` counts the ports with an endpoint the
+/// expected list does not cover (`docs/api.md#describeinternetopenstatistic`):
+/// this service sees traffic, not ACLs, so "unprotected" means "not
+/// expected"; without a list it equals `InternetPortNum`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct StatisticResponse {
@@ -39,30 +43,41 @@ pub struct StatisticResponse {
     pub internet_slb_ip_num: u64,
     /// Server Load Balancer ports: 0, as above.
     pub internet_slb_ip_port_num: u64,
+    /// (port, protocol) pairs with at least one open endpoint that no
+    /// unexpired expected entry covers at the time of the answer.
+    pub internet_unprotected_port_num: u64,
     pub request_id: String,
 }
 
-/// Computes the whole answer for `q` at `wall_now_ms`.
+/// Computes the whole answer for `q` at `wall_now_ms`; an endpoint is
+/// expected when an entry of `expected` covers it at the window clock's now.
 pub fn describe_internet_open_statistic(
     engine: &Engine,
+    expected: &Expected,
     q: &Query,
     wall_now_ms: i64,
     request_id: String,
 ) -> StatisticResponse {
+    let now_ms = engine.now_ms(wall_now_ms);
     // The highest RiskLevel seen for each address, port and service.
     let mut ips: HashMap<IpAddr, u8> = HashMap::new();
     let mut ports: HashMap<(u16, Protocol), u8> = HashMap::new();
     let mut services: HashMap<Cow<str>, u8> = HashMap::new();
+    // Ports with an open endpoint that is not expected.
+    let mut unprotected: HashSet<(u16, Protocol)> = HashSet::new();
     scan(engine, q, wall_now_ms, |open| {
         let risk = open.service.risk.risk_level;
         let raise = |level: &mut u8| *level = (*level).max(risk);
-        raise(ips.entry(open.endpoint.ip).or_default());
-        raise(
-            ports
-                .entry((open.endpoint.port, open.endpoint.proto))
-                .or_default(),
-        );
+        let endpoint = open.endpoint;
+        raise(ips.entry(endpoint.ip).or_default());
+        raise(ports.entry((endpoint.port, endpoint.proto)).or_default());
         raise(services.entry(open.service.name).or_default());
+        if expected
+            .covering(endpoint.ip, endpoint.port, endpoint.proto, now_ms)
+            .is_none()
+        {
+            unprotected.insert((endpoint.port, endpoint.proto));
+        }
     });
     let risky = |levels: &mut dyn Iterator<Item = &u8>| {
         levels.filter(|&&level| level >= HIGH_RISK).count() as u64
@@ -76,6 +91,7 @@ pub fn describe_internet_open_statistic(
         internet_service_num: services.len() as u64,
         internet_slb_ip_num: 0,
         internet_slb_ip_port_num: 0,
+        internet_unprotected_port_num: unprotected.len() as u64,
         request_id,
     }
 }

@@ -6,8 +6,10 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use super::index::Recent;
 use super::{hour_of, slot_port, wall_now_ms, Engine};
 use crate::catalog::Protocol;
+use crate::classify::Endpoint;
 
 /// What is open, by port. Two notions of "open" appear (see `/metrics`):
 /// within retention ([`Summary::open_ports`]), and in the last day, the
@@ -77,6 +79,37 @@ impl Engine {
             // went on, so read again at the clock's hour.
             wall = wall.max(wall_now_ms());
         }
+    }
+}
+
+impl Engine {
+    /// Calls `f` with every endpoint open in the last day as of `wall_ms`
+    /// (the endpoints [`Engine::summary`] counts) whose (port, protocol)
+    /// `wanted` accepts, with its L7 label. Unlike the summary this walks
+    /// every endpoint held (`wanted` looks at the key alone, so a refused
+    /// endpoint costs little): its cost grows with the endpoints.
+    pub fn for_each_open_last_day(
+        &self,
+        wall_ms: i64,
+        wanted: impl Fn(u16, Protocol) -> bool,
+        mut f: impl FnMut(&Endpoint, Option<&str>),
+    ) {
+        let hour = hour_of(self.now_ms(wall_ms));
+        let res = self.resolution_at(hour);
+        self.for_each(|endpoint, state| {
+            // The key first: it is in the map's slot, the state behind a pointer.
+            if !wanted(endpoint.port, endpoint.proto) || !state.ever_open {
+                return;
+            }
+            // The index's tallies, unless the hour moved since they were kept.
+            let recent = match state.recent.get() {
+                Some(recent) if recent.hour == hour => recent,
+                _ => Recent::of(&state.series, hour, res),
+            };
+            if recent.tallies[0].open {
+                f(endpoint, state.label.as_deref());
+            }
+        });
     }
 }
 

@@ -14,7 +14,7 @@ from alibabacloud_tea_openapi.utils import Utils
 from conftest import make_client
 
 # Fields the service leaves out on purpose (docs/api.md says why).
-OMITTED = {"src_ip_cnt", "internet_unprotected_port_num"}
+OMITTED = {"src_ip_cnt"}
 # The SDK's type hint for DescribeInternetOpenService's ServiceName is int;
 # the API (and this service) send the name as a string.
 HINT_OVERRIDES = {("DescribeInternetOpenServiceResponseBodyDataList", "service_name"): "str"}
@@ -94,6 +94,8 @@ def test_every_action_parses_into_the_sdk_models(algorithm):
     )
     assert (stat.internet_ip_num, stat.internet_port_num, stat.internet_service_num) == (6, 5, 5)
     assert (stat.internet_risk_ip_num, stat.internet_risk_port_num, stat.internet_risk_service_num) == (1, 1, 1)
+    # Nothing is expected without changes.expected: every open port counts.
+    assert stat.internet_unprotected_port_num == stat.internet_port_num
 
 
 def test_filters_paging_and_sorting_travel_through_the_sdk(algorithm):

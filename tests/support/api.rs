@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use exposure::api::{self, ApiState};
+use exposure::changes::watch::Watched;
 use exposure::config::{ApiConfig, Auth};
 use exposure::health::Health;
 use exposure::metrics::Metrics;
@@ -60,6 +61,7 @@ impl ApiServer {
         let addr = listener.local_addr().unwrap();
         let state = ApiState {
             engine,
+            expected: Arc::new(Watched::empty()),
             metrics,
             health,
             config: ApiConfig {

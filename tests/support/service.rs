@@ -183,6 +183,20 @@ default_qps = 0
         (code, started.elapsed())
     }
 
+    /// Sends SIGHUP (the service re-reads `changes.expected`).
+    pub fn hangup(&self) {
+        let status = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
     /// Waits up to `timeout` for the process to exit by itself (after
     /// `what`); returns its exit code.
     pub fn wait_exit(&mut self, timeout: Duration, what: &str) -> Option<i32> {

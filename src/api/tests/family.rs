@@ -87,7 +87,7 @@ const DETAIL_FIELDS: &[(&str, Kind)] = &[
     ("UnknownReason", StrList),
 ];
 
-/// `DescribeInternetOpenStatisticResponseBody`, less `InternetUnprotectedPortNum`.
+/// `DescribeInternetOpenStatisticResponseBody`.
 const STATISTIC_FIELDS: &[(&str, Kind)] = &[
     ("InternetIpNum", Int),
     ("InternetPortNum", Int),
@@ -97,6 +97,7 @@ const STATISTIC_FIELDS: &[(&str, Kind)] = &[
     ("InternetServiceNum", Int),
     ("InternetSlbIpNum", Int),
     ("InternetSlbIpPortNum", Int),
+    ("InternetUnprotectedPortNum", Int),
     ("RequestId", Str),
 ];
 

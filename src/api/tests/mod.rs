@@ -19,6 +19,7 @@ use serde_json::Value;
 use tower::ServiceExt;
 
 use super::{router, ApiState};
+use crate::changes::watch::Watched;
 use crate::config::{ApiConfig, Auth, UserConfig};
 use crate::flow::Flow;
 use crate::health::Health;
@@ -84,6 +85,7 @@ fn harness_users(auth: Auth, default_qps: u32, users: Vec<UserConfig>) -> Harnes
     };
     let router = router(ApiState {
         engine,
+        expected: Arc::new(Watched::empty()),
         metrics: Arc::clone(&metrics),
         health: Arc::clone(&health),
         config,

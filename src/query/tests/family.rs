@@ -4,16 +4,22 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::*;
+use crate::changes::expected::Expected;
 
-/// Every row of `action` over the property tests' range.
+/// Every row of `action` over the property tests' range, nothing expected.
 fn all(e: &Engine, q: Query, action: Action) -> Answer {
+    all_expecting(e, &Expected::empty(), q, action)
+}
+
+/// [`all`] with `expected` as the list of expected exposures.
+fn all_expecting(e: &Engine, expected: &Expected, q: Query, action: Action) -> Answer {
     let q = Query {
         start_time: Some(T0 / 1000),
         end_time: Some((T0 + 11 * DAY) / 1000),
         page_size: u32::MAX,
         ..q
     };
-    crate::query::answer(action, e, &q, T0 + 60 * DAY, "ID".into())
+    crate::query::answer(action, e, expected, &q, T0 + 60 * DAY, "ID".into())
 }
 
 fn ips(e: &Engine, q: Query) -> Vec<IpRow> {
@@ -45,10 +51,89 @@ fn ports(e: &Engine, q: Query) -> Vec<PortRow> {
 }
 
 fn statistic(e: &Engine) -> StatisticResponse {
-    match all(e, Query::default(), Action::Statistic) {
+    statistic_expecting(e, "")
+}
+
+/// The Statistic answer with the expected list `toml` in use.
+fn statistic_expecting(e: &Engine, toml: &str) -> StatisticResponse {
+    let expected = Expected::parse(toml).expect("a valid expected list");
+    match all_expecting(e, &expected, Query::default(), Action::Statistic) {
         Answer::Statistic(r) => r,
         _ => unreachable!(),
     }
+}
+
+/// Three rows: 443/tcp on two addresses, 22/tcp and 53/udp on one.
+fn three_rows() -> Engine {
+    let e = engine();
+    for (server, port) in [
+        ("203.0.113.10", 443),
+        ("203.0.113.11", 443),
+        ("203.0.113.10", 22),
+    ] {
+        apply_all(&e, &conversation(server, port, "198.51.100.1", 10, 10, T0));
+    }
+    let dns = conversation("203.0.113.10", 53, "198.51.100.1", 10, 10, T0).map(|f| Flow {
+        proto: PROTO_UDP,
+        tcp_flags: 0,
+        ..f
+    });
+    apply_all(&e, &dns);
+    e
+}
+
+#[test]
+fn without_a_list_every_open_port_is_unprotected() {
+    let s = statistic(&three_rows());
+    assert_eq!(s.internet_port_num, 3);
+    assert_eq!(s.internet_unprotected_port_num, 3);
+}
+
+#[test]
+fn an_entry_covering_every_endpoint_of_a_row_protects_that_row_only() {
+    let e = three_rows();
+    let s = statistic_expecting(
+        &e,
+        "[[expected]]\nip = \"203.0.113.0/24\"\nport = 443\nprotocol = \"tcp\"\n",
+    );
+    assert_eq!(
+        (s.internet_port_num, s.internet_unprotected_port_num),
+        (3, 2)
+    );
+    // An entry without a protocol covers UDP too.
+    let s = statistic_expecting(
+        &e,
+        "[[expected]]\nip = \"203.0.113.10\"\nport = \"50-60\"\n",
+    );
+    assert_eq!(
+        (s.internet_port_num, s.internet_unprotected_port_num),
+        (3, 2)
+    );
+}
+
+#[test]
+fn an_entry_covering_one_of_two_endpoints_leaves_the_row_unprotected() {
+    let s = statistic_expecting(
+        &three_rows(),
+        "[[expected]]\nip = \"203.0.113.10\"\nport = 443\n",
+    );
+    assert_eq!(
+        (s.internet_port_num, s.internet_unprotected_port_num),
+        (3, 3)
+    );
+}
+
+#[test]
+fn an_expired_entry_protects_nothing_and_an_unexpired_one_does() {
+    let e = three_rows();
+    let entry = |expires: &str| {
+        format!("[[expected]]\nip = \"203.0.113.10\"\nport = 22\nexpires = {expires}\n")
+    };
+    // "Now" is the event clock's, the flows' T0 (2024-01-01).
+    let s = statistic_expecting(&e, &entry("2023-12-31"));
+    assert_eq!(s.internet_unprotected_port_num, 3);
+    let s = statistic_expecting(&e, &entry("2024-01-01"));
+    assert_eq!(s.internet_unprotected_port_num, 2);
 }
 
 #[test]
@@ -259,6 +344,7 @@ proptest! {
 
         prop_assert_eq!(stat.internet_ip_num, ip.len() as u64);
         prop_assert_eq!(stat.internet_port_num, port.len() as u64);
+        prop_assert_eq!(stat.internet_unprotected_port_num, port.len() as u64);
         let names: BTreeSet<&str> = service.iter().map(|r| r.service_name.as_str()).collect();
         prop_assert_eq!(stat.internet_service_num, names.len() as u64);
         prop_assert_eq!(
