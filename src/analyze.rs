@@ -1,5 +1,6 @@
 //! `exposure analyze`: flow records from files through the same engine as
-//! `exposure run`, printed as one full `DescribeInternetOpenPort` answer.
+//! `exposure run`, printed as one full `DescribeInternetOpenPort` answer, or
+//! with `--changes` as the exposure changes they make, one event a line.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -11,6 +12,7 @@ use anyhow::Context;
 use ipnet::IpNet;
 
 use crate::catalog::Catalog;
+use crate::changes::watch::Watched;
 use crate::config::{Clock, Config};
 use crate::flow::{self, Flow, Format};
 use crate::query::{self, PortQuery};
@@ -56,6 +58,11 @@ pub struct AnalyzeArgs {
     /// Only rows of this suggestion level (0, 10, 20, 30).
     #[arg(long)]
     suggest_level: Option<String>,
+    /// Print the exposure changes the records make (one JSON event a line,
+    /// in Seq order) instead of the answer; judged against the config's
+    /// changes.expected.
+    #[arg(long)]
+    changes: bool,
     /// Flow record files; - reads stdin.
     #[arg(required = true)]
     files: Vec<PathBuf>,
@@ -110,6 +117,7 @@ pub fn command(args: AnalyzeArgs) -> ExitCode {
         assets: args.assets,
         clock: args.clock,
         query,
+        changes: args.changes,
         files: args.files,
     };
     let config = match load_config(&opts) {
@@ -151,6 +159,8 @@ pub struct AnalyzeOptions {
     pub clock: Option<Clock>,
     /// The query: filters, language, range. Paging is ignored: all rows are printed.
     pub query: PortQuery,
+    /// Print the exposure changes instead of the answer.
+    pub changes: bool,
     /// Input files, `-` for stdin.
     pub files: Vec<PathBuf>,
 }
@@ -193,10 +203,33 @@ pub fn run(
     err: &mut dyn Write,
 ) -> anyhow::Result<()> {
     let catalog = Arc::new(catalog);
-    let engine = Engine::from_config(config, catalog);
+    let engine = if opts.changes {
+        let expected = match &config.changes.expected {
+            None => Watched::empty(),
+            Some(path) => Watched::load(path).map_err(|problems| {
+                anyhow::anyhow!("changes.expected:\n  {}", problems.join("\n  "))
+            })?,
+        };
+        Engine::from_config_with_changes(config, catalog, Arc::new(expected))
+    } else {
+        Engine::from_config(config, catalog)
+    };
     let format = opts.format.unwrap_or(config.kafka.format);
     let wall_now_ms = wall_now_ms();
     read_and_apply(&engine, &opts.files, format, wall_now_ms, err)?;
+    if let Some(log) = engine.changes() {
+        // What is idle at the end of the input is closed, as `run` would
+        // close it at that time.
+        engine.sweep_changes(wall_now_ms);
+        let events = log.last(usize::MAX);
+        for event in &events {
+            writeln!(out, "{}", event.to_json_line())?;
+        }
+        let stats = engine.stats().snapshot();
+        let open = engine.open_endpoints();
+        writeln!(err, "{}, events {}", counts(&stats, open), events.len())?;
+        return Ok(());
+    }
     let mut q = opts.query.clone();
     q.current_page = 1;
     q.page_size = u32::MAX;
@@ -370,6 +403,11 @@ fn read_chunks(
 
 /// The one-line report on stderr.
 pub fn summary(stats: &StatsSnapshot, open_endpoints: usize, rows: u64) -> String {
+    format!("{}, rows {rows}", counts(stats, open_endpoints))
+}
+
+/// What became of the input: records, flows by outcome, open endpoints.
+fn counts(stats: &StatsSnapshot, open_endpoints: usize) -> String {
     let by_reason = |m: &std::collections::BTreeMap<&str, u64>| {
         let total: u64 = m.values().sum();
         if m.is_empty() {
@@ -379,12 +417,11 @@ pub fn summary(stats: &StatsSnapshot, open_endpoints: usize, rows: u64) -> Strin
         format!("{total} ({})", parts.join(", "))
     };
     format!(
-        "records read {}, flows applied {}, rejected {}, ignored {}, open endpoints {}, rows {}",
+        "records read {}, flows applied {}, rejected {}, ignored {}, open endpoints {}",
         stats.records,
         stats.applied,
         by_reason(&stats.rejected),
         by_reason(&stats.ignored),
         open_endpoints,
-        rows
     )
 }

@@ -31,6 +31,9 @@ const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(60);
 /// How often the port index is checked against the clock: a new hour moves
 /// it here rather than in the first query of the hour.
 const INDEX_INTERVAL: Duration = Duration::from_secs(1);
+/// How often open endpoints are checked for `changes.closed_after` and for
+/// their expected entry (`Engine::sweep_changes`).
+const CHANGES_INTERVAL: Duration = Duration::from_secs(5);
 /// How often `changes.expected` is checked for a new modified time or length.
 const EXPECTED_POLL_INTERVAL: Duration = Duration::from_secs(2);
 /// The drain after a stop signal must finish within this, so the process
@@ -104,8 +107,12 @@ pub async fn run(
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .context("cannot listen for SIGHUP")?,
     );
-    let engine = Arc::new(Engine::from_config(&config, Arc::new(catalog)));
     let expected = Arc::new(expected);
+    let engine = Arc::new(Engine::from_config_with_changes(
+        &config,
+        Arc::new(catalog),
+        expected.clone(),
+    ));
     if let Some(file) = expected.path() {
         let entries = expected.current().len();
         info!(file = %file.display(), entries, "expected exposures loaded");
@@ -210,26 +217,38 @@ pub async fn run(
     }
 }
 
+/// One round of [`maintain`].
+#[derive(Clone, Copy)]
+enum Work {
+    Full,
+    Index,
+    Changes,
+}
+
 /// Rolls old hours into days and drops expired data every
-/// [`MAINTENANCE_INTERVAL`], and moves the port index to a new hour within
-/// [`INDEX_INTERVAL`], until `stop`. The work runs off the async threads.
+/// [`MAINTENANCE_INTERVAL`], moves the port index to a new hour within
+/// [`INDEX_INTERVAL`], and closes idle exposures and judges them against the
+/// expected list every [`CHANGES_INTERVAL`], until `stop`. The work runs off
+/// the async threads.
 async fn maintain(engine: Arc<Engine>, stop: CancellationToken) -> anyhow::Result<()> {
     let mut tick = tokio::time::interval(MAINTENANCE_INTERVAL);
     let mut index_tick = tokio::time::interval(INDEX_INTERVAL);
+    let mut changes_tick = tokio::time::interval(CHANGES_INTERVAL);
     tick.tick().await;
     loop {
-        let full = tokio::select! {
+        let work = tokio::select! {
             _ = stop.cancelled() => return Ok(()),
-            _ = tick.tick() => true,
-            _ = index_tick.tick() => false,
+            _ = tick.tick() => Work::Full,
+            _ = index_tick.tick() => Work::Index,
+            _ = changes_tick.tick() => Work::Changes,
         };
         let engine = engine.clone();
         tokio::task::spawn_blocking(move || {
             fail::fail_point!("maintenance");
-            if full {
-                engine.maintain(wall_now_ms());
-            } else {
-                engine.keep_port_index_current(wall_now_ms());
+            match work {
+                Work::Full => engine.maintain(wall_now_ms()),
+                Work::Index => engine.keep_port_index_current(wall_now_ms()),
+                Work::Changes => engine.sweep_changes(wall_now_ms()),
             }
         })
         .await

@@ -150,6 +150,8 @@ impl Default for ChangesConfig {
     fn default() -> Self {
         ChangesConfig {
             expected: default_expected().map(PathBuf::from),
+            closed_after: Duration::from_secs(24 * 3600),
+            keep: 10_000,
         }
     }
 }

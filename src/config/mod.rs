@@ -189,6 +189,12 @@ pub struct ChangesConfig {
     /// changes; `None`: nothing is expected. A relative path is taken from
     /// the working directory, as `state.dir` is.
     pub expected: Option<PathBuf>,
+    /// An open endpoint with no flow in either direction for this long is
+    /// closed (on the window clock).
+    pub closed_after: Duration,
+    /// How many of the newest events a reconnecting `/events` client can
+    /// replay.
+    pub keep: usize,
 }
 
 /// A resolved secret. It never prints: `Debug` and `Display` show `***`.

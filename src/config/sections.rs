@@ -249,6 +249,23 @@ fn changes(r: &mut Reader, mut f: Fields) -> ChangesConfig {
         .opt(&mut f, "expected", Reader::non_empty_string)
         .map(PathBuf::from)
         .or(defaults.expected);
+    let closed_after = r
+        .opt(&mut f, "closed_after", |r, p, v| {
+            let after = r.duration(p, v)?;
+            if after < std::time::Duration::from_secs(1) {
+                r.push(p, "must be at least 1s, e.g. \"24h\"");
+                return None;
+            }
+            Some(after)
+        })
+        .unwrap_or(defaults.closed_after);
+    let keep = r
+        .opt(&mut f, "keep", |r, p, v| r.int(p, v, 0, i64::MAX))
+        .unwrap_or(defaults.keep);
     r.finish(f);
-    ChangesConfig { expected }
+    ChangesConfig {
+        expected,
+        closed_after,
+        keep,
+    }
 }

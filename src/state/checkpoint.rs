@@ -17,9 +17,14 @@
 //!       | offsets: u32 count, then (topic: u16 len + UTF-8, partition i32, next offset i64)
 //!       | endpoints: u64 count, then (family u8 4|6, address, port u16, proto u8,
 //!         ever_open u8, label: u16 len + UTF-8 (0xFFFF: none), peers: mode u8 + 64 bytes,
-//!         series)
+//!         series, last_seen_s u32, cover u32, live u8)
 //!       | probes: u32 count, then (index u32, count u64)
+//!       | changes: next Seq u64, u32 count, then (u32 len + the event's JSON line)
 //! ```
+//!
+//! Version 1 (without the three fields after the series and without the
+//! changes) is still read: an endpoint's change tracking is then derived
+//! from its series, and the event log starts at `Seq` 1.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -30,11 +35,14 @@ use std::sync::Arc;
 
 use super::{EndpointState, Engine, Peers, Series};
 use crate::catalog::Protocol;
+use crate::changes::events::Event;
 use crate::classify::Endpoint;
 
 const MAGIC: &[u8; 8] = b"EXPOSCKP";
 /// The format version this build writes and reads.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
+/// The oldest format version this build still reads.
+const OLDEST_VERSION: u32 = 1;
 const HEADER_LEN: usize = 8 + 4 + 8 + 4;
 /// Checkpoint files kept; older ones are removed after a successful write.
 pub const KEEP: usize = 3;
@@ -55,7 +63,9 @@ pub enum CheckpointError {
     Io { path: PathBuf, source: io::Error },
     #[error("{path}: not a checkpoint (bad magic bytes)")]
     BadMagic { path: PathBuf },
-    #[error("{path}: format version {found}, this build reads version {VERSION}")]
+    #[error(
+        "{path}: format version {found}, this build reads versions {OLDEST_VERSION} to {VERSION}"
+    )]
     Version { path: PathBuf, found: u32 },
     #[error("{path}: truncated: {what}")]
     Truncated { path: PathBuf, what: &'static str },
@@ -109,6 +119,9 @@ pub fn encode(engine: &Engine, offsets: &[PartitionOffset], created_ms: i64) -> 
         }
         body.extend_from_slice(&state.peers.to_bytes());
         state.series.encode(&mut body);
+        body.extend_from_slice(&state.last_seen_s.to_le_bytes());
+        body.extend_from_slice(&state.cover.to_le_bytes());
+        body.push(u8::from(state.live));
     });
     body[count_at..count_at + 8].copy_from_slice(&count.to_le_bytes());
     let probes: Vec<(u32, u64)> = engine
@@ -124,6 +137,16 @@ pub fn encode(engine: &Engine, offsets: &[PartitionOffset], created_ms: i64) -> 
     for (i, n) in probes {
         body.extend_from_slice(&i.to_le_bytes());
         body.extend_from_slice(&n.to_le_bytes());
+    }
+    let (next_seq, events) = engine
+        .changes()
+        .map_or((1, Vec::new()), |log| log.snapshot());
+    body.extend_from_slice(&next_seq.to_le_bytes());
+    body.extend_from_slice(&(events.len() as u32).to_le_bytes());
+    for event in &events {
+        let line = event.to_json_line();
+        body.extend_from_slice(&(line.len() as u32).to_le_bytes());
+        body.extend_from_slice(line.as_bytes());
     }
     let mut file = Vec::with_capacity(HEADER_LEN + body.len());
     file.extend_from_slice(MAGIC);
@@ -147,6 +170,10 @@ pub struct Decoded {
     pub offsets: Vec<PartitionOffset>,
     pub endpoints: Vec<(Endpoint, EndpointState)>,
     pub probes: Vec<(u32, u64)>,
+    /// The endpoints' change tracking was written (format 2 on).
+    pub tracked: bool,
+    /// The event log's next `Seq` and its kept events.
+    pub changes: (u64, Vec<Event>),
 }
 
 /// Reads and checks a whole checkpoint file's bytes.
@@ -171,7 +198,7 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<Decoded, CheckpointError> {
     let version = take::<4>(&mut header)
         .map(u32::from_le_bytes)
         .ok_or_else(|| truncated("header"))?;
-    if version != VERSION {
+    if !(OLDEST_VERSION..=VERSION).contains(&version) {
         return Err(CheckpointError::Version {
             path: path.to_owned(),
             found: version,
@@ -250,6 +277,17 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<Decoded, CheckpointError> {
             .and_then(Peers::from_bytes)
             .ok_or_else(|| corrupt("bad peer sketch"))?;
         let series = Series::decode(&mut input).map_err(corrupt)?;
+        let (mut last_seen_s, mut cover, mut live) = (0, 0, false);
+        if version >= 2 {
+            let u32_ = |input: &mut &[u8]| {
+                take::<4>(input)
+                    .map(u32::from_le_bytes)
+                    .ok_or_else(|| corrupt("cut short"))
+            };
+            last_seen_s = u32_(&mut input)?;
+            cover = u32_(&mut input)?;
+            live = take::<1>(&mut input).ok_or_else(|| corrupt("cut short"))?[0] != 0;
+        }
         endpoints.push((
             Endpoint { ip, port, proto },
             EndpointState {
@@ -258,6 +296,9 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<Decoded, CheckpointError> {
                 ever_open,
                 peers,
                 recent: Default::default(),
+                last_seen_s,
+                cover,
+                live,
             },
         ));
     }
@@ -277,6 +318,32 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<Decoded, CheckpointError> {
         }
         probes.push((index, n));
     }
+    let mut changes = (1, Vec::new());
+    if version >= 2 {
+        let next_seq = take::<8>(&mut input)
+            .map(u64::from_le_bytes)
+            .ok_or_else(|| corrupt("cut short"))?;
+        let n_events = take::<4>(&mut input)
+            .map(u32::from_le_bytes)
+            .ok_or_else(|| corrupt("cut short"))?;
+        let mut events = Vec::with_capacity((n_events as usize).min(input.len() / 64));
+        for _ in 0..n_events {
+            let len = take::<4>(&mut input)
+                .map(u32::from_le_bytes)
+                .ok_or_else(|| corrupt("cut short"))? as usize;
+            if input.len() < len {
+                return Err(corrupt("event cut short"));
+            }
+            let (line, rest) = input.split_at(len);
+            input = rest;
+            let event = std::str::from_utf8(line)
+                .ok()
+                .and_then(|line| Event::from_json_line(line).ok())
+                .ok_or_else(|| corrupt("bad event"))?;
+            events.push(event);
+        }
+        changes = (next_seq, events);
+    }
     if !input.is_empty() {
         return Err(corrupt("bytes after the last section"));
     }
@@ -286,6 +353,8 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<Decoded, CheckpointError> {
         offsets,
         endpoints,
         probes,
+        tracked: version >= 2,
+        changes,
     })
 }
 
@@ -324,7 +393,11 @@ impl Engine {
             .store(checkpoint.event_now_ms, Ordering::Release);
         self.seen_any.store(checkpoint.seen_any, Ordering::Release);
         let (mut open, mut pending) = (0, 0);
-        for (endpoint, state) in checkpoint.endpoints {
+        let now_ms = self.now_ms(super::wall_now_ms());
+        for (endpoint, mut state) in checkpoint.endpoints {
+            if !checkpoint.tracked {
+                self.derive_tracking(endpoint, &mut state, now_ms);
+            }
             if state.ever_open {
                 open += 1;
                 self.count_open(endpoint, true);
@@ -338,6 +411,10 @@ impl Engine {
         self.held.pending.store(pending, Ordering::Release);
         for (index, n) in checkpoint.probes {
             self.probes[index as usize].store(n, Ordering::Relaxed);
+        }
+        if let Some(log) = self.changes() {
+            let (next_seq, events) = checkpoint.changes;
+            log.restore(next_seq, events);
         }
     }
 }

@@ -11,6 +11,7 @@
 //! bound, inbound flows to new unanswered endpoints are only counted as
 //! probes of their port.
 
+mod changes;
 pub mod checkpoint;
 pub mod index;
 pub mod peers;
@@ -90,6 +91,14 @@ pub struct EndpointState {
     pub peers: Peers,
     /// Its share of the port index, once open and indexed.
     pub recent: KeptRecent,
+    /// Its latest flow's time, UNIX seconds: when it closes.
+    pub last_seen_s: u32,
+    /// The expected entry covering it when last judged
+    /// (`changes::cover_mark`; 0: none).
+    pub cover: u32,
+    /// Open as far as exposure changes go: `opened` was recorded and
+    /// `closed` not since.
+    pub live: bool,
 }
 
 impl EndpointState {
@@ -113,6 +122,8 @@ impl EndpointState {
 #[derive(Clone, Debug)]
 pub struct Prepared {
     endpoint: Endpoint,
+    /// The flow's time, UNIX ms.
+    time_ms: i64,
     /// Its hour since the epoch.
     hour: u32,
     sample: Sample,
@@ -151,6 +162,9 @@ pub struct Engine {
     /// Per-(port, protocol) sums over the last 1, 7 and 30 days.
     index: PortIndex,
     stats: Stats,
+    /// Where exposure changes go, when they are tracked (`exposure run`,
+    /// `exposure analyze --changes`).
+    changes: Option<changes::Tracker>,
 }
 
 impl Engine {
@@ -172,6 +186,7 @@ impl Engine {
             labels: DashMap::with_hasher(ahash::RandomState::new()),
             index: PortIndex::default(),
             stats: Stats::default(),
+            changes: None,
         }
     }
 
@@ -326,6 +341,7 @@ impl Engine {
         };
         Ok(Prepared {
             endpoint,
+            time_ms: flow.time_ms,
             hour: hour_of(flow.time_ms),
             sample,
             inbound,
@@ -341,6 +357,7 @@ impl Engine {
     fn update(&self, flow: Prepared) -> Outcome {
         let Prepared {
             endpoint,
+            time_ms,
             hour,
             sample,
             inbound,
@@ -353,7 +370,7 @@ impl Engine {
                 if !state.ever_open {
                     self.count_probe(endpoint, inbound);
                 }
-                self.touch(endpoint, state, hour, sample, peer, label);
+                self.touch(endpoint, state, time_ms, sample, peer, label);
                 return Outcome::Applied;
             }
             dashmap::Entry::Vacant(vacant) => vacant,
@@ -389,7 +406,11 @@ impl Engine {
             label,
             ever_open: sample.evidence,
             recent: KeptRecent::default(),
+            last_seen_s: 0,
+            cover: 0,
+            live: false,
         }));
+        self.track(endpoint, &mut state, time_ms, sample.evidence, None);
         if sample.evidence {
             self.reindex(endpoint, &mut state, None, hour, sample);
         }
@@ -402,11 +423,12 @@ impl Engine {
         &self,
         endpoint: Endpoint,
         state: &mut EndpointState,
-        hour: u32,
+        time_ms: i64,
         sample: Sample,
         peer: std::net::IpAddr,
         label: Option<Arc<str>>,
     ) {
+        let hour = hour_of(time_ms);
         // The label the endpoint was indexed under, when this flow changes it.
         let mut replaced = None;
         if let Some(label) = label {
@@ -425,6 +447,7 @@ impl Engine {
             self.count_new_exposure(endpoint, state.label.as_deref());
             self.count_open(endpoint, true);
         }
+        self.track(endpoint, state, time_ms, sample.evidence, replaced.as_ref());
         let heap_before = state.series.heap_bytes();
         state.series.add(hour, sample);
         self.resized(heap_before, state.series.heap_bytes());
@@ -612,6 +635,7 @@ impl Engine {
                 return true;
             }
             self.resized(state.series.heap_bytes(), 0);
+            self.track_removal(*endpoint, state);
             if let Some(recent) = state.recent.take() {
                 let share = self.share(*endpoint, &state.label, &recent);
                 self.index

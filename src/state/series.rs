@@ -256,6 +256,16 @@ impl Series {
     }
 
     /// No bucket left (everything expired).
+    /// The last hour its newest bucket covers (`None`: no bucket).
+    pub fn last_hour(&self) -> Option<u32> {
+        let last = self.buckets.last()?;
+        Some(if last.is_day() {
+            last.start() + 23
+        } else {
+            last.start()
+        })
+    }
+
     pub fn is_empty(&self) -> bool {
         self.buckets.is_empty()
     }

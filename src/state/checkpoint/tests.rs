@@ -165,10 +165,10 @@ fn any_flipped_bit_is_caught() {
 #[test]
 fn another_format_version_is_refused_by_name() {
     let mut bytes = encode(&filled(), &offsets(), 42);
-    bytes[8..12].copy_from_slice(&2u32.to_le_bytes());
+    bytes[8..12].copy_from_slice(&3u32.to_le_bytes());
     let err = decode(Path::new("x"), &bytes).err().unwrap();
     assert!(
-        matches!(err, CheckpointError::Version { found: 2, .. }),
+        matches!(err, CheckpointError::Version { found: 3, .. }),
         "{err}"
     );
     let err = decode(Path::new("x"), b"PK\x03\x04 a zip file, not ours")
