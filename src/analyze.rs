@@ -117,7 +117,6 @@ pub fn command(args: AnalyzeArgs) -> ExitCode {
         assets: args.assets,
         clock: args.clock,
         query,
-        changes: args.changes,
         files: args.files,
     };
     let config = match load_config(&opts) {
@@ -128,12 +127,23 @@ pub fn command(args: AnalyzeArgs) -> ExitCode {
         Ok(c) => c,
         Err(e) => return crate::usage_error(&format!("{e:#}")),
     };
+    // With --changes, a broken expected file is a config problem (exit 2),
+    // as for `exposure run`.
+    let expected = match args
+        .changes
+        .then(|| Watched::for_config(config.changes.expected.as_deref()))
+        .transpose()
+    {
+        Ok(expected) => expected,
+        Err(problems) => return crate::usage_error(&problems.join("\n")),
+    };
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();
     match run(
         &opts,
         &config,
         catalog,
+        expected,
         &mut stdout.lock(),
         &mut stderr.lock(),
     ) {
@@ -159,8 +169,6 @@ pub struct AnalyzeOptions {
     pub clock: Option<Clock>,
     /// The query: filters, language, range. Paging is ignored: all rows are printed.
     pub query: PortQuery,
-    /// Print the exposure changes instead of the answer.
-    pub changes: bool,
     /// Input files, `-` for stdin.
     pub files: Vec<PathBuf>,
 }
@@ -194,25 +202,21 @@ pub fn load_catalog(path: &Path) -> anyhow::Result<Catalog> {
 }
 
 /// Runs the analysis with `config` (from [`load_config`]) and `catalog`,
-/// writing the answer to `out` and the summary to `err`.
+/// writing the answer to `out` and the summary to `err`; with `expected`
+/// (`--changes`), the exposure changes judged against it instead of the
+/// answer.
 pub fn run(
     opts: &AnalyzeOptions,
     config: &Config,
     catalog: Catalog,
+    expected: Option<Watched>,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> anyhow::Result<()> {
     let catalog = Arc::new(catalog);
-    let engine = if opts.changes {
-        let expected = match &config.changes.expected {
-            None => Watched::empty(),
-            Some(path) => Watched::load(path).map_err(|problems| {
-                anyhow::anyhow!("changes.expected:\n  {}", problems.join("\n  "))
-            })?,
-        };
-        Engine::from_config_with_changes(config, catalog, Arc::new(expected))
-    } else {
-        Engine::from_config(config, catalog)
+    let engine = match expected {
+        Some(expected) => Engine::from_config_with_changes(config, catalog, Arc::new(expected)),
+        None => Engine::from_config(config, catalog),
     };
     let format = opts.format.unwrap_or(config.kafka.format);
     let wall_now_ms = wall_now_ms();

@@ -73,17 +73,14 @@ pub fn command(path: &Path) -> ExitCode {
         Ok(c) => c,
         Err(e) => return crate::usage_error(&format!("{e:#}")),
     };
-    let expected = match &config.changes.expected {
-        None => Watched::empty(),
-        Some(file) => match Watched::load(file) {
-            Ok(watched) => watched,
-            Err(problems) => {
-                for problem in &problems {
-                    eprintln!("{problem}");
-                }
-                return ExitCode::from(2);
+    let expected = match Watched::for_config(config.changes.expected.as_deref()) {
+        Ok(watched) => watched,
+        Err(problems) => {
+            for problem in &problems {
+                eprintln!("{problem}");
             }
-        },
+            return ExitCode::from(2);
+        }
     };
     crate::exit_status(run_until_signal(move |stop| {
         run(config, catalog, expected, stop, |_, _| {})

@@ -424,3 +424,105 @@ fn analyze_with_config_file_uses_its_assets() {
     );
     assert_eq!(rows(&out).len(), 2);
 }
+
+#[test]
+fn analyze_changes_prints_one_opened_event_per_served_endpoint_in_seq_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "flows.json",
+        &json_lines(&world(), encode_goflow2_json),
+    );
+    let expected = write(
+        dir.path(),
+        "expected.toml",
+        b"[[expected]]\nip = \"2001:db8:100::/48\"\nport = 53\nprotocol = \"udp\"\nowner = \"dns team\"\n",
+    );
+    let config = write(
+        dir.path(),
+        "exposure.toml",
+        format!(
+            "[network]\nassets = [\"203.0.113.0/24\", \"2001:db8:100::/48\"]\n[api]\nauth = \"none\"\n[changes]\nexpected = {:?}\n",
+            expected.to_str().unwrap()
+        )
+        .as_bytes(),
+    );
+    let out = exposure(
+        &[
+            "analyze",
+            "--changes",
+            "--config",
+            config.to_str().unwrap(),
+            file.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("one JSON event a line"))
+        .collect();
+    let seen: Vec<_> = events
+        .iter()
+        .map(|e| {
+            (
+                e["Seq"].as_u64().unwrap(),
+                e["Kind"].as_str().unwrap().to_owned(),
+                e["Ip"].as_str().unwrap().to_owned(),
+                e["Port"].as_u64().unwrap(),
+                e["Expected"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    // The refused Telnet port, the scan and the browsing host open nothing.
+    assert_eq!(
+        seen,
+        vec![
+            (1, "opened".into(), "203.0.113.10".into(), 22, false),
+            (2, "opened".into(), "2001:db8:100::53".into(), 53, true),
+        ]
+    );
+    assert_eq!(events[0]["Time"], T / 1000);
+    assert_eq!(events[1]["Owner"], "dns team");
+    let summary = String::from_utf8_lossy(&out.stderr);
+    assert!(summary.contains("events 2"), "{summary}");
+}
+
+#[test]
+fn analyze_changes_with_a_broken_expected_file_exits_2_naming_its_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let expected = write(
+        dir.path(),
+        "expected.toml",
+        b"[[expected]]\nip = \"203.0.113.0/24\"\nport = 70000\n",
+    );
+    let config = write(
+        dir.path(),
+        "exposure.toml",
+        format!(
+            "[network]\nassets = [\"203.0.113.0/24\"]\n[api]\nauth = \"none\"\n[changes]\nexpected = {:?}\n",
+            expected.to_str().unwrap()
+        )
+        .as_bytes(),
+    );
+    let out = exposure(
+        &[
+            "analyze",
+            "--changes",
+            "--config",
+            config.to_str().unwrap(),
+            "-",
+        ],
+        Some(b""),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("expected.toml line 3: expected[0].port"),
+        "{err}"
+    );
+}

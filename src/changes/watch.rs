@@ -58,6 +58,11 @@ impl Watched {
         })
     }
 
+    /// The list `changes.expected` names, or none when it is unset.
+    pub fn for_config(expected: Option<&Path>) -> Result<Watched, Vec<String>> {
+        expected.map_or_else(|| Ok(Watched::empty()), Watched::load)
+    }
+
     /// The file, if one is configured.
     pub fn path(&self) -> Option<&Path> {
         self.path.as_deref()
