@@ -3,7 +3,8 @@
 //! `auth = "none"` and one with `auth = "acs"`, driven by `tests/ui/test_ui.py`
 //! (Selenium in the virtual environment of `.ci/install-sdk`, Debian's
 //! headless `chromium` and `chromedriver` from `.ci/install-tools`). The
-//! script asks for new flows mid-test; this side applies them to the engine.
+//! script asks for new flows mid-test; this side applies them to the engine,
+//! which records their changes for the page's feed (`GET /events`).
 
 mod support;
 
@@ -13,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use exposure::catalog::Catalog;
+use exposure::changes::watch::Watched;
 use exposure::config::Config;
 use exposure::flow::{Flow, PROTO_UDP};
 use exposure::metrics::Metrics;
@@ -97,7 +99,11 @@ fn the_live_view_shows_the_api_and_follows_it_in_a_browser() {
     );
     let env = |name: &str| (name == "EXPOSURE_UI_SECRET").then(|| secret.clone());
     let config = Config::from_toml_str(&toml, &env).expect("a valid config");
-    let engine = Arc::new(Engine::from_config(&config, Arc::new(Catalog::builtin())));
+    let engine = Arc::new(Engine::from_config_with_changes(
+        &config,
+        Arc::new(Catalog::builtin()),
+        Arc::new(Watched::empty()),
+    ));
     fill(&engine, wall_now_ms());
 
     let rt = support::runtime();

@@ -1,5 +1,6 @@
 // The live view of exposure (docs/api.md#the-live-view): polls the API's
-// DescribeInternetOpen* Actions and keeps the page up to date in place.
+// DescribeInternetOpen* Actions and keeps the page up to date in place;
+// lists the exposure changes GET /events pushes.
 // Served by the binary itself; no external script, font or style.
 'use strict';
 
@@ -11,6 +12,11 @@ const PAGE_ROWS = 100;
 let apiPageSize = 1000;
 /** At most this many API pages per refresh: beyond, the page says it shows the first rows. */
 const MAX_API_PAGES = 20;
+/** Changes listed at most; older ones drop off the bottom. */
+const FEED_ITEMS = 50;
+/** First wait before the stream is opened again after it failed, in ms; doubled up to FEED_RETRY_MAX_MS. */
+const FEED_RETRY_MS = 2000;
+const FEED_RETRY_MAX_MS = 60000;
 /** IPs listed under an expanded row. */
 const DETAIL_ROWS = 100;
 const VERSION = '2017-12-07';
@@ -35,8 +41,10 @@ const TEXT = {
     previous: 'Previous', next: 'Next', page: (p, n, rows) => `Page ${p} of ${n} · ${rows} rows`,
     truncated: (shown, total) => `showing the first ${shown} of ${total} rows`,
     suggest0: 'Unknown', suggest10: 'Allow', suggest20: 'Check', suggest30: 'Deny',
-    changes: 'Changes', noFeed: 'change feed not available on this server',
-    feedStatus: (s) => `change feed not available (/events answered ${s})`,
+    changes: 'Changes', feed_live: 'live: new changes appear here',
+    feed_down: 'change feed interrupted; reconnecting', feed_reset: 'some changes were missed while away; live again',
+    kind_opened: 'opened', kind_closed: 'closed', kind_changed: 'changed',
+    expected: (owner) => (owner ? `expected (${owner})` : 'expected'),
     updated: (t) => `updated ${t}`, never: 'not loaded yet',
     pollFailed: (t, m) => `Refresh failed at ${t}: ${m}. The data shown is from the last successful refresh.`,
     notReady: (m) => `The service is not ready (${m}): answers may be incomplete.`,
@@ -60,8 +68,10 @@ const TEXT = {
     previous: '上一页', next: '下一页', page: (p, n, rows) => `第 ${p} / ${n} 页 · 共 ${rows} 行`,
     truncated: (shown, total) => `仅显示前 ${shown} 行（共 ${total} 行）`,
     suggest0: '未知', suggest10: '放行', suggest20: '观察', suggest30: '拦截',
-    changes: '变化', noFeed: '此服务器不提供变化推送（change feed not available on this server）',
-    feedStatus: (s) => `变化推送不可用（/events 返回 ${s}）`,
+    changes: '变化', feed_live: '实时：新的变化显示在这里',
+    feed_down: '变化推送中断，正在重连', feed_reset: '离开期间错过了部分变化；已恢复实时',
+    kind_opened: '新开放', kind_closed: '已关闭', kind_changed: '已变化',
+    expected: (owner) => (owner ? `预期内（${owner}）` : '预期内'),
     updated: (t) => `更新于 ${t}`, never: '尚未加载',
     pollFailed: (t, m) => `${t} 刷新失败：${m}。显示的是上次成功刷新的数据。`,
     notReady: (m) => `服务尚未就绪（${m}）：结果可能不完整。`,
@@ -97,6 +107,8 @@ const view = {
   generation: 0,
   /** Refreshing waits while the AccessKey is missing or refused. */
   waitingForKey: false,
+  /** The change feed: its EventSource, the last Seq received, the changes shown. */
+  feed: { source: null, lastId: null, timer: 0, retryMs: FEED_RETRY_MS, items: [], state: undefined },
 };
 
 const t = (key, ...args) => {
@@ -271,6 +283,8 @@ async function refresh() {
     ]);
     if (generation !== view.generation) return;
     showSignedIn();
+    // The feed opens once the calls are known to pass (signed, if need be).
+    if (!view.feed.source && !view.feed.timer) openFeed();
     renderTiles(stat);
     view.rows = ports.rows;
     view.totalCount = ports.total;
@@ -344,6 +358,7 @@ function isKeyProblem(e) {
 
 function askForKey(error) {
   view.waitingForKey = true;
+  closeFeed();
   $('#signin').hidden = false;
   $('#signout').hidden = true;
   const shown = $('#signin-error');
@@ -379,6 +394,7 @@ function signIn(event) {
 
 function signOut() {
   sessionStorage.removeItem(KEY_STORE);
+  closeFeed();
   refreshSoon(0);
 }
 
@@ -632,24 +648,124 @@ async function loadDetail(entry, key) {
 
 // ---- the change feed -------------------------------------------------------
 
-/** Says whether the server has a change feed; this page does not read one yet. */
-async function probeChangeFeed() {
-  let status;
-  try {
-    const controller = new AbortController();
-    const response = await fetch('/events', { signal: controller.signal, cache: 'no-store' });
-    status = response.status;
-    controller.abort();
-  } catch (e) {
-    status = e.message;
+async function hmacSha1Base64(secret, text) {
+  const key = await crypto.subtle.importKey('raw', new TextEncoder().encode(secret),
+    { name: 'HMAC', hash: 'SHA-1' }, false, ['sign']);
+  const bytes = new Uint8Array(await crypto.subtle.sign('HMAC', key, new TextEncoder().encode(text)));
+  return btoa(String.fromCharCode(...bytes));
+}
+
+/**
+ * `/events` resuming after `lastId` (docs/api.md#the-event-stream). With a
+ * key, signed with signature v1 in the query, since an EventSource cannot
+ * set headers: HMAC-SHA1(secret + "&", "GET&%2F&" + encode(sorted query)).
+ * Each connect is signed anew: the server refuses a nonce used before.
+ */
+async function feedUrl(lastId) {
+  const params = {};
+  if (lastId !== null) params.LastEventId = lastId;
+  const key = accessKey();
+  if (key) {
+    if (!window.crypto || !crypto.subtle) throw new ApiError('NoSecureContext', t('noCrypto'), 0, 0);
+    Object.assign(params, {
+      AccessKeyId: key.id,
+      SignatureMethod: 'HMAC-SHA1',
+      SignatureVersion: '1.0',
+      SignatureNonce: hex(crypto.getRandomValues(new Uint8Array(16))),
+      Timestamp: new Date().toISOString().replace(/\.\d{3}Z$/, 'Z'),
+    });
   }
-  view.feedStatus = status;
+  const pairs = Object.entries(params).map(([k, v]) => [rfc3986(k), rfc3986(String(v))])
+    .sort(([a, x], [b, y]) => (a < b ? -1 : a > b ? 1 : x < y ? -1 : x > y ? 1 : 0));
+  let query = pairs.map(([k, v]) => `${k}=${v}`).join('&');
+  if (key) {
+    const signature = await hmacSha1Base64(`${key.secret}&`, `GET&%2F&${rfc3986(query)}`);
+    query += `&Signature=${rfc3986(signature)}`;
+  }
+  return query ? `/events?${query}` : '/events';
+}
+
+/** Opens the stream (again), from the last change received. */
+async function openFeed() {
+  closeFeed();
+  if (view.waitingForKey) return;
+  let url;
+  try {
+    url = await feedUrl(view.feed.lastId);
+  } catch (e) {
+    setFeedState('down', e.message);
+    return;
+  }
+  const source = new EventSource(url);
+  view.feed.source = source;
+  source.onopen = () => {
+    view.feed.retryMs = FEED_RETRY_MS;
+    setFeedState('live');
+  };
+  source.onmessage = (m) => {
+    view.feed.lastId = m.lastEventId;
+    addChange(JSON.parse(m.data));
+  };
+  source.addEventListener('reset', (m) => {
+    view.feed.lastId = String(JSON.parse(m.data).Latest);
+    setFeedState('reset');
+  });
+  // The browser's own reconnect would reuse a signed URL, which the server
+  // refuses: close, and open a freshly signed one after a pause.
+  source.onerror = () => {
+    if (view.feed.source !== source) return;
+    closeFeed();
+    setFeedState('down');
+    view.feed.timer = setTimeout(openFeed, view.feed.retryMs);
+    view.feed.retryMs = Math.min(view.feed.retryMs * 2, FEED_RETRY_MAX_MS);
+  };
+}
+
+function closeFeed() {
+  clearTimeout(view.feed.timer);
+  view.feed.timer = 0;
+  if (view.feed.source) view.feed.source.close();
+  view.feed.source = null;
+}
+
+/** A change at the top of the feed (once, whatever the redeliveries). */
+function addChange(event) {
+  if (view.feed.items.some((e) => e.EventId === event.EventId)) return;
+  view.feed.items.unshift(event);
+  view.feed.items.length = Math.min(view.feed.items.length, FEED_ITEMS);
+  renderFeed();
+}
+
+function renderFeed() {
+  const list = $('#change-list');
+  list.replaceChildren(...view.feed.items.map((e) => {
+    const li = document.createElement('li');
+    li.dataset.eventId = e.EventId;
+    li.dataset.kind = e.Kind;
+    li.className = `risk-${e.RiskLevel}`;
+    const time = document.createElement('time');
+    time.dateTime = new Date(e.Time * 1000).toISOString();
+    time.textContent = clock(new Date(e.Time * 1000));
+    const ip = e.Ip.includes(':') ? `[${e.Ip}]` : e.Ip;
+    const what = [t(`kind_${e.Kind}`), `${ip}:${e.Port}/${e.Protocol}`, e.ServiceNameList.join(', '),
+      t(`risk${e.RiskLevel}`)];
+    if (e.Expected) what.push(t('expected', e.Owner));
+    li.append(time, ` ${what.join(' · ')}`);
+    return li;
+  }));
+}
+
+function setFeedState(state, detail) {
+  view.feed.state = state;
+  view.feed.detail = detail;
   renderFeedStatus();
 }
 
 function renderFeedStatus() {
-  if (view.feedStatus === undefined) return;
-  $('#changes-status').textContent = view.feedStatus === 404 ? t('noFeed') : t('feedStatus', view.feedStatus);
+  if (view.feed.state === undefined) return;
+  const detail = view.feed.detail ? ` (${view.feed.detail})` : '';
+  $('#changes-status').textContent = t(`feed_${view.feed.state}`) + detail;
+  $('#changes').dataset.feed = view.feed.state;
 }
 
 // ---- language and controls -------------------------------------------------
@@ -662,6 +778,7 @@ function applyLanguage() {
   renderFreshness();
   renderBanner();
   renderFeedStatus();
+  renderFeed();
   if (view.rows.length) renderTable();
 }
 
@@ -691,7 +808,6 @@ function start() {
   }
   $('#prev').addEventListener('click', () => { view.page--; renderTable(); });
   $('#next').addEventListener('click', () => { view.page++; renderTable(); });
-  probeChangeFeed();
   refresh();
 }
 

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{Request, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -50,45 +51,13 @@ async fn call(app: &App, req: Request, info: &mut CallInfo) -> Result<Response, 
             method: req.method().to_string(),
         });
     }
-    let request_id = req
-        .extensions()
-        .get::<RequestId>()
-        .map_or_else(new_request_id, |RequestId(id)| id.clone());
-    // Without a recorded peer (a router served without connect info) every
-    // caller shares one bucket: stricter, never unlimited.
-    let client =
-        peer_addr(&req).map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip().to_canonical());
+    let request_id = request_id_of(&req);
+    let client = client_of(&req);
     let (parts, body) = req.into_parts();
     let body = read_body(&parts.headers, body).await?;
     let rpc = RpcRequest::parse(parts.uri.query(), &parts.headers, &body)?;
     info.action = metric_label(rpc.action.as_deref());
-
-    // Who is calling, within their rate limit.
-    let user: Option<&User> = match &app.auth {
-        None => {
-            app.throttle_client(client)?;
-            None
-        }
-        Some(authenticator) => {
-            let now_ms = (app.state.wall_clock)();
-            let verified = authenticator.verify(
-                &auth::Request {
-                    method: parts.method.as_str(),
-                    path: parts.uri.path(),
-                    query: parts.uri.query(),
-                    headers: &parts.headers,
-                    authority: parts.uri.authority().map(|a| a.as_str()),
-                    body: &body,
-                    params: &rpc.params,
-                },
-                now_ms,
-            )?;
-            let user = authenticator.user(verified.user);
-            info.user = Some(Arc::clone(&user.name));
-            authenticator.admit(&verified, now_ms, || app.throttle_user(verified.user, user))?;
-            Some(user)
-        }
-    };
+    let user = app.caller(&parts, &body, &rpc, client, info)?;
     let Some(name) = rpc.action.as_deref() else {
         return Err(ApiError::MissingAction);
     };
@@ -97,14 +66,7 @@ async fn call(app: &App, req: Request, info: &mut CallInfo) -> Result<Response, 
         action: name.to_owned(),
         supported: SUPPORTED,
     })?;
-    if let Some(user) = user {
-        if !user.may_call(action) {
-            return Err(ApiError::Forbidden {
-                user: user.name.to_string(),
-                action: action.name().to_owned(),
-            });
-        }
-    }
+    permit(user, action)?;
     let q = Query::parse_for(
         action,
         |name| rpc.params.get(name),
@@ -133,6 +95,32 @@ async fn call(app: &App, req: Request, info: &mut CallInfo) -> Result<Response, 
     json(&answer)
 }
 
+/// Refuses `action` to a user whose `actions` do not list it (nobody is
+/// refused with `auth = "none"`).
+pub(super) fn permit(user: Option<&User>, action: Action) -> Result<(), ApiError> {
+    match user {
+        Some(user) if !user.may_call(action) => Err(ApiError::Forbidden {
+            user: user.name.to_string(),
+            action: action.name().to_owned(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The id the envelope gave the request (a new one without the envelope).
+pub(super) fn request_id_of(req: &Request) -> String {
+    req.extensions()
+        .get::<RequestId>()
+        .map_or_else(new_request_id, |RequestId(id)| id.clone())
+}
+
+/// The client's address for the per-client limit. Without a recorded peer
+/// (a router served without connect info) every caller shares one bucket:
+/// stricter, never unlimited.
+pub(super) fn client_of(req: &Request) -> IpAddr {
+    peer_addr(req).map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip().to_canonical())
+}
+
 /// A 200 answer with `body` as JSON (the envelope sets the content type).
 fn json(body: &impl Serialize) -> Result<Response, ApiError> {
     let bytes = serde_json::to_vec(body).map_err(|error| {
@@ -149,7 +137,7 @@ fn json(body: &impl Serialize) -> Result<Response, ApiError> {
 
 /// The Action as a metric label: a known Action name, else `unknown`, so
 /// that callers cannot create series at will.
-fn metric_label(action: Option<&str>) -> &'static str {
+pub(super) fn metric_label(action: Option<&str>) -> &'static str {
     action
         .and_then(|a| ACTIONS.iter().find(|known| **known == a && **known != "*"))
         .copied()
@@ -157,6 +145,42 @@ fn metric_label(action: Option<&str>) -> &'static str {
 }
 
 impl App {
+    /// Who is calling, within their rate limit: with `auth = "acs"` the
+    /// verified user (its signature, timestamp and nonce checked, and noted
+    /// in `info`), with `auth = "none"` nobody, limited by `client`.
+    pub(super) fn caller(
+        &self,
+        parts: &Parts,
+        body: &[u8],
+        rpc: &RpcRequest,
+        client: IpAddr,
+        info: &mut CallInfo,
+    ) -> Result<Option<&User>, ApiError> {
+        let Some(authenticator) = &self.auth else {
+            self.throttle_client(client)?;
+            return Ok(None);
+        };
+        let now_ms = (self.state.wall_clock)();
+        let verified = authenticator.verify(
+            &auth::Request {
+                method: parts.method.as_str(),
+                path: parts.uri.path(),
+                query: parts.uri.query(),
+                headers: &parts.headers,
+                authority: parts.uri.authority().map(|a| a.as_str()),
+                body,
+                params: &rpc.params,
+            },
+            now_ms,
+        )?;
+        let user = authenticator.user(verified.user);
+        info.user = Some(Arc::clone(&user.name));
+        authenticator.admit(&verified, now_ms, || {
+            self.throttle_user(verified.user, user)
+        })?;
+        Ok(Some(user))
+    }
+
     /// Applies the per-client limit (`auth = "none"`).
     fn throttle_client(&self, client: IpAddr) -> Result<(), ApiError> {
         let qps = self.state.config.default_qps;
@@ -182,7 +206,7 @@ impl App {
     }
 
     /// Refuses queries until the state is restored.
-    fn check_ready(&self) -> Result<(), ApiError> {
+    pub(super) fn check_ready(&self) -> Result<(), ApiError> {
         if self.state.health.snapshot().restored {
             Ok(())
         } else {

@@ -1,6 +1,8 @@
 //! What every RPC response shares, whatever its Action or outcome: a request
 //! id (in the body and in `x-acs-request-id`), the JSON content type, the
 //! error body (`docs/api.md#errors`), one metric increment and one log line.
+//! `GET /events` goes through it too: a stream keeps its own content type,
+//! and is counted and logged when it starts.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -18,6 +20,8 @@ use crate::query::new_request_id;
 
 /// `content-type` of every RPC response.
 pub const JSON: &str = "application/json;charset=utf-8";
+/// `content-type` of `GET /events`.
+const EVENT_STREAM: &str = "text/event-stream";
 /// The Code of throttled requests, logged at debug level only.
 const THROTTLED: &str = "Throttling.User";
 /// Longest `Host` header echoed as `HostId`.
@@ -78,7 +82,14 @@ pub async fn envelope(State(app): State<Arc<App>>, mut req: Request, next: Next)
         None => "Success",
     };
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON));
+    // Every answer is JSON but an event stream (`GET /events`), which keeps
+    // its own type.
+    let streaming = headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|t| t.as_bytes().starts_with(EVENT_STREAM.as_bytes()));
+    if !streaming {
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON));
+    }
     if let Ok(id) = HeaderValue::from_str(&request_id) {
         headers.insert("x-acs-request-id", id);
     }

@@ -47,6 +47,9 @@ pub enum ApiError {
     /// A method other than GET, HEAD or POST on `/`.
     #[error("the method {} is not supported; use GET or POST", echo(.method))]
     MethodNotAllowed { method: String },
+    /// A method other than GET or HEAD on `/events`.
+    #[error("the method {} is not supported on /events; use GET", echo(.method))]
+    StreamMethodNotAllowed { method: String },
     /// Over the caller's requests per second.
     #[error("too many requests: more than {qps} per second; retry after {} ms", retry_ms(.retry_after))]
     Throttled { qps: u32, retry_after: Duration },
@@ -123,6 +126,11 @@ impl ApiError {
                 S::METHOD_NOT_ALLOWED,
                 "UnsupportedHTTPMethod",
                 "call / with GET or POST; see docs/api.md#calling",
+            ),
+            ApiError::StreamMethodNotAllowed { .. } => (
+                S::METHOD_NOT_ALLOWED,
+                "UnsupportedHTTPMethod",
+                "open /events with GET; see docs/api.md#the-event-stream",
             ),
             ApiError::Throttled { .. } | ApiError::TooManyNonces { .. } => (
                 S::BAD_REQUEST,
@@ -238,6 +246,9 @@ impl IntoResponse for ApiError {
             ApiError::MethodNotAllowed { .. } => {
                 headers.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, POST"));
             }
+            ApiError::StreamMethodNotAllowed { .. } => {
+                headers.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            }
             _ => {}
         }
         response.extensions_mut().insert(ErrorReply {
@@ -322,6 +333,11 @@ mod tests {
             ),
             (
                 ApiError::MethodNotAllowed { method: s("PUT") },
+                405,
+                "UnsupportedHTTPMethod",
+            ),
+            (
+                ApiError::StreamMethodNotAllowed { method: s("POST") },
                 405,
                 "UnsupportedHTTPMethod",
             ),

@@ -1,5 +1,7 @@
 //! The HTTP API (`docs/api.md`): Alibaba Cloud RPC-style `GET`/`POST /` for the
-//! `DescribeInternetOpen*` Actions, plus `/healthz`, `/readyz` and `/metrics`.
+//! `DescribeInternetOpen*` Actions and `DescribeExposureChanges`, the event
+//! stream `GET /events` ([`events`]), plus `/healthz`, `/readyz` and
+//! `/metrics`.
 //!
 //! A request to `/` flows through [`envelope`] (request id, content type,
 //! error body, metric, log line) into [`actions`] (method, [`rpc`]
@@ -16,6 +18,7 @@ pub mod actions;
 pub mod auth;
 pub mod envelope;
 pub mod error;
+pub mod events;
 pub mod ops;
 pub mod ratelimit;
 pub mod rpc;
@@ -93,16 +96,25 @@ pub fn router(state: ApiState) -> Router {
         // Outermost: a browser opening `/` gets the live view, not an error.
         .route_layer(axum::middleware::from_fn(crate::ui::redirect_browsers))
         .with_state(Arc::clone(&app));
+    let stream = Router::new()
+        .route("/events", any(events::events))
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&app),
+            envelope::envelope,
+        ))
+        .with_state(Arc::clone(&app));
     Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .with_state(app)
         .merge(rpc)
+        .merge(stream)
         .merge(crate::ui::routes())
 }
 
-/// Serves until `shutdown` is cancelled (graceful: in-flight requests finish).
+/// Serves until `shutdown` is cancelled (graceful: in-flight requests
+/// finish, and open event streams end at once, see [`events::Shutdown`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
@@ -111,6 +123,7 @@ pub async fn serve(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "api listening");
     }
+    let router = router.layer(axum::Extension(events::Shutdown(shutdown.clone())));
     axum::serve(
         listener,
         router.into_make_service_with_connect_info::<SocketAddr>(),

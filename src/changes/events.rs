@@ -243,7 +243,7 @@ impl Event {
     }
 }
 
-/// Which events [`Log::between`] returns (`DescribeExposureChanges`).
+/// Which events [`Log::page`] returns (`DescribeExposureChanges`).
 #[derive(Clone, Debug, Default)]
 pub struct Filter {
     /// `[start, end)` in UNIX seconds.
@@ -427,16 +427,20 @@ impl Log {
         inner.events.iter().skip(skip).cloned().collect()
     }
 
-    /// The kept events `filter` admits, newest first.
-    pub fn between(&self, filter: &Filter) -> Vec<Event> {
+    /// How many kept events `filter` admits, and `take` of them after the
+    /// first `skip`, newest first: a page costs one pass over the log and
+    /// copies only its own events.
+    pub fn page(&self, filter: &Filter, skip: usize, take: usize) -> (usize, Vec<Event>) {
         let inner = self.lock();
-        inner
-            .events
-            .iter()
-            .rev()
-            .filter(|e| filter.admits(e))
-            .cloned()
-            .collect()
+        let mut total = 0;
+        let mut page = Vec::new();
+        for event in inner.events.iter().rev().filter(|e| filter.admits(e)) {
+            if total >= skip && page.len() < take {
+                page.push(event.clone());
+            }
+            total += 1;
+        }
+        (total, page)
     }
 
     /// The next `Seq` and the kept events, for a checkpoint.

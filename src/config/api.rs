@@ -19,6 +19,7 @@ pub const ACTIONS: &[&str] = &[
     "DescribeInternetOpenService",
     "DescribeInternetOpenDetail",
     "DescribeInternetOpenStatistic",
+    "DescribeExposureChanges",
 ];
 
 pub(super) fn api(r: &mut Reader, mut f: Fields) -> ApiConfig {

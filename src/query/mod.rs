@@ -12,7 +12,11 @@
 //! `DescribeInternetOpenDetail` lists the endpoints themselves and
 //! `DescribeInternetOpenStatistic` counts them. Both ways give the same
 //! answer (`src/query/tests/index.rs` holds them to it).
+//!
+//! `DescribeExposureChanges` ([`changes`]) answers from the engine's event
+//! log instead of its state.
 
+pub mod changes;
 pub mod detail;
 pub mod ip;
 pub mod params;
@@ -23,6 +27,7 @@ pub mod statistic;
 
 use serde::Serialize;
 
+pub use changes::{describe_exposure_changes, ChangesResponse};
 pub use detail::{describe_internet_open_detail, DetailResponse, DetailRow};
 pub use ip::{describe_internet_open_ip, IpResponse, IpRow};
 pub use params::{ParamError, PortQuery, Query};
@@ -42,25 +47,30 @@ pub enum Action {
     Service,
     Detail,
     Statistic,
+    /// `DescribeExposureChanges`: not in `cloudfw`; the exposure changes
+    /// (`docs/api.md#exposure-changes`).
+    Changes,
 }
 
 impl Action {
     /// Every Action, in the order of [`Action::NAMES`].
-    pub const ALL: [Action; 5] = [
+    pub const ALL: [Action; 6] = [
         Action::Port,
         Action::Ip,
         Action::Service,
         Action::Detail,
         Action::Statistic,
+        Action::Changes,
     ];
 
     /// The Action names, as sent in `Action` or `x-acs-action`.
-    pub const NAMES: [&'static str; 5] = [
+    pub const NAMES: [&'static str; 6] = [
         "DescribeInternetOpenPort",
         "DescribeInternetOpenIp",
         "DescribeInternetOpenService",
         "DescribeInternetOpenDetail",
         "DescribeInternetOpenStatistic",
+        "DescribeExposureChanges",
     ];
 
     pub const fn name(self) -> &'static str {
@@ -132,6 +142,19 @@ impl Action {
                 SortList,
             ],
             Action::Statistic => &[SourceIp, Lang, StartTime, EndTime],
+            // No SDK model: the parameters of docs/api.md#exposure-changes.
+            Action::Changes => &[
+                Lang,
+                Kind,
+                RiskLevel,
+                Expected,
+                Port,
+                ServiceName,
+                StartTime,
+                EndTime,
+                CurrentPage,
+                PageSize,
+            ],
         }
     }
 }
@@ -145,6 +168,7 @@ pub enum Answer {
     Service(ServiceResponse),
     Detail(DetailResponse),
     Statistic(StatisticResponse),
+    Changes(ChangesResponse),
 }
 
 /// Computes the answer of `action` for `q` at `wall_now_ms`, judging open
@@ -189,6 +213,12 @@ pub fn answer(
             wall_now_ms,
             request_id,
         )),
+        Action::Changes => Answer::Changes(describe_exposure_changes(
+            engine.changes().map(|log| &**log),
+            q,
+            engine.now_ms(wall_now_ms),
+            request_id,
+        )),
     }
 }
 
@@ -214,6 +244,17 @@ pub struct PageInfo {
     pub total_count: u64,
 }
 
+/// `[StartTime, EndTime)` in UNIX seconds at `now_ms`, with the defaults
+/// filled in: the range ends just after now (so the second holding now is
+/// included) and starts 7 days before it.
+pub fn range_seconds(now_ms: i64, start_s: Option<i64>, end_s: Option<i64>) -> (i64, i64) {
+    let now_s = now_ms.div_euclid(1000);
+    (
+        start_s.unwrap_or(now_s - DEFAULT_RANGE_DAYS * DAY_S),
+        end_s.unwrap_or(now_s + 1),
+    )
+}
+
 /// The query range and the last 1, 7 and 30 days, in hours.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TimeWindows {
@@ -229,9 +270,7 @@ impl TimeWindows {
     /// just after now and starts 7 days before it, so the bucket holding
     /// now is always included.
     pub fn new(now_ms: i64, start_s: Option<i64>, end_s: Option<i64>) -> Self {
-        let now_s = now_ms.div_euclid(1000);
-        let end_s = end_s.unwrap_or(now_s + 1);
-        let start_s = start_s.unwrap_or(now_s - DEFAULT_RANGE_DAYS * DAY_S);
+        let (start_s, end_s) = range_seconds(now_ms, start_s, end_s);
         let hours = |start: i64, end: i64| HourRange {
             start: hour_of(start.saturating_mul(1000)),
             // The hour holding `end - 1s` is the last one overlapped.

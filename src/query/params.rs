@@ -11,6 +11,7 @@ use std::net::IpAddr;
 
 use super::Action;
 use crate::catalog::Lang;
+use crate::changes::events::Kind;
 
 /// Longest string accepted for a text parameter (service names, ids).
 pub const MAX_TEXT_LEN: usize = 256;
@@ -58,6 +59,10 @@ pub enum Param {
     CurrentPage,
     PageSize,
     SortList,
+    /// `DescribeExposureChanges`: `opened`, `closed` or `changed`.
+    Kind,
+    /// `DescribeExposureChanges`: `true` or `false`.
+    Expected,
 }
 
 /// The inventory parameters, all compared with the empty inventory fields.
@@ -115,6 +120,11 @@ pub struct Query {
     /// `DescribeInternetOpenDetail`'s `SortList`, applied before the
     /// default order.
     pub sort_list: Vec<Sort>,
+    /// `DescribeExposureChanges`: only events of this kind.
+    pub kind: Option<Kind>,
+    /// `DescribeExposureChanges`: only events of exposures that are (or are
+    /// not) expected after the change.
+    pub expected: Option<bool>,
 }
 
 /// The parameters of `DescribeInternetOpenPort`: the name callers know.
@@ -137,6 +147,8 @@ impl Default for Query {
             current_page: 1,
             page_size: 10,
             sort_list: Vec::new(),
+            kind: None,
+            expected: None,
         }
     }
 }
@@ -214,6 +226,8 @@ impl Query {
                     }
                 }
                 Param::SortList => q.sort_list = r.sort_list()?,
+                Param::Kind => q.kind = r.kind()?,
+                Param::Expected => q.expected = r.boolean("Expected")?,
             }
         }
         if let (Some(start), Some(end)) = (q.start_time, q.end_time) {
@@ -298,6 +312,38 @@ impl<'a, F: Fn(&str) -> Option<&'a str>> Reader<'_, F> {
             return Err(ParamError::new(name, rule()));
         }
         Ok(Some(n))
+    }
+
+    /// An event kind, any case (`opened`, `closed`, `changed`).
+    fn kind(&self) -> Result<Option<Kind>, ParamError> {
+        let Some(value) = self.text("Kind")? else {
+            return Ok(None);
+        };
+        let kind = value.to_ascii_lowercase().parse().map_err(|()| {
+            let names: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
+            ParamError::new(
+                "Kind",
+                format!("{value:?} is not one of {}", names.join(", ")),
+            )
+        })?;
+        Ok(Some(kind))
+    }
+
+    /// `true` or `false`, any case (Python's `str(True)` is `True`).
+    fn boolean(&self, name: &'static str) -> Result<Option<bool>, ParamError> {
+        let Some(value) = self.text(name)? else {
+            return Ok(None);
+        };
+        if value.eq_ignore_ascii_case("true") {
+            Ok(Some(true))
+        } else if value.eq_ignore_ascii_case("false") {
+            Ok(Some(false))
+        } else {
+            Err(ParamError::new(
+                name,
+                format!("{value:?} is not one of true, false"),
+            ))
+        }
     }
 
     /// An IPv4 or IPv6 address; IPv4-mapped IPv6 becomes IPv4.
@@ -544,6 +590,65 @@ mod tests {
     }
 
     #[test]
+    fn exposure_changes_read_kind_expected_and_the_shared_filters() {
+        let q = parse_as(
+            Action::Changes,
+            &[
+                ("Kind", "Opened"),
+                ("Expected", "false"),
+                ("RiskLevel", "3"),
+                ("Port", "6379"),
+                ("ServiceName", "Redis"),
+                ("Lang", "en"),
+                ("StartTime", "100"),
+                ("EndTime", "200"),
+                ("CurrentPage", "2"),
+                ("PageSize", "5"),
+                // Not a parameter of this Action: ignored.
+                ("SuggestLevel", "x"),
+            ],
+        )
+        .unwrap();
+        assert_eq!((q.kind, q.expected), (Some(Kind::Opened), Some(false)));
+        assert_eq!((q.risk_level, q.port), (Some(3), Some(6379)));
+        assert_eq!(q.service_name.as_deref(), Some("Redis"));
+        assert_eq!((q.start_time, q.end_time), (Some(100), Some(200)));
+        assert_eq!((q.current_page, q.page_size, q.lang), (2, 5, Lang::En));
+        assert_eq!(q.suggest_level, None);
+        let q = parse_as(Action::Changes, &[("Expected", "TRUE")]).unwrap();
+        assert_eq!(q.expected, Some(true));
+    }
+
+    #[test]
+    fn exposure_changes_refuse_bad_values_by_name() {
+        for (param, value, named) in [
+            ("Kind", "bogus", "Kind"),
+            ("Expected", "maybe", "Expected"),
+            ("StartTime", "abc", "StartTime"),
+            ("RiskLevel", "4", "RiskLevel"),
+            ("Port", "70000", "Port"),
+            ("Lang", "fr", "Lang"),
+            ("PageSize", "1001", "PageSize"),
+        ] {
+            let err = parse_as(Action::Changes, &[(param, value)]).unwrap_err();
+            assert_eq!(err.param, named, "{param}={value}");
+            assert!(err.message.contains(value), "{}", err.message);
+        }
+        let err =
+            parse_as(Action::Changes, &[("StartTime", "300"), ("EndTime", "200")]).unwrap_err();
+        assert_eq!(err.param, "EndTime");
+        let err = parse_as(Action::Changes, &[("Kind", "bogus")]).unwrap_err();
+        assert!(
+            err.message.contains("opened, closed, changed"),
+            "{}",
+            err.message
+        );
+        // The other Actions do not read Kind or Expected.
+        let q = parse_as(Action::Port, &[("Kind", "bogus"), ("Expected", "maybe")]).unwrap();
+        assert_eq!((q.kind, q.expected), (None, None));
+    }
+
+    #[test]
     fn mapped_ipv6_public_ip_compares_as_ipv4() {
         let q = parse_as(Action::Detail, &[("PublicIp", "::ffff:203.0.113.9")]).unwrap();
         assert_eq!(q.public_ip, Some("203.0.113.9".parse().unwrap()));
@@ -636,6 +741,8 @@ mod hostile {
         "AssetsInstanceId",
         "RegionNo",
         "Protocol",
+        "Kind",
+        "Expected",
     ];
 
     fn value() -> impl Strategy<Value = String> {
@@ -654,7 +761,7 @@ mod hostile {
     proptest! {
         #[test]
         fn any_values_for_any_action_never_panic(
-            action in 0usize..5,
+            action in 0usize..Action::ALL.len(),
             pairs in prop::collection::vec((prop::sample::select(NAMES), value()), 0..8),
         ) {
             let map: std::collections::HashMap<&str, String> = pairs.into_iter().collect();

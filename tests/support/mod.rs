@@ -2,8 +2,9 @@
 //! tests' `testkit` has too (`shared.rs`: `flow`, `conversation`, `engine`,
 //! ...), more flows and records ([`flows`]), a plain HTTP
 //! client over a real socket ([`http`]), log capture ([`logs`]), the API
-//! served in this process ([`api`]), broker processes ([`broker`]) and the
-//! `exposure` binary as a process ([`service`]); every item is re-exported
+//! served in this process ([`api`]), broker processes ([`broker`]), the
+//! `exposure` binary as a process ([`service`]) and a client of its event
+//! stream ([`sse`]); every item is re-exported
 //! here (`support::flow`, `support::Service`, ...).
 #![allow(dead_code, unused_imports)]
 
@@ -13,6 +14,7 @@ pub mod flows;
 pub mod http;
 pub mod logs;
 pub mod service;
+pub mod sse;
 pub mod tansu;
 
 pub use api::*;
@@ -21,6 +23,7 @@ pub use flows::*;
 pub use http::*;
 pub use logs::*;
 pub use service::*;
+pub use sse::*;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

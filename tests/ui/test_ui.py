@@ -34,8 +34,9 @@ return Array.from(document.querySelectorAll('#ports tr[data-port][data-protocol]
   [Number(tr.dataset.port), tr.dataset.protocol,
    Number(tr.querySelector('[data-field=PublicIpNum]').textContent), tr.dataset.risk]);
 """
-# The page asks whether /events exists; until it does, the browser logs its 404.
-EVENTS_PROBE = "/events - Failed to load resource: the server responded with a status of 404"
+FEED_SCRIPT = """
+return Array.from(document.querySelectorAll('#changes [data-event-id]'), (li) => li.dataset.eventId);
+"""
 
 
 def log(*args):
@@ -138,7 +139,7 @@ def check_network_and_console(driver, origin):
     severe = [
         e["message"]
         for e in driver.get_log("browser")
-        if e["level"] == "SEVERE" and EVENTS_PROBE not in e["message"]
+        if e["level"] == "SEVERE"
     ]
     assert not severe, f"console errors: {severe}"
     urls = set()
@@ -167,12 +168,12 @@ def without_auth(driver):
     stat = api(ENDPOINT, "DescribeInternetOpenStatistic")
     tile = driver.find_element(By.CSS_SELECTOR, "[data-stat=InternetPortNum]")
     assert int(tile.text.replace(",", "")) == stat["InternetPortNum"], (tile.text, stat)
+    # The change feed is live, and starts with what happens from now on.
     wait_for(
-        "the change feed says it is not available",
-        lambda: "change feed not available on this server"
-        in driver.find_element(By.ID, "changes").text,
+        "the change feed is live",
+        lambda: driver.find_element(By.ID, "changes").get_attribute("data-feed") == "live",
     )
-    assert driver.find_elements(By.CSS_SELECTOR, "#changes [data-event-id]") == []
+    assert driver.execute_script(FEED_SCRIPT) == [], "events from before the page were listed"
     shot(driver, "table-zh")
 
     # New flows arrive: a new row appears, an existing one is updated in place.
@@ -198,6 +199,19 @@ def without_auth(driver):
     )
     assert driver.execute_script("return window.notReloaded === true;"), "the page reloaded"
     table_matches_api(driver)
+
+    # The flows opened two endpoints: both changes appear in the feed, the
+    # newest at the top, with the EventId DescribeExposureChanges has.
+    changes = api(ENDPOINT, "DescribeExposureChanges", Kind="opened", PageSize=2)
+    newest = [e["EventId"] for e in changes["DataList"]]
+    assert any(f"203.0.113.77:{port}/{protocol}" in i for i in newest), newest
+    wait_for(
+        f"the changes {newest} at the top of the feed",
+        lambda: driver.execute_script(FEED_SCRIPT) == newest,
+        timeout=3.0,
+    )
+    redis = driver.find_element(By.CSS_SELECTOR, f"#changes [data-event-id='{newest[1]}']")
+    assert f"203.0.113.77:{port}/{protocol}" in redis.text, redis.text
 
     # Languages: the headers follow.
     assert header_text(driver, "Port") == "端口", header_text(driver, "Port")
@@ -277,6 +291,11 @@ def with_acs(driver):
     assert SECRET not in stored, "the secret is in local storage"
     session = driver.execute_script("return JSON.stringify(sessionStorage);")
     assert SECRET in session, "the secret is kept in the tab's session storage"
+    # The feed's EventSource URL is signed in the browser (signature v1).
+    wait_for(
+        "the signed change feed is live",
+        lambda: driver.find_element(By.ID, "changes").get_attribute("data-feed") == "live",
+    )
     shot(driver, "signed-in")
     check_network_and_console_acs(driver)
 
@@ -287,7 +306,6 @@ def check_network_and_console_acs(driver):
         e["message"]
         for e in driver.get_log("browser")
         if e["level"] == "SEVERE"
-        and EVENTS_PROBE not in e["message"]
         and "status of 400" not in e["message"]
         and "status of 404" not in e["message"]
     ]

@@ -1,7 +1,9 @@
 //! The API through `Router::oneshot`, without a socket: each behaviour of
 //! the API (`docs/api.md`) as a caller sees it (status, headers, body).
 
+mod changes;
 mod errors;
+mod events;
 mod family;
 mod limits;
 mod ops;
@@ -71,7 +73,16 @@ fn harness_with(auth: Auth, default_qps: u32) -> Harness {
 }
 
 fn harness_users(auth: Auth, default_qps: u32, users: Vec<UserConfig>) -> Harness {
-    let engine = engine();
+    harness_on(engine(), auth, default_qps, users)
+}
+
+/// The router over `engine`.
+fn harness_on(
+    engine: Arc<Engine>,
+    auth: Auth,
+    default_qps: u32,
+    users: Vec<UserConfig>,
+) -> Harness {
     let metrics = Arc::new(Metrics::new(Arc::clone(&engine)));
     let health = Arc::new(Health::default());
     health.set_restored(true);

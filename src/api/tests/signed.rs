@@ -14,12 +14,12 @@ use crate::api::auth::{acs3, encode, v1};
 use crate::api::rpc::RpcRequest;
 use crate::config::Secret;
 
-const SECOPS_KEY: &str = "LTAI-secops";
-const SECOPS_SECRET: &str = "secops-secret-0123456789";
-const PORTS_KEY: &str = "LTAI-ports";
-const PORTS_SECRET: &str = "ports-secret-abcdef";
+pub(super) const SECOPS_KEY: &str = "LTAI-secops";
+pub(super) const SECOPS_SECRET: &str = "secops-secret-0123456789";
+pub(super) const PORTS_KEY: &str = "LTAI-ports";
+pub(super) const PORTS_SECRET: &str = "ports-secret-abcdef";
 
-fn users(secops_qps: Option<u32>) -> Vec<UserConfig> {
+pub(super) fn users(secops_qps: Option<u32>) -> Vec<UserConfig> {
     vec![
         UserConfig {
             name: "secops".into(),
@@ -43,7 +43,7 @@ fn acs(default_qps: u32) -> Harness {
 }
 
 /// `NOW_MS + offset_ms` as the SDK writes it.
-fn utc(offset_ms: i64) -> String {
+pub(super) fn utc(offset_ms: i64) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis((NOW_MS + offset_ms) as u64);
     humantime::format_rfc3339_seconds(t).to_string()
 }
@@ -135,6 +135,24 @@ fn v1_request(
     nonce: &str,
     ts: &str,
 ) -> Request<Body> {
+    let query = v1_query("POST", action, extra, key, secret, nonce, ts);
+    Request::post(format!("/?{query}"))
+        .header("x-acs-action", action)
+        .body(Body::empty())
+        .unwrap()
+}
+
+/// The query string of a `method` request signed with signature v1: the
+/// SDK's parameters, `extra`, and `Signature` last.
+pub(super) fn v1_query(
+    method: &str,
+    action: &str,
+    extra: &str,
+    key: &str,
+    secret: &str,
+    nonce: &str,
+    ts: &str,
+) -> String {
     let mut query = format!(
         "Action={action}&Format=json&Version=2017-12-07&Timestamp={}&SignatureNonce={nonce}\
          &SignatureMethod=HMAC-SHA1&SignatureVersion=1.0&AccessKeyId={key}",
@@ -148,14 +166,11 @@ fn v1_request(
         .unwrap()
         .params;
     let mut mac = Hmac::<Sha1>::new_from_slice(format!("{secret}&").as_bytes()).unwrap();
-    mac.update(v1::string_to_sign("POST", &params).as_bytes());
+    mac.update(v1::string_to_sign(method, &params).as_bytes());
     let signature = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
     query.push_str("&Signature=");
     query.push_str(&encode::encode(&signature));
-    Request::post(format!("/?{query}"))
-        .header("x-acs-action", action)
-        .body(Body::empty())
-        .unwrap()
+    query
 }
 
 const PORT: &str = "DescribeInternetOpenPort";
