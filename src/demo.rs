@@ -235,6 +235,8 @@ fn print_banner(bootstrap: &str, api: SocketAddr) {
          \x20 curl -s '{base}?Action=DescribeInternetOpenPort&Lang=en&PageSize=5'\n\
          \x20 curl -s '{base}?Action=DescribeInternetOpenPort&Lang=en&RiskLevel=3'\n\
          \x20 curl -s '{base}?Action=DescribeInternetOpenPort&Lang=en&ServiceNameFuzzy=sql'\n\
+         \x20 curl -N {base}events   (exposure changes as they happen)\n\
+         \x20 curl -s '{base}?Action=DescribeExposureChanges&Kind=opened&RiskLevel=3'\n\
          \x20 curl -s {base}readyz\n\
          \x20 curl -s {base}metrics | grep '^exposure_'\n\n\
          A day of history is loaded first; then live traffic flows, and new high-risk\n\

@@ -60,6 +60,7 @@ pub mod generate;
 pub mod health;
 pub mod logging;
 pub mod metrics;
+pub mod notify;
 pub mod query;
 pub mod service;
 pub mod source;

@@ -15,7 +15,8 @@
 mod engine;
 pub mod latency;
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use prometheus::core::{Collector, Desc};
@@ -27,6 +28,7 @@ use prometheus::{
 pub use engine::{EngineCollector, DEFAULT_MAX_PORT_SERIES};
 pub use latency::{IngestRecorder, Latency, Unit};
 
+use crate::changes::events::Log;
 use crate::changes::watch::Watched;
 use crate::flow::Format;
 use crate::state::Engine;
@@ -43,7 +45,18 @@ pub mod task {
     pub const MAINTENANCE: &str = "maintenance";
     /// Re-reading `changes.expected` on SIGHUP and when it changes.
     pub const EXPECTED: &str = "expected";
-    pub const ALL: [&str; 4] = [KAFKA_POLL, API, MAINTENANCE, EXPECTED];
+    /// Deliveries to `[[changes.webhooks]]`.
+    pub const WEBHOOKS: &str = "webhooks";
+    /// Producing events to `changes.topic`.
+    pub const CHANGES_TOPIC: &str = "changes-topic";
+    pub const ALL: [&str; 6] = [
+        KAFKA_POLL,
+        API,
+        MAINTENANCE,
+        EXPECTED,
+        WEBHOOKS,
+        CHANGES_TOPIC,
+    ];
 }
 
 /// Choices made when the metrics are built.
@@ -108,6 +121,109 @@ pub struct Metrics {
     pub expected_entries: IntGauge,
     /// Re-reads of `changes.expected`, by result (`ok`, `error`).
     pub expected_reloads: IntCounterVec,
+    /// The deliveries to `[[changes.webhooks]]`.
+    pub webhooks: WebhookMetrics,
+    /// Events produced to `changes.topic`.
+    pub changes_topic_produced: IntCounter,
+    /// Events that left the history before they were produced.
+    pub changes_topic_dropped: IntCounter,
+    /// The last `Seq` `changes.topic` has had produced (or found there).
+    pub changes_topic_seq: IntGauge,
+}
+
+/// The metrics of `[[changes.webhooks]]`, each labelled with the webhook's
+/// name (`docs/operations.md#webhooks`).
+#[derive(Clone)]
+pub struct WebhookMetrics {
+    /// POSTs, by result (`ok`: a 2xx answer; `error`: anything else).
+    pub deliveries: IntCounterVec,
+    /// Events (json) or alerts (alertmanager) a receiver accepted.
+    pub sent: IntCounterVec,
+    /// Events or alerts given up, by reason (`max_retry`: retried for
+    /// `max_retry`; `evicted`: gone from the event history before they
+    /// were read).
+    pub dropped: IntCounterVec,
+    /// Where each webhook is in the event log, for
+    /// `exposure_webhook_pending_events` at scrape time.
+    pub positions: WebhookPositions,
+    /// Alerts the webhook holds firing (alertmanager).
+    pub firing: IntGaugeVec,
+    /// When a POST last succeeded (UNIX s; 0: never).
+    pub last_success: IntGaugeVec,
+}
+
+impl WebhookMetrics {
+    /// Exports `webhook`'s series from zero, so that an alert on their
+    /// increase sees the first failure.
+    pub fn start(&self, webhook: &str) {
+        for result in ["ok", "error"] {
+            self.deliveries.with_label_values(&[webhook, result]);
+        }
+        self.sent.with_label_values(&[webhook]);
+        for reason in ["max_retry", "evicted"] {
+            self.dropped.with_label_values(&[webhook, reason]);
+        }
+        self.last_success.with_label_values(&[webhook]);
+    }
+
+    /// Exports `webhook`'s pending events as the log's latest `Seq` less
+    /// `position` (the last `Seq` it has read), whatever it is doing.
+    pub fn track(&self, webhook: &str, position: Arc<AtomicU64>, log: Arc<Log>) {
+        let mut positions = self
+            .positions
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        positions.retain(|(name, _, _)| name != webhook);
+        positions.push((webhook.to_owned(), position, log));
+    }
+}
+
+/// Each webhook's name, position in the log and the log.
+#[derive(Clone, Default)]
+pub struct WebhookPositions(Arc<Mutex<Vec<Position>>>);
+
+/// A webhook's name, the last `Seq` it read, and the log it reads.
+type Position = (String, Arc<AtomicU64>, Arc<Log>);
+
+const WEBHOOK_PENDING: (&str, &str) = (
+    "exposure_webhook_pending_events",
+    "Events recorded that a webhook has not read yet.",
+);
+
+/// Exports `exposure_webhook_pending_events` at scrape time, so that a
+/// webhook stuck on a hung receiver shows its backlog growing.
+struct WebhookPending {
+    positions: WebhookPositions,
+    desc: Desc,
+}
+
+impl Collector for WebhookPending {
+    fn desc(&self) -> Vec<&Desc> {
+        vec![&self.desc]
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let pending = IntGaugeVec::new(
+            Opts::new(WEBHOOK_PENDING.0, WEBHOOK_PENDING.1),
+            &["webhook"],
+        )
+        .expect("valid metric");
+        let positions = self
+            .positions
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for (name, position, log) in positions.iter() {
+            let behind = log
+                .latest()
+                .saturating_sub(position.load(Ordering::Acquire));
+            pending
+                .with_label_values(&[name])
+                .set(i64::try_from(behind).unwrap_or(i64::MAX));
+        }
+        pending.collect()
+    }
 }
 
 impl Metrics {
@@ -236,6 +352,51 @@ impl Metrics {
         for result in ["ok", "error"] {
             expected_reloads.with_label_values(&[result]);
         }
+        let webhooks = WebhookMetrics {
+            deliveries: counter_vec(
+                "exposure_webhook_deliveries_total",
+                "POSTs to a webhook, by result (ok: a 2xx answer; error: any other answer, a timeout or no connection).",
+                &["webhook", "result"],
+            ),
+            sent: counter_vec(
+                "exposure_webhook_sent_total",
+                "Events (format json) or alerts (format alertmanager) a webhook accepted.",
+                &["webhook"],
+            ),
+            dropped: counter_vec(
+                "exposure_webhook_dropped_total",
+                "Events or alerts given up, by reason (max_retry: retried for max_retry; evicted: gone from the event history before they were sent).",
+                &["webhook", "reason"],
+            ),
+            positions: WebhookPositions::default(),
+            firing: gauge_vec(
+                "exposure_webhook_alerts_firing",
+                "Alerts an alertmanager webhook holds firing.",
+                &["webhook"],
+            ),
+            last_success: gauge_vec(
+                "exposure_webhook_last_success_timestamp_seconds",
+                "When a POST to a webhook last succeeded (UNIX time; 0: never).",
+                &["webhook"],
+            ),
+        };
+        let int_counter = |name: &str, help: &str| {
+            let m = IntCounter::new(name, help).expect("valid metric");
+            register(Box::new(m.clone()));
+            m
+        };
+        let changes_topic_produced = int_counter(
+            "exposure_changes_topic_produced_total",
+            "Events produced to changes.topic (each once: an event the topic already holds is not produced again).",
+        );
+        let changes_topic_dropped = int_counter(
+            "exposure_changes_topic_dropped_total",
+            "Events that left the event history before they could be produced to changes.topic.",
+        );
+        let changes_topic_seq = int_gauge(
+            "exposure_changes_topic_seq",
+            "The last Seq changes.topic is produced up to (events after it wait for a checkpoint).",
+        );
         let start_time = gauge(
             "exposure_start_time_seconds",
             "When this process started (UNIX time).",
@@ -277,6 +438,16 @@ impl Metrics {
             ingest_latency.clone(),
             ingest_freshness.clone(),
         ])));
+        register(Box::new(WebhookPending {
+            positions: webhooks.positions.clone(),
+            desc: Desc::new(
+                WEBHOOK_PENDING.0.to_owned(),
+                WEBHOOK_PENDING.1.to_owned(),
+                vec!["webhook".to_owned()],
+                Default::default(),
+            )
+            .expect("valid metric"),
+        }));
         register(Box::new(CheckpointAge {
             last_success: checkpoint_last_success.clone(),
             desc: Desc::new(
@@ -313,6 +484,10 @@ impl Metrics {
             checkpoint_interval,
             expected_entries,
             expected_reloads,
+            webhooks,
+            changes_topic_produced,
+            changes_topic_dropped,
+            changes_topic_seq,
         }
     }
 

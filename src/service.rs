@@ -21,6 +21,7 @@ use crate::changes::watch::{Reload, Watched};
 use crate::config::Config;
 use crate::health::Health;
 use crate::metrics::{self, Metrics};
+use crate::notify;
 use crate::source::kafka;
 use crate::state::checkpoint::Store;
 use crate::state::{wall_now_ms, Engine};
@@ -46,6 +47,8 @@ const KAFKA_TASK: &str = metrics::task::KAFKA_POLL;
 const API_TASK: &str = metrics::task::API;
 const MAINTENANCE_TASK: &str = metrics::task::MAINTENANCE;
 const EXPECTED_TASK: &str = metrics::task::EXPECTED;
+const WEBHOOKS_TASK: &str = metrics::task::WEBHOOKS;
+const CHANGES_TOPIC_TASK: &str = metrics::task::CHANGES_TOPIC;
 
 /// The parts of a running service, for callers that need to look inside (the demo, tests).
 #[derive(Clone)]
@@ -105,9 +108,10 @@ pub async fn run(
             .context("cannot listen for SIGHUP")?,
     );
     let expected = Arc::new(expected);
+    let catalog = Arc::new(catalog);
     let engine = Arc::new(Engine::from_config_with_changes(
         &config,
-        Arc::new(catalog),
+        catalog.clone(),
         expected.clone(),
     ));
     if let Some(file) = expected.path() {
@@ -124,6 +128,7 @@ pub async fn run(
     let store = Store::open(&config.state.dir)
         .with_context(|| format!("state.dir: cannot use {}", config.state.dir.display()))?;
     restore(&store, &engine, &progress)?;
+    let restored_seq = engine.changes().map_or(0, |log| log.latest());
     engine.keep_port_index_current(wall_now_ms());
     health.set_restored(true);
     let handles = Handles {
@@ -173,6 +178,7 @@ pub async fn run(
     let maintenance_stop = CancellationToken::new();
     {
         let stop = maintenance_stop.clone();
+        let engine = engine.clone();
         tasks.spawn_restarting(MAINTENANCE_TASK, move || {
             maintain(engine.clone(), stop.clone())
         });
@@ -187,20 +193,73 @@ pub async fn run(
         });
     }
 
+    let webhooks_stop = CancellationToken::new();
+    let mut webhooks_done = None;
+    if !config.changes.webhooks.is_empty() {
+        let context = Arc::new(notify::Context {
+            engine: engine.clone(),
+            catalog,
+            lang: config.changes.lang,
+            dir: config.state.dir.join("webhooks"),
+            metrics: metrics.webhooks.clone(),
+            wall_clock: wall_now_ms,
+            restored_seq,
+            started: Default::default(),
+            done: CancellationToken::new(),
+        });
+        webhooks_done = Some(context.done.clone());
+        let hooks = config.changes.webhooks.clone();
+        let stop = webhooks_stop.clone();
+        tasks.spawn_restarting(WEBHOOKS_TASK, move || {
+            notify::run(hooks.clone(), context.clone(), stop.clone())
+        });
+    }
+
+    let topic_stop = CancellationToken::new();
+    if let Some(topic) = &config.changes.topic {
+        let engine = engine.clone();
+        let brokers = config.kafka.brokers.clone();
+        let topic = topic.clone();
+        let metrics = metrics.clone();
+        let stop = topic_stop.clone();
+        tasks.spawn_restarting(CHANGES_TOPIC_TASK, move || {
+            notify::topic::task(
+                engine.clone(),
+                brokers.clone(),
+                topic.clone(),
+                metrics.clone(),
+                stop.clone(),
+            )
+        });
+    }
+
     let failure = tasks.wait(&shutdown).await;
     match &failure {
         None => info!("stopping: draining the consumer"),
         Some(f) => error!("stopping because a task failed: {f}"),
     }
+    // No more sweeps: the last checkpoint holds every event recorded.
+    maintenance_stop.cancel();
     // Stop consuming (the source applies what it fetched, checkpoints and
     // commits), then stop serving.
     consumer_stop.cancel();
     let consumed = tasks.join(KAFKA_TASK, SHUTDOWN_DEADLINE).await;
-    maintenance_stop.cancel();
     watch_stop.cancel();
+    // Each webhook saves where it is as it stops, and the topic gets what
+    // the last checkpoint made durable, while the API stops.
+    webhooks_stop.cancel();
+    topic_stop.cancel();
     http_stop.cancel();
-    if let Err(e) = tasks.join(API_TASK, Duration::from_secs(2)).await {
+    let last_stops = Duration::from_secs(2);
+    let started = tokio::time::Instant::now();
+    if let Err(e) = tasks.join(API_TASK, last_stops).await {
         warn!("api server: {e:#}");
+    }
+    if let Some(done) = webhooks_done {
+        let left = last_stops.saturating_sub(started.elapsed());
+        if tokio::time::timeout(left, done.cancelled()).await.is_err() {
+            warn!("webhooks did not stop within {last_stops:?}: each resumes from its last save");
+        }
     }
     match failure {
         None => consumed,

@@ -7,7 +7,7 @@ mod support;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{free_port, http_get, wait_for_port, wait_until};
+use support::{free_port, http_get, wait_for_port, wait_until, SseStream};
 
 fn run_demo_once() -> (u64, String) {
     let cwd = tempfile::tempdir().unwrap();
@@ -86,4 +86,42 @@ fn demo_needs_nothing_shows_open_ports_and_stops_on_ctrl_c() {
         let (again, _) = run_demo_once();
         assert!(again >= 10);
     }
+}
+
+#[test]
+fn the_demo_streams_a_high_risk_service_as_it_appears() {
+    let cwd = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_exposure"))
+        .args(["demo", "--listen", &listen])
+        .current_dir(cwd.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the demo starts");
+    wait_for_port(&listen, Duration::from_secs(30));
+    // What the banner's `curl -N .../events` shows: the Redis that starts
+    // answering 15 s into the live traffic, as an `opened` event.
+    let mut stream = SseStream::connect(listen.parse().unwrap(), "/events", &[]);
+    assert_eq!(stream.status, 200);
+    let redis = loop {
+        let message = stream
+            .next_event(Duration::from_secs(90))
+            .expect("no event from the demo within 90 s");
+        let event = message.json();
+        if event["Ip"] == "203.0.113.240" && event["Port"] == 6379 {
+            break event;
+        }
+    };
+    assert_eq!(redis["Kind"], "opened", "{redis}");
+    assert_eq!(redis["Port"], 6379);
+    assert_eq!(redis["ServiceNameList"], serde_json::json!(["Redis"]));
+    assert_eq!(redis["RiskLevel"], 3);
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert_eq!(child.wait().unwrap().code(), Some(0));
 }

@@ -137,9 +137,12 @@ fn with_service<T>(
     out
 }
 
-/// `/metrics` of a fed service after one API request, over a real socket.
+/// `/metrics` of a fed service after one API request, over a real socket,
+/// with a webhook's series (the service starts them for each webhook
+/// configured).
 fn live_scrape() -> String {
-    with_service(MetricsOptions::default(), |addr, _| {
+    with_service(MetricsOptions::default(), |addr, metrics| {
+        metrics.webhooks.start("receiver");
         let (status, body) = http_get(
             addr,
             "/?Action=DescribeInternetOpenPort&Version=2017-12-07&Lang=en",

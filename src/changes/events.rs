@@ -13,6 +13,7 @@
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use serde::{Deserialize, Serialize};
@@ -291,6 +292,12 @@ pub struct Log {
     inner: Mutex<Inner>,
     /// The latest `Seq` (0: none yet), for readers waiting for more.
     latest: tokio::sync::watch::Sender<u64>,
+    /// The latest `Seq` of the last [`Log::snapshot`].
+    snapshotted: AtomicU64,
+    /// The latest `Seq` a checkpoint written whole holds: every event up to
+    /// it survives any crash, under the same `Seq` and with the same
+    /// content (`changes.topic` produces no further).
+    durable: AtomicU64,
 }
 
 #[derive(Default)]
@@ -318,6 +325,8 @@ impl Log {
                 events: VecDeque::new(),
             }),
             latest: tokio::sync::watch::channel(0).0,
+            snapshotted: AtomicU64::new(0),
+            durable: AtomicU64::new(0),
         }
     }
 
@@ -420,6 +429,19 @@ impl Log {
         Since::Events(inner.events.iter().skip(skip).cloned().collect())
     }
 
+    /// Up to `max` events after `seq`, oldest first, whatever `changes.keep`
+    /// says (a webhook's backlog), and how many events after `seq` are no
+    /// longer kept at all (they left the history before they were read).
+    pub fn read_after(&self, seq: u64, max: usize) -> (u64, Vec<Event>) {
+        let inner = self.lock();
+        let oldest = inner.events.front().map_or(inner.next_seq, |e| e.seq);
+        let first = (seq + 1).max(oldest);
+        let lost = first - (seq + 1);
+        let skip = usize::try_from(first - oldest).unwrap_or(usize::MAX);
+        let events = inner.events.iter().skip(skip).take(max).cloned().collect();
+        (lost, events)
+    }
+
     /// The last `n` events, oldest first (a new SSE client's start).
     pub fn last(&self, n: usize) -> Vec<Event> {
         let inner = self.lock();
@@ -446,7 +468,21 @@ impl Log {
     /// The next `Seq` and the kept events, for a checkpoint.
     pub fn snapshot(&self) -> (u64, Vec<Event>) {
         let inner = self.lock();
+        self.snapshotted
+            .store(inner.next_seq - 1, Ordering::Release);
         (inner.next_seq, inner.events.iter().cloned().collect())
+    }
+
+    /// Says that the checkpoint holding the last [`Log::snapshot`] is
+    /// written whole.
+    pub fn mark_durable(&self) {
+        let seq = self.snapshotted.load(Ordering::Acquire);
+        self.durable.fetch_max(seq, Ordering::AcqRel);
+    }
+
+    /// The latest `Seq` a checkpoint holds (0: none).
+    pub fn durable(&self) -> u64 {
+        self.durable.load(Ordering::Acquire)
     }
 
     /// Puts back what [`Log::snapshot`] took (at restore, before any
@@ -456,7 +492,11 @@ impl Log {
         inner.next_seq = next_seq.max(1);
         inner.events = events.into();
         drop(inner);
-        self.latest.send_replace(next_seq.max(1) - 1);
+        let latest = next_seq.max(1) - 1;
+        // What was restored came from a checkpoint.
+        self.snapshotted.store(latest, Ordering::Release);
+        self.durable.store(latest, Ordering::Release);
+        self.latest.send_replace(latest);
     }
 }
 

@@ -152,6 +152,9 @@ impl Default for ChangesConfig {
             expected: default_expected().map(PathBuf::from),
             closed_after: Duration::from_secs(24 * 3600),
             keep: 10_000,
+            topic: None,
+            lang: crate::catalog::Lang::Zh,
+            webhooks: Vec::new(),
         }
     }
 }

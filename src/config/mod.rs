@@ -40,6 +40,7 @@ mod read;
 mod sections;
 #[cfg(test)]
 mod tests;
+mod webhooks;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -195,6 +196,61 @@ pub struct ChangesConfig {
     /// How many of the newest events a reconnecting `/events` client can
     /// replay.
     pub keep: usize,
+    /// The Kafka topic every event is produced to, exactly once
+    /// (`docs/operations.md#the-kafka-topic`); `None`: none.
+    pub topic: Option<String>,
+    /// The language of the texts a webhook sends (Alertmanager annotations).
+    pub lang: crate::catalog::Lang,
+    /// Where events are pushed (`[[changes.webhooks]]`).
+    pub webhooks: Vec<WebhookConfig>,
+}
+
+/// One `[[changes.webhooks]]` entry (`docs/operations.md#webhooks`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct WebhookConfig {
+    /// Names it in metrics, logs and its file under `state.dir`: the
+    /// `name` key, else the URL's host and port.
+    pub name: String,
+    /// `http://` or `https://`; for `alertmanager` the server's base URL.
+    pub url: String,
+    pub format: WebhookFormat,
+    /// The kinds of event sent (`json`); every kind by default.
+    pub kinds: Vec<crate::changes::events::Kind>,
+    /// Events (alerts) of exposures below this risk level are not sent.
+    pub min_risk_level: u8,
+    /// Only exposures that are not expected (or were not, before a change).
+    pub only_unexpected: bool,
+    /// Signs each `json` body (`X-Exposure-Signature`).
+    pub secret: Option<Secret>,
+    /// How often `alertmanager` alerts are sent again while they last.
+    pub resend_interval: Duration,
+    /// How long a delivery is retried before it is given up.
+    pub max_retry: Duration,
+}
+
+/// What a webhook sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WebhookFormat {
+    /// `POST url` with `{"Events": [...]}`.
+    Json,
+    /// `POST url/api/v2/alerts`, one alert per unexpected open exposure.
+    Alertmanager,
+}
+
+impl WebhookFormat {
+    pub const NAMES: &'static [&'static str] = &["json", "alertmanager"];
+}
+
+impl FromStr for WebhookFormat {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "json" => Ok(WebhookFormat::Json),
+            "alertmanager" => Ok(WebhookFormat::Alertmanager),
+            _ => Err(()),
+        }
+    }
 }
 
 /// A resolved secret. It never prints: `Debug` and `Display` show `***`.

@@ -288,6 +288,24 @@ impl<'e> Reader<'e> {
         }
     }
 
+    /// A duration (as [`Reader::duration`]) of at least `min`; `example`
+    /// is one to suggest.
+    pub(super) fn duration_at_least(
+        &mut self,
+        path: &str,
+        value: &Value,
+        min: Duration,
+        example: &str,
+    ) -> Option<Duration> {
+        let duration = self.duration(path, value)?;
+        if duration < min {
+            let min = humantime::format_duration(min);
+            self.push(path, format!("must be at least {min}, e.g. {example}"));
+            return None;
+        }
+        Some(duration)
+    }
+
     /// An array of strings, each with its key path; an element that is not a
     /// string is reported and left out. A plain string set from the
     /// environment is split on commas (`EXPOSURE__KAFKA__TOPICS=flows,more`).

@@ -46,6 +46,21 @@ pub(super) fn read(root: &Table, reader: &mut Reader) -> Config {
     let services = section(reader, &mut top, "services", &empty, services);
     let changes = section(reader, &mut top, "changes", &empty, changes);
     reader.finish(top);
+    if let Some(topic) = &changes.topic {
+        let clash = if kafka.topics.contains(topic) {
+            Some("kafka.topics, so the events would be read as flow records")
+        } else if *topic == kafka.dead_letter_topic {
+            Some("kafka.dead_letter_topic")
+        } else {
+            None
+        };
+        if let Some(clash) = clash {
+            reader.push(
+                "changes.topic",
+                format!("{topic:?} is also in {clash}; give the events a topic of their own"),
+            );
+        }
+    }
     Config {
         kafka,
         network,
@@ -251,21 +266,29 @@ fn changes(r: &mut Reader, mut f: Fields) -> ChangesConfig {
         .or(defaults.expected);
     let closed_after = r
         .opt(&mut f, "closed_after", |r, p, v| {
-            let after = r.duration(p, v)?;
-            if after < std::time::Duration::from_secs(1) {
-                r.push(p, "must be at least 1s, e.g. \"24h\"");
-                return None;
-            }
-            Some(after)
+            r.duration_at_least(p, v, std::time::Duration::from_secs(1), "\"24h\"")
         })
         .unwrap_or(defaults.closed_after);
     let keep = r
         .opt(&mut f, "keep", |r, p, v| r.int(p, v, 0, i64::MAX))
         .unwrap_or(defaults.keep);
+    let topic = r
+        .opt(&mut f, "topic", Reader::non_empty_string)
+        .or(defaults.topic);
+    let lang = r
+        .opt(&mut f, "lang", |r, p, v| r.choice(p, v, &["zh", "en"]))
+        .unwrap_or(defaults.lang);
+    let webhooks = match f.take("webhooks") {
+        Some((path, value)) => super::webhooks::webhooks(r, &path, value),
+        None => defaults.webhooks,
+    };
     r.finish(f);
     ChangesConfig {
         expected,
         closed_after,
         keep,
+        topic,
+        lang,
+        webhooks,
     }
 }

@@ -599,3 +599,97 @@ fn choices_parse_from_their_names() {
         "\"sundial\" is not valid; expected one of \"wall\", \"event\""
     );
 }
+
+#[test]
+fn shipped_example_webhooks_load_uncommented() {
+    let mut text = String::new();
+    for line in SHIPPED.lines() {
+        let uncommented = line
+            .strip_prefix("# ")
+            .filter(|rest| rest.starts_with("[[changes.webhooks]]") || rest.contains(" = "))
+            .filter(|_| {
+                text.contains("[[changes.webhooks]]") || line.contains("[[changes.webhooks]]")
+            });
+        text.push_str(uncommented.unwrap_or(line));
+        text.push('\n');
+    }
+    let env = |name: &str| (name == "EXPOSURE_WEBHOOK_SECRET").then(|| "s3cret".to_owned());
+    let config = Config::from_toml_str(&text, &env).unwrap();
+    let hooks = &config.changes.webhooks;
+    assert_eq!(hooks.len(), 2, "{text}");
+    assert_eq!(hooks[0].name, "hooks.example.com");
+    assert_eq!(hooks[0].format, WebhookFormat::Json);
+    assert_eq!(hooks[0].secret.as_ref().map(Secret::expose), Some("s3cret"));
+    assert_eq!(hooks[0].max_retry, Duration::from_secs(3600));
+    assert_eq!(hooks[1].name, "127.0.0.1-9093");
+    assert_eq!(hooks[1].format, WebhookFormat::Alertmanager);
+    assert_eq!(hooks[1].min_risk_level, 3);
+    assert_eq!(hooks[1].resend_interval, Duration::from_secs(60));
+    assert!(hooks[1].only_unexpected);
+}
+
+#[test]
+fn webhook_problems_name_their_entry_and_key() {
+    let problems = problems(&format!(
+        r#"{MINIMAL}
+[changes]
+lang = "fr"
+
+[[changes.webhooks]]
+url = "ftp://example.com/"
+
+[[changes.webhooks]]
+url = "http://a.example/"
+format = "json"
+kinds = ["opened", "bogus"]
+resend_interval = "1m"
+only_unexpected = "false"
+
+[[changes.webhooks]]
+url = "http://b.example/"
+format = "alertmanager"
+secret = "x"
+kinds = ["opened"]
+min_risk_level = 4
+
+[[changes.webhooks]]
+url = "http://c.example/"
+format = "pager"
+max_retry = "0s"
+
+[[changes.webhooks]]
+url = "http://d.example/"
+
+[[changes.webhooks]]
+url = "http://d.example/"
+
+[[changes.webhooks]]
+url = "http://am.example:9093/api/v2/alerts"
+format = "alertmanager"
+resend_interval = "2h"
+"#
+    ));
+    assert!(problem_at(&problems, "changes.lang").contains("\"fr\""));
+    assert!(problem_at(&problems, "changes.webhooks[0].url").contains("not http:// or https://"));
+    assert!(
+        problem_at(&problems, "changes.webhooks[1].kinds[1]").contains("\"bogus\" is not a kind")
+    );
+    assert!(problem_at(&problems, "changes.webhooks[1].resend_interval")
+        .contains("format = \"alertmanager\" only"));
+    assert!(
+        problem_at(&problems, "changes.webhooks[1].only_unexpected").contains("remove the quotes")
+    );
+    assert!(problem_at(&problems, "changes.webhooks[2].secret").contains("format = \"json\" only"));
+    assert!(problem_at(&problems, "changes.webhooks[2].kinds").contains("format = \"json\" only"));
+    assert!(problem_at(&problems, "changes.webhooks[2].min_risk_level").contains("from 0 to 3"));
+    assert!(problem_at(&problems, "changes.webhooks[3].format").contains("\"pager\""));
+    assert!(problem_at(&problems, "changes.webhooks[3].max_retry").contains("at least 1s"));
+    assert!(problem_at(&problems, "changes.webhooks[5].name")
+        .contains("also names changes.webhooks[4]"));
+    assert!(problem_at(&problems, "changes.webhooks[6].url").contains("ends in /api/v2/alerts"));
+    assert!(problem_at(&problems, "changes.webhooks[6].resend_interval").contains("at most 1h"));
+    assert!(
+        !problems.iter().any(|p| p.message.contains("\"x\"")),
+        "a secret is never quoted: {problems:#?}"
+    );
+}

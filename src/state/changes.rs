@@ -235,5 +235,26 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// Every open exposure and what it looks like at `wall_now_ms` on the
+    /// window clock (its service, risk and expected entry): one walk of the
+    /// state, a shard at a time under its read lock. Nothing without an
+    /// event log.
+    pub fn open_exposures(&self, wall_now_ms: i64, mut each: impl FnMut(Endpoint, Look)) {
+        let Some(t) = &self.changes else { return };
+        let now = self.now_ms(wall_now_ms);
+        let list = t.log.expected();
+        for entry in self.endpoints.iter() {
+            let (endpoint, state) = entry.pair();
+            if state.live {
+                each(
+                    *endpoint,
+                    t.log.look(*endpoint, state.label.as_deref(), &list, now),
+                );
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;

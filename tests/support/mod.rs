@@ -3,8 +3,8 @@
 //! ...), more flows and records ([`flows`]), a plain HTTP
 //! client over a real socket ([`http`]), log capture ([`logs`]), the API
 //! served in this process ([`api`]), broker processes ([`broker`]), the
-//! `exposure` binary as a process ([`service`]) and a client of its event
-//! stream ([`sse`]); every item is re-exported
+//! `exposure` binary as a process ([`service`]), a client of its event
+//! stream ([`sse`]) and a webhook receiver ([`receiver`]); every item is re-exported
 //! here (`support::flow`, `support::Service`, ...).
 #![allow(dead_code, unused_imports)]
 
@@ -13,6 +13,7 @@ pub mod broker;
 pub mod flows;
 pub mod http;
 pub mod logs;
+pub mod receiver;
 pub mod service;
 pub mod sse;
 pub mod tansu;
@@ -22,6 +23,7 @@ pub use broker::*;
 pub use flows::*;
 pub use http::*;
 pub use logs::*;
+pub use receiver::*;
 pub use service::*;
 pub use sse::*;
 
@@ -97,7 +99,8 @@ pub fn tool(name: &str) -> PathBuf {
     tansu::find_tool(name).unwrap_or_else(|| {
         panic!(
             "{name} is not installed: run .ci/install-tools (tansu from crates.io, \
-             prometheus and promtool from Debian's prometheus package)"
+             prometheus and promtool from Debian's prometheus package, \
+             prometheus-alertmanager from Debian's)"
         )
     })
 }

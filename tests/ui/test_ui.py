@@ -166,8 +166,9 @@ def without_auth(driver):
     expected = table_matches_api(driver)
     assert len(expected) > 100, f"the fixture fills more than one page: {len(expected)}"
     stat = api(ENDPOINT, "DescribeInternetOpenStatistic")
-    tile = driver.find_element(By.CSS_SELECTOR, "[data-stat=InternetPortNum]")
-    assert int(tile.text.replace(",", "")) == stat["InternetPortNum"], (tile.text, stat)
+    for field in ("InternetPortNum", "InternetRiskPortNum", "InternetUnprotectedPortNum"):
+        tile = driver.find_element(By.CSS_SELECTOR, f"[data-stat={field}]")
+        assert int(tile.text.replace(",", "")) == stat[field], (field, tile.text, stat)
     # The change feed is live, and starts with what happens from now on.
     wait_for(
         "the change feed is live",

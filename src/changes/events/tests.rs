@@ -216,3 +216,48 @@ fn kinds_parse_by_their_names_only() {
     assert!("bogus".parse::<Kind>().is_err());
     assert!("Opened".parse::<Kind>().is_err());
 }
+
+#[test]
+fn durable_is_what_the_last_written_checkpoint_holds() {
+    let log = log(10);
+    opened(&log, redis(), T0_MS);
+    assert_eq!(log.durable(), 0, "nothing is durable before a checkpoint");
+    let (next_seq, events) = log.snapshot();
+    let ssh = Endpoint {
+        port: 22,
+        ..redis()
+    };
+    opened(&log, ssh, T0_MS + 1_000);
+    // The checkpoint of the snapshot is written: its events, not the later one.
+    log.mark_durable();
+    assert_eq!(log.durable(), 1);
+    // Restored from it, the log holds what is durable.
+    let restored = self::log(10);
+    restored.restore(next_seq, events);
+    assert_eq!((restored.durable(), restored.latest()), (1, 1));
+}
+
+#[test]
+fn read_after_counts_what_left_the_history_and_ignores_keep() {
+    let log = log(2);
+    for i in 0..5 {
+        let endpoint = Endpoint {
+            port: 1000 + i,
+            ..redis()
+        };
+        opened(&log, endpoint, T0_MS);
+    }
+    // `keep` (2) limits SSE replay, not a webhook's backlog.
+    let (lost, events) = log.read_after(0, 3);
+    assert_eq!(lost, 0);
+    assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3]);
+    let (lost, events) = log.read_after(4, 10);
+    assert_eq!((lost, events.len()), (0, 1));
+    let (lost, events) = log.read_after(5, 10);
+    assert_eq!((lost, events.len()), (0, 0));
+    // An event 31 days later pushes the first five out of the 30 days kept.
+    opened(&log, redis(), T0_MS + 31 * 86_400_000);
+    let (lost, events) = log.read_after(2, 10);
+    assert_eq!(lost, 3, "events 3 to 5 left before they were read");
+    assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), [6]);
+}

@@ -417,6 +417,9 @@ impl Core {
             error!(dir = %c.store.dir().display(), error = %e, "checkpoint failed; the previous one stands, the next attempt is in state.checkpoint_interval");
             anyhow::anyhow!("writing a checkpoint in {}: {e}", c.store.dir().display())
         })?;
+        if let Some(log) = self.shared.engine.changes() {
+            log.mark_durable();
+        }
         metrics.record_checkpoint_success(started.elapsed(), bytes.len() as u64);
         self.health.set_checkpoint_failing(false);
         tracing::debug!(path = %path.display(), bytes = bytes.len(), elapsed = ?started.elapsed(), "checkpoint written");
