@@ -145,7 +145,8 @@ impl Event {
         )
     }
 
-    /// The event's JSON object.
+    /// The event's JSON object (as a value: its fields sorted by name;
+    /// serialize the event itself for the documented order).
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::to_value(self.wire()).expect("an event always serializes")
     }
@@ -497,6 +498,14 @@ impl Log {
         self.snapshotted.store(latest, Ordering::Release);
         self.durable.store(latest, Ordering::Release);
         self.latest.send_replace(latest);
+    }
+}
+
+/// The event object, its fields in the documented order
+/// (`docs/api.md#the-event-object`).
+impl Serialize for Event {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.wire().serialize(serializer)
     }
 }
 

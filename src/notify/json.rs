@@ -134,8 +134,12 @@ pub fn admits(hook: &WebhookConfig, event: &Event) -> bool {
 
 /// `{"Events": [...]}`.
 pub fn body(events: &[&Event]) -> Vec<u8> {
-    let events: Vec<serde_json::Value> = events.iter().map(|e| e.to_json()).collect();
-    serde_json::to_vec(&serde_json::json!({ "Events": events })).expect("event objects serialize")
+    #[derive(serde::Serialize)]
+    struct Body<'e> {
+        #[serde(rename = "Events")]
+        events: &'e [&'e Event],
+    }
+    serde_json::to_vec(&Body { events }).expect("event objects serialize")
 }
 
 /// `sha256=<hex of HMAC-SHA256(secret, body)>`.

@@ -130,6 +130,12 @@ fn a_json_body_holds_the_event_objects() {
     let opened = event(Kind::Opened, look("Redis", 3, None), None);
     let body: serde_json::Value = serde_json::from_slice(&json::body(&[&opened])).unwrap();
     assert_eq!(body, serde_json::json!({ "Events": [opened.to_json()] }));
+    // In the documented order, as on every channel.
+    let text = String::from_utf8(json::body(&[&opened])).unwrap();
+    assert!(
+        text.starts_with(r#"{"Events":[{"Seq":1,"EventId":"#),
+        "{text}"
+    );
 }
 
 fn alert_of(look: &Look, starts_at: i64) -> Alert {

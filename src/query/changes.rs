@@ -4,7 +4,8 @@
 //!
 //! The answer reads the event log, not the endpoints' state, so it costs
 //! what the log holds (at most `HISTORY_LIMIT` events), never a walk of
-//! the endpoints. Only the page's events are turned into JSON.
+//! the endpoints. Only the page's events are copied, and turned into JSON in the
+//! documented field order.
 
 use super::params::IN_ASSESSMENT;
 use super::{range_seconds, PageInfo, Paged, Query};
@@ -12,7 +13,7 @@ use crate::changes::events::{Filter, Log};
 
 /// `{RequestId, PageInfo, DataList}`, each element an event object
 /// (`docs/api.md#the-event-object`).
-pub type ChangesResponse = Paged<serde_json::Value>;
+pub type ChangesResponse = Paged<crate::changes::events::Event>;
 
 /// The events of `log` that `q` asks for, at `now_ms` on the window clock
 /// (the clock events are dated on, so the default range holds the newest).
@@ -36,7 +37,7 @@ pub fn describe_exposure_changes(
             page_size: q.page_size,
             total_count: total as u64,
         },
-        data_list: page.iter().map(|e| e.to_json()).collect(),
+        data_list: page,
     }
 }
 

@@ -58,6 +58,14 @@ async fn the_events_are_answered_newest_first_as_event_objects() {
         reply.headers["content-type"],
         "application/json;charset=utf-8"
     );
+    // Each event's fields in the documented order, as on the stream.
+    assert!(
+        reply
+            .text()
+            .contains(r#""DataList":[{"Seq":5,"EventId":"5-"#),
+        "{}",
+        reply.text()
+    );
     let v = reply.json();
     let mut top: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
     top.sort_unstable();
