@@ -12,11 +12,11 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::http::StatusCode;
 use exposure::catalog::{Catalog, Lang};
-use exposure::changes::events::{Kind, Log};
+use exposure::changes::events::Log;
 use exposure::changes::watch::Watched;
 use exposure::config::{WebhookConfig, WebhookFormat};
 use exposure::flow::Flow;
@@ -91,17 +91,7 @@ fn run(
     let mut task = None;
     if receiver != Receiver::None {
         let url = runtime.block_on(serve(receiver, took.clone()))?;
-        let hook = WebhookConfig {
-            name: "bench".into(),
-            url,
-            format: WebhookFormat::Json,
-            kinds: Kind::ALL.to_vec(),
-            min_risk_level: 0,
-            only_unexpected: true,
-            secret: None,
-            resend_interval: Duration::from_secs(60),
-            max_retry: Duration::from_secs(3600),
-        };
+        let hook = WebhookConfig::new("bench", url, WebhookFormat::Json);
         let context = Arc::new(notify::Context {
             engine: engine.clone(),
             catalog,

@@ -37,10 +37,7 @@ fn answer(broker: &MockBroker, topic: &str, range: std::ops::Range<u16>, ago_s: 
 
 /// Every event the service recorded, by Seq.
 fn recorded(service: &Service) -> BTreeMap<u64, Value> {
-    let (status, body) = service.get("/?Action=DescribeExposureChanges&PageSize=1000");
-    assert_eq!(status, 200, "{body}");
-    let answer: Value = serde_json::from_str(&body).unwrap();
-    answer["DataList"]
+    service.exposure_changes("PageSize=1000")["DataList"]
         .as_array()
         .unwrap()
         .iter()

@@ -4,23 +4,28 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::{free_port, http_get, wait_for_port, wait_until, SseStream};
 
-fn run_demo_once() -> (u64, String) {
-    let cwd = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_exposure"))
+/// `exposure demo` listening on a free port, run in `cwd`; its address.
+fn start_demo(cwd: &std::path::Path) -> (Child, String) {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let child = Command::new(env!("CARGO_BIN_EXE_exposure"))
         .args(["demo", "--listen", &listen])
-        .current_dir(cwd.path())
+        .current_dir(cwd)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("the demo starts");
     wait_for_port(&listen, Duration::from_secs(30));
+    (child, listen)
+}
+
+fn run_demo_once() -> (u64, String) {
+    let cwd = tempfile::tempdir().unwrap();
+    let (mut child, listen) = start_demo(cwd.path());
     let addr = listen.parse().unwrap();
     let total = wait_until(
         Duration::from_secs(60),
@@ -91,16 +96,7 @@ fn demo_needs_nothing_shows_open_ports_and_stops_on_ctrl_c() {
 #[test]
 fn the_demo_streams_a_high_risk_service_as_it_appears() {
     let cwd = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_exposure"))
-        .args(["demo", "--listen", &listen])
-        .current_dir(cwd.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the demo starts");
-    wait_for_port(&listen, Duration::from_secs(30));
+    let (mut child, listen) = start_demo(cwd.path());
     // What the banner's `curl -N .../events` shows: the Redis that starts
     // answering 15 s into the live traffic, as an `opened` event.
     let mut stream = SseStream::connect(listen.parse().unwrap(), "/events", &[]);

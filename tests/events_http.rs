@@ -57,13 +57,6 @@ fn next_event(stream: &mut SseStream, service: &Service) -> Value {
     event
 }
 
-/// The `DescribeExposureChanges` answer to `query`.
-fn changes(service: &Service, query: &str) -> Value {
-    let (status, body) = service.get(&format!("/?Action=DescribeExposureChanges&{query}"));
-    assert_eq!(status, 200, "{body}");
-    serde_json::from_str(&body).unwrap()
-}
-
 fn event_ids(answer: &Value) -> Vec<String> {
     answer["DataList"]
         .as_array()
@@ -97,7 +90,7 @@ fn opened_events_stream_resume_and_match_describe_exposure_changes() {
     let all = wait_until(
         WITHIN,
         Duration::from_millis(50),
-        || match changes(&service, "") {
+        || match service.exposure_changes("") {
             v if v["PageInfo"]["TotalCount"] == 3 => Ok(v),
             v => Err(v),
         },
@@ -130,13 +123,13 @@ fn opened_events_stream_resume_and_match_describe_exposure_changes() {
     assert_eq!(all["DataList"][2], redis);
     assert_eq!(all["DataList"][0], missed[1]);
     // Filtered and paged.
-    let only_redis = changes(&service, "Port=6379&Kind=opened");
+    let only_redis = service.exposure_changes("Port=6379&Kind=opened");
     assert_eq!(event_ids(&only_redis), [streamed[2].clone()]);
     assert_eq!(
-        changes(&service, "Kind=closed")["PageInfo"]["TotalCount"],
+        service.exposure_changes("Kind=closed")["PageInfo"]["TotalCount"],
         0
     );
-    let page = changes(&service, "PageSize=1&CurrentPage=2");
+    let page = service.exposure_changes("PageSize=1&CurrentPage=2");
     assert_eq!(event_ids(&page), [streamed[1].clone()]);
     assert_eq!(
         page["PageInfo"],

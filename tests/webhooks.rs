@@ -64,10 +64,7 @@ secret = "{SECRET}"
 
 /// The Seqs of every event the service recorded.
 fn recorded(service: &Service) -> BTreeSet<u64> {
-    let (status, body) = service.get("/?Action=DescribeExposureChanges&PageSize=1000");
-    assert_eq!(status, 200, "{body}");
-    let answer: Value = serde_json::from_str(&body).unwrap();
-    answer["DataList"]
+    service.exposure_changes("PageSize=1000")["DataList"]
         .as_array()
         .unwrap()
         .iter()

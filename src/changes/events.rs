@@ -58,6 +58,13 @@ impl std::str::FromStr for Kind {
     }
 }
 
+/// `"<Ip>:<Port>/<Protocol>"`: how an endpoint is named in an `EventId`, in
+/// a `changes.topic` key and by the alerts of a webhook.
+pub fn endpoint_key(endpoint: Endpoint) -> String {
+    let Endpoint { ip, port, proto } = endpoint;
+    format!("{ip}:{port}/{proto}")
+}
+
 /// The expected entry covering an exposure: who owns it and why it is open.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Cover {
@@ -136,11 +143,11 @@ struct WirePrevious {
 impl Event {
     /// The same string on every channel and every redelivery of this event.
     pub fn event_id(&self) -> String {
-        let Endpoint { ip, port, proto } = self.endpoint;
         format!(
-            "{}-{}-{ip}:{port}/{proto}-{}",
+            "{}-{}-{}-{}",
             self.seq,
             self.kind.as_str(),
+            endpoint_key(self.endpoint),
             self.time
         )
     }

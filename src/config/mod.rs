@@ -228,6 +228,23 @@ pub struct WebhookConfig {
     pub max_retry: Duration,
 }
 
+impl WebhookConfig {
+    /// A webhook with every optional key at its default.
+    pub fn new(name: impl Into<String>, url: impl Into<String>, format: WebhookFormat) -> Self {
+        WebhookConfig {
+            name: name.into(),
+            url: url.into(),
+            format,
+            kinds: crate::changes::events::Kind::ALL.to_vec(),
+            min_risk_level: 0,
+            only_unexpected: true,
+            secret: None,
+            resend_interval: Duration::from_secs(60),
+            max_retry: Duration::from_secs(3600),
+        }
+    }
+}
+
 /// What a webhook sends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WebhookFormat {

@@ -11,13 +11,8 @@ use super::read::Reader;
 use super::{WebhookConfig, WebhookFormat};
 use crate::changes::events::Kind;
 
-/// How often an Alertmanager alert is sent again while it lasts, by
-/// default.
-const RESEND_INTERVAL: Duration = Duration::from_secs(60);
 /// The longest `resend_interval`.
 const MAX_RESEND_INTERVAL: Duration = Duration::from_secs(3600);
-/// How long a delivery is retried, by default.
-const MAX_RETRY: Duration = Duration::from_secs(3600);
 
 /// The valid entries of `value` (an array of tables), each problem reported
 /// with its key.
@@ -71,10 +66,8 @@ fn webhook(r: &mut Reader, mut f: Fields) -> Option<WebhookConfig> {
         .unwrap_or(WebhookFormat::Json);
     let name = r.opt(&mut f, "name", name);
     let kinds = r.opt(&mut f, "kinds", kinds);
-    let min_risk_level = r
-        .opt(&mut f, "min_risk_level", |r, p, v| r.int(p, v, 0, 3))
-        .unwrap_or(0);
-    let only_unexpected = r.opt(&mut f, "only_unexpected", boolean).unwrap_or(true);
+    let min_risk_level = r.opt(&mut f, "min_risk_level", |r, p, v| r.int(p, v, 0, 3));
+    let only_unexpected = r.opt(&mut f, "only_unexpected", boolean);
     let secret = r.opt(&mut f, "secret", Reader::secret);
     let resend_interval = r.opt(&mut f, "resend_interval", |r, p, v| {
         let interval = r.duration_at_least(p, v, Duration::from_secs(1), "\"1m\"")?;
@@ -87,11 +80,9 @@ fn webhook(r: &mut Reader, mut f: Fields) -> Option<WebhookConfig> {
         }
         Some(interval)
     });
-    let max_retry = r
-        .opt(&mut f, "max_retry", |r, p, v| {
-            r.duration_at_least(p, v, Duration::from_secs(1), "\"1h\"")
-        })
-        .unwrap_or(MAX_RETRY);
+    let max_retry = r.opt(&mut f, "max_retry", |r, p, v| {
+        r.duration_at_least(p, v, Duration::from_secs(1), "\"1h\"")
+    });
     // Keys that mean nothing for the format are refused, not ignored: a
     // `secret` that signs nothing would be a false assurance.
     let json_only = format == WebhookFormat::Json;
@@ -149,16 +140,15 @@ fn webhook(r: &mut Reader, mut f: Fields) -> Option<WebhookConfig> {
         Some(name) => name,
         None => default_name(&url)?,
     };
+    let defaults = WebhookConfig::new(name, url.to_string(), format);
     Some(WebhookConfig {
-        name,
-        url: url.to_string(),
-        format,
-        kinds: kinds.unwrap_or_else(|| Kind::ALL.to_vec()),
-        min_risk_level,
-        only_unexpected,
+        kinds: kinds.unwrap_or(defaults.kinds),
+        min_risk_level: min_risk_level.unwrap_or(defaults.min_risk_level),
+        only_unexpected: only_unexpected.unwrap_or(defaults.only_unexpected),
         secret,
-        resend_interval: resend_interval.unwrap_or(RESEND_INTERVAL),
-        max_retry,
+        resend_interval: resend_interval.unwrap_or(defaults.resend_interval),
+        max_retry: max_retry.unwrap_or(defaults.max_retry),
+        ..defaults
     })
 }
 

@@ -25,7 +25,7 @@ use tracing::{info, warn};
 use super::store::{Saved, Store};
 use super::{redacted, Context, Delivered, Sender};
 use crate::catalog::{Catalog, Lang};
-use crate::changes::events::{Kind, Look};
+use crate::changes::events::{endpoint_key, Kind, Look};
 use crate::classify::Endpoint;
 use crate::config::WebhookConfig;
 
@@ -96,7 +96,7 @@ pub fn alert(
         .endpoint_service(port, proto, Some(&look.service))
         .risk
         .text(lang);
-    let at = format!("{ip}:{port}/{proto}");
+    let at = endpoint_key(endpoint);
     let level = usize::from(look.risk_level.min(3));
     let summary = match (lang, &look.expected) {
         (Lang::En, None) => format!(
@@ -144,12 +144,6 @@ pub fn alert(
     }
 }
 
-/// `"<Ip>:<Port>/<Protocol>"`, what the alerts are held by.
-fn key_of(endpoint: Endpoint) -> String {
-    let Endpoint { ip, port, proto } = endpoint;
-    format!("{ip}:{port}/{proto}")
-}
-
 fn key_of_alert(alert: &Alert) -> String {
     let label = |name: &str| alert.labels.get(name).map_or("", String::as_str);
     format!("{}:{}/{}", label("ip"), label("port"), label("protocol"))
@@ -193,7 +187,7 @@ impl Alerts {
         time: i64,
         fire_until: i64,
     ) -> Vec<Post> {
-        let key = key_of(endpoint);
+        let key = endpoint_key(endpoint);
         let mut posts = Vec::new();
         match (self.firing.remove(&key), alert) {
             (Some(old), Some(new)) if old.labels == new.labels => {
@@ -436,7 +430,7 @@ async fn wanted_now(
         engine.open_exposures(now_ms, |endpoint, look| {
             if wanted(&hook, &look) {
                 wanted_alerts.insert(
-                    key_of(endpoint),
+                    endpoint_key(endpoint),
                     alert(&catalog, lang, endpoint, &look, now),
                 );
             }

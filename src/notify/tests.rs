@@ -20,17 +20,7 @@ const REDIS: &str = "203.0.113.10";
 const CLIENT: &str = "198.51.100.7";
 
 fn hook(format: WebhookFormat) -> WebhookConfig {
-    WebhookConfig {
-        name: "test".into(),
-        url: "http://127.0.0.1:9/".into(),
-        format,
-        kinds: Kind::ALL.to_vec(),
-        min_risk_level: 0,
-        only_unexpected: true,
-        secret: None,
-        resend_interval: Duration::from_secs(60),
-        max_retry: Duration::from_secs(3600),
-    }
+    WebhookConfig::new("test", "http://127.0.0.1:9/", format)
 }
 
 fn redis() -> Endpoint {
@@ -627,7 +617,7 @@ async fn an_alertmanager_webhook_fires_for_open_exposures_and_resolves_on_close(
 #[test]
 fn an_event_keeps_its_partition_by_key() {
     // crc32 of the key, so any client can tell where an endpoint's events are.
-    let key = super::topic::key(redis());
+    let key = crate::changes::events::endpoint_key(redis());
     assert_eq!(key, "203.0.113.10:6379/tcp");
     assert_eq!(
         super::topic::partition_of(&key, 3),

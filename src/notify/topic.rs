@@ -31,8 +31,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::changes::events::{Event, Log};
-use crate::classify::Endpoint;
+use crate::changes::events::{endpoint_key, Event, Log};
 use crate::metrics::Metrics;
 use crate::state::Engine;
 
@@ -44,12 +43,6 @@ const POLL: Duration = Duration::from_millis(100);
 /// What is still queued gets this long to reach the broker at a stop; the
 /// rest is produced at the next start.
 const STOP_FLUSH: Duration = Duration::from_secs(1);
-
-/// The key of an event: `"<Ip>:<Port>/<Protocol>"`.
-pub fn key(endpoint: Endpoint) -> String {
-    let Endpoint { ip, port, proto } = endpoint;
-    format!("{ip}:{port}/{proto}")
-}
 
 /// The partition an event with `key` goes to, of `partitions`.
 pub fn partition_of(key: &str, partitions: i32) -> i32 {
@@ -147,7 +140,7 @@ fn produce_durable(
             cursor += lost;
         }
         for event in events.iter().take_while(|e| e.seq <= durable) {
-            let key = key(event.endpoint);
+            let key = endpoint_key(event.endpoint);
             let partition = partition_of(&key, partitions);
             let partition_last = usize::try_from(partition)
                 .ok()

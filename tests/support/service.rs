@@ -222,6 +222,13 @@ default_qps = 0
         serde_json::from_str(&body).expect("JSON body")
     }
 
+    /// The `DescribeExposureChanges` answer to `query` (`""`: the defaults).
+    pub fn exposure_changes(&self, query: &str) -> serde_json::Value {
+        let (status, body) = self.get(&format!("/?Action=DescribeExposureChanges&{query}"));
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).expect("JSON body")
+    }
+
     /// Polls until `check` holds for the open-port answer, or panics after `timeout`.
     pub fn wait_for(
         &self,
