@@ -206,6 +206,8 @@ fn several_files_add_up() {
 fn malformed_records_are_counted_and_the_rest_still_counts() {
     let mut input = json_lines(&world()[..2], encode_goflow2_json);
     input.extend_from_slice(b"{\"src_addr\": \"not an address\"\nthis is not json\n{\"src_addr\":\"198.51.100.1\",\"dst_addr\":\"203.0.113.10\",\"bytes\":-5}\n");
+    // Not UTF-8: the block it is read in is checked record by record then.
+    input.extend_from_slice(b"{\"src_addr\":\"198.51.100.\xff\"}\n");
     input.extend_from_slice(&json_lines(&world()[2..], encode_goflow2_json));
     let out = exposure(
         &[
@@ -221,7 +223,10 @@ fn malformed_records_are_counted_and_the_rest_still_counts() {
     let rows = rows(&out);
     assert_eq!(rows.len(), 2);
     let summary = String::from_utf8_lossy(&out.stderr);
-    assert!(summary.contains("rejected 3"), "{summary}");
+    assert!(
+        summary.contains("rejected 4 (malformed_json=3, missing_field=1)"),
+        "{summary}"
+    );
 }
 
 #[test]
@@ -341,6 +346,41 @@ fn records_are_applied_in_file_order_however_many_threads_decode_them() {
     let rows = rows(&out);
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0]["Port"], 22);
+}
+
+#[test]
+fn files_of_either_kind_in_a_row_are_each_read_as_what_they_are() {
+    // Enough JSON lines for several blocks on every thread, so that buffers
+    // emptied of JSON lines are refilled with protobuf records and back.
+    let flows: Vec<Flow> = (0..20_000u32)
+        .map(|i| {
+            support::flow(
+                "198.51.100.1",
+                20_000 + (i % 40_000) as u16,
+                "203.0.113.10",
+                22,
+            )
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let json = write(
+        dir.path(),
+        "a.json",
+        &json_lines(&flows, encode_goflow2_json),
+    );
+    let pb: Vec<u8> = flows.iter().flat_map(goflow2_pb).collect();
+    let pb = write(dir.path(), "b.bin", &pb);
+    let (json, pb) = (json.to_str().unwrap(), pb.to_str().unwrap());
+    for files in [[json, pb, json], [pb, json, pb]] {
+        let mut args = vec!["analyze", "--assets", ASSETS];
+        args.extend(files);
+        let out = exposure(&args, None);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            err.contains("records read 60000, flows applied 60000, rejected 0,"),
+            "{files:?}: {err}"
+        );
+    }
 }
 
 #[test]

@@ -254,20 +254,28 @@ impl<'a> Record<'a> {
 /// Parses one JSON record into `record`, borrowing its strings. The record
 /// is filled in place (a `DeserializeSeed`) rather than returned: it is
 /// large, and moving it cost more than reading a short line.
-pub(super) fn parse<'a>(payload: &'a [u8], record: &mut Record<'a>) -> Result<(), DecodeError> {
+pub(super) fn parse<'a>(
+    payload: &'a [u8],
+    checked: Option<&'a str>,
+    record: &mut Record<'a>,
+) -> Result<(), DecodeError> {
     if payload.len() > MAX_JSON_RECORD_BYTES {
         return Err(DecodeError::Oversized {
             size: payload.len(),
             limit: MAX_JSON_RECORD_BYTES,
         });
     }
-    // One UTF-8 check for the whole record is faster than serde_json's check
-    // of every string; invalid UTF-8 is re-read only to get serde's error.
-    let Ok(text) = std::str::from_utf8(payload) else {
-        let error = serde_json::from_slice::<IgnoredAny>(payload)
-            .err()
-            .unwrap_or_else(|| serde::de::Error::custom("invalid utf-8"));
-        return Err(DecodeError::MalformedJson(error));
+    // One UTF-8 check for the whole record (or for a whole block of records,
+    // `checked`) is faster than serde_json's check of every string; invalid
+    // UTF-8 is re-read only to get serde's error.
+    let text = match checked.map_or_else(|| std::str::from_utf8(payload), Ok) {
+        Ok(text) => text,
+        Err(_) => {
+            let error = serde_json::from_slice::<IgnoredAny>(payload)
+                .err()
+                .unwrap_or_else(|| serde::de::Error::custom("invalid utf-8"));
+            return Err(DecodeError::MalformedJson(error));
+        }
     };
     if scan::record(text, record) {
         return Ok(());

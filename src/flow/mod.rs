@@ -237,8 +237,30 @@ pub fn decode(
     fallback_time_ms: Option<i64>,
     out: &mut Vec<Flow>,
 ) -> Result<Outcome, DecodeError> {
+    decode_checked(format, payload, None, fallback_time_ms, out)
+}
+
+/// [`decode`] for a record already known to be UTF-8 (a line of a block
+/// checked whole), which a JSON record then need not be checked again for.
+pub fn decode_utf8(
+    format: Format,
+    text: &str,
+    fallback_time_ms: Option<i64>,
+    out: &mut Vec<Flow>,
+) -> Result<Outcome, DecodeError> {
+    decode_checked(format, text.as_bytes(), Some(text), fallback_time_ms, out)
+}
+
+/// [`decode`], with `text` the payload as UTF-8 if that is known already.
+fn decode_checked(
+    format: Format,
+    payload: &[u8],
+    text: Option<&str>,
+    fallback_time_ms: Option<i64>,
+    out: &mut Vec<Flow>,
+) -> Result<Outcome, DecodeError> {
     let len_before = out.len();
-    let result = decode_into(format, payload, fallback_time_ms, out);
+    let result = decode_into(format, payload, text, fallback_time_ms, out);
     if result.is_err() {
         out.truncate(len_before);
     }
@@ -248,6 +270,7 @@ pub fn decode(
 fn decode_into(
     format: Format,
     payload: &[u8],
+    text: Option<&str>,
     fallback_time_ms: Option<i64>,
     out: &mut Vec<Flow>,
 ) -> Result<Outcome, DecodeError> {
@@ -255,21 +278,22 @@ fn decode_into(
         Format::Goflow2Pb => goflow2_pb::decode(payload, fallback_time_ms, out),
         Format::Goflow2Json => {
             let mut record = json::Record::default();
-            json::parse(payload, &mut record)?;
+            json::parse(payload, text, &mut record)?;
             out.push(goflow2_json::interpret(&record, fallback_time_ms)?);
             Ok(Outcome::Flows)
         }
         Format::PmacctJson => {
             let mut record = json::Record::default();
-            json::parse(payload, &mut record)?;
+            json::parse(payload, text, &mut record)?;
             pmacct_json::interpret(&record, fallback_time_ms, out)
         }
-        Format::Auto => decode_auto(payload, fallback_time_ms, out),
+        Format::Auto => decode_auto(payload, text, fallback_time_ms, out),
     }
 }
 
 fn decode_auto(
     payload: &[u8],
+    text: Option<&str>,
     fallback_time_ms: Option<i64>,
     out: &mut Vec<Flow>,
 ) -> Result<Outcome, DecodeError> {
@@ -278,7 +302,7 @@ fn decode_auto(
         return goflow2_pb::decode(payload, fallback_time_ms, out);
     }
     let mut record = json::Record::default();
-    match json::parse(payload, &mut record) {
+    match json::parse(payload, text, &mut record) {
         Ok(()) => {}
         Err(json_error @ DecodeError::MalformedJson(_)) => {
             // Maybe a 123-byte protobuf message: its length prefix is `{`.

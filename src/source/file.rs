@@ -41,7 +41,7 @@ impl RecordError {
 }
 
 /// Opens `path` (`-` for stdin) for reading.
-pub fn open(path: &Path) -> io::Result<Box<dyn BufRead>> {
+pub fn open(path: &Path) -> io::Result<Box<dyn BufRead + Send>> {
     if path == Path::new("-") {
         Ok(Box::new(BufReader::with_capacity(1 << 20, io::stdin())))
     } else {
@@ -56,7 +56,7 @@ pub fn open(path: &Path) -> io::Result<Box<dyn BufRead>> {
 /// whose first non-blank byte is `{` is read as JSON lines, anything else as
 /// a protobuf stream.
 pub fn records(
-    input: Box<dyn BufRead>,
+    input: Box<dyn BufRead + Send>,
     format: Format,
 ) -> io::Result<Box<dyn Iterator<Item = io::Result<Record>>>> {
     let mut reader = reader(input, format)?;
@@ -72,7 +72,7 @@ pub fn records(
 /// Like [`records`], but each record is appended to a buffer of the
 /// caller's ([`RecordReader::next_into`]), so that many records can share
 /// one allocation.
-pub fn reader(mut input: Box<dyn BufRead>, format: Format) -> io::Result<RecordReader> {
+pub fn reader(mut input: Box<dyn BufRead + Send>, format: Format) -> io::Result<RecordReader> {
     let json = match format {
         Format::Goflow2Json | Format::PmacctJson => true,
         Format::Goflow2Pb => false,
@@ -87,7 +87,7 @@ pub fn reader(mut input: Box<dyn BufRead>, format: Format) -> io::Result<RecordR
 
 /// Reads one record after another from a file or stdin.
 pub struct RecordReader {
-    input: Box<dyn BufRead>,
+    input: Box<dyn BufRead + Send>,
     /// JSON lines, else a protobuf stream.
     json: bool,
     /// Set after a framing error: nothing after it can be trusted.
@@ -181,7 +181,87 @@ impl RecordReader {
     }
 }
 
-fn first_non_blank(input: &mut Box<dyn BufRead>) -> io::Result<Option<u8>> {
+impl RecordReader {
+    /// Whether the input is JSON lines (else a protobuf stream).
+    pub fn is_json(&self) -> bool {
+        self.json
+    }
+
+    /// For JSON lines, a reader of whole-line blocks over the same input
+    /// ([`LineBlocks`]); `None` for a protobuf stream.
+    pub fn into_line_blocks(self) -> Option<LineBlocks> {
+        self.json.then(|| LineBlocks {
+            input: self.input,
+            carry: Vec::new(),
+            done: false,
+        })
+    }
+}
+
+/// JSON lines read a block at a time: each block is whole lines, read with
+/// few large reads and no copy per line, split into records by
+/// [`lines`] wherever the caller likes (on another thread, say). The
+/// records are those [`RecordReader`] gives, one by one.
+pub struct LineBlocks {
+    input: Box<dyn BufRead + Send>,
+    /// The start of a line the last block ended inside.
+    carry: Vec<u8>,
+    done: bool,
+}
+
+impl LineBlocks {
+    /// Fills `out` (emptied first) with the next whole lines: at least
+    /// `size` bytes read unless the input ends, more if a line is longer,
+    /// and at the end of the input its last line even without a newline.
+    /// `false` when nothing is left.
+    pub fn next_block(&mut self, out: &mut Vec<u8>, size: usize) -> io::Result<bool> {
+        out.clear();
+        out.append(&mut self.carry);
+        while !self.done {
+            let start = out.len();
+            out.resize(start + size.max(1), 0);
+            let read = loop {
+                match self.input.read(&mut out[start..]) {
+                    Ok(read) => break read,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        out.truncate(start);
+                        return Err(e);
+                    }
+                }
+            };
+            out.truncate(start + read);
+            if read == 0 {
+                self.done = true;
+                break;
+            }
+            if let Some(last) = memchr::memrchr(b'\n', &out[start..]) {
+                let cut = start + last + 1;
+                self.carry.extend_from_slice(&out[cut..]);
+                out.truncate(cut);
+                return Ok(true);
+            }
+        }
+        Ok(!out.is_empty())
+    }
+}
+
+/// The records of a block of JSON lines: each line that is not blank,
+/// without its trailing whitespace (`\r\n` included), as
+/// [`RecordReader::next_into`] gives them.
+pub fn lines(block: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut start = 0;
+    memchr::memchr_iter(b'\n', block)
+        .chain((!block.ends_with(b"\n")).then_some(block.len()))
+        .map(move |end| {
+            let line = &block[start..end];
+            start = end + 1;
+            line.trim_ascii_end()
+        })
+        .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
+}
+
+fn first_non_blank(input: &mut Box<dyn BufRead + Send>) -> io::Result<Option<u8>> {
     loop {
         let buf = input.fill_buf()?;
         if buf.is_empty() {
@@ -211,7 +291,7 @@ mod tests {
     use std::io::Cursor;
 
     fn read(bytes: &[u8], format: Format) -> Vec<Record> {
-        let input: Box<dyn BufRead> = Box::new(Cursor::new(bytes.to_vec()));
+        let input: Box<dyn BufRead + Send> = Box::new(Cursor::new(bytes.to_vec()));
         records(input, format)
             .unwrap()
             .map(Result::unwrap)
@@ -223,6 +303,46 @@ mod tests {
         let got = read(b"{\"a\":1}\r\n\n   \n{\"b\":2}", Format::Auto);
         let got: Vec<Vec<u8>> = got.into_iter().map(Result::unwrap).collect();
         assert_eq!(got, vec![b"{\"a\":1}".to_vec(), b"{\"b\":2}".to_vec()]);
+    }
+
+    /// Every record of `bytes` as blocks of about `size` bytes give them.
+    fn read_in_blocks(bytes: &[u8], size: usize) -> Vec<Vec<u8>> {
+        let input: Box<dyn BufRead + Send> = Box::new(Cursor::new(bytes.to_vec()));
+        let mut blocks = reader(input, Format::Goflow2Json)
+            .unwrap()
+            .into_line_blocks()
+            .expect("json lines");
+        let mut all = Vec::new();
+        let mut block = Vec::new();
+        while blocks.next_block(&mut block, size).unwrap() {
+            all.push(std::mem::take(&mut block));
+        }
+        if let Some((_, whole)) = all.split_last() {
+            assert!(
+                whole.iter().all(|b| b.ends_with(b"\n")),
+                "only the last block ends inside a line"
+            );
+        }
+        all.iter()
+            .flat_map(|b| lines(b))
+            .map(<[u8]>::to_vec)
+            .collect()
+    }
+
+    #[test]
+    fn blocks_of_lines_hold_the_records_read_one_by_one() {
+        let text = b"{\"a\":1}\r\n\n   \n{\"b\":22222222222}\n\t{\"c\":3}  \n{\"d\":4}";
+        let one_by_one: Vec<Vec<u8>> = read(text, Format::Auto)
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(one_by_one.len(), 4);
+        // Blocks smaller than a line, of about a line, and of everything.
+        for size in [1, 3, 8, 9, 20, 1 << 20] {
+            assert_eq!(read_in_blocks(text, size), one_by_one, "blocks of {size}");
+        }
+        assert!(read_in_blocks(b"", 8).is_empty());
+        assert!(read_in_blocks(b"\n\n  \n", 8).is_empty());
     }
 
     #[test]

@@ -69,10 +69,10 @@ impl<'a> Scanner<'a> {
         }
         loop {
             self.expect(b'"')?;
-            let key = self.string_body()?;
+            let key = self.string_bytes()?;
             self.expect(b':')?;
             self.whitespace();
-            self.member(key.as_bytes(), record)?;
+            self.member(key, record)?;
             self.whitespace();
             match self.peek()? {
                 b',' => self.at += 1,
@@ -118,13 +118,21 @@ impl<'a> Scanner<'a> {
     /// Gives up at an escape or a control character.
     fn string_body(&mut self) -> Option<&'a str> {
         let start = self.at;
+        let body = self.string_bytes()?;
+        // The quotes are ASCII, so both ends are character boundaries.
+        Some(&self.text[start..start + body.len()])
+    }
+
+    /// [`Self::string_body`] as bytes, for keys and skipped values: no
+    /// character boundaries to check.
+    fn string_bytes(&mut self) -> Option<&'a [u8]> {
+        let start = self.at;
         let end = start + self.until_string_stop(start);
         if self.bytes.get(end) != Some(&b'"') {
             return None;
         }
         self.at = end + 1;
-        // The quote is ASCII, so both ends are character boundaries.
-        Some(&self.text[start..end])
+        Some(&self.bytes[start..end])
     }
 
     /// How many bytes from `from` on are neither a quote, a backslash nor a
@@ -214,7 +222,7 @@ impl<'a> Scanner<'a> {
         match self.peek()? {
             b'"' => {
                 self.at += 1;
-                self.string_body().map(drop)
+                self.string_bytes().map(drop)
             }
             b'-' | b'0'..=b'9' => self.skip_number(),
             b'n' => self.literal(b"null"),
@@ -223,7 +231,7 @@ impl<'a> Scanner<'a> {
             b'[' if depth < MAX_DEPTH => self.skip_sequence(b']', depth, Self::skip),
             b'{' if depth < MAX_DEPTH => self.skip_sequence(b'}', depth, |scanner, depth| {
                 scanner.expect(b'"')?;
-                scanner.string_body()?;
+                scanner.string_bytes()?;
                 scanner.expect(b':')?;
                 scanner.whitespace();
                 scanner.skip(depth)
