@@ -328,6 +328,7 @@ impl<'de: 'a, 'a> Visitor<'de> for Fill<'_, 'a> {
 }
 
 /// A key of [`Record`], or one it skips.
+#[derive(Clone, Copy)]
 enum Key {
     Unused,
     SamplerAddress,

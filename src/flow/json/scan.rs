@@ -14,35 +14,62 @@
 //! nesting to a depth), without building anything.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 
-use super::{key_of, tcp_flag_bit, Raw, Record};
+use super::{key_of, tcp_flag_bit, Key, Raw, Record};
 
 /// Nesting deeper than this is left to serde_json (its own limit is 128).
 const MAX_DEPTH: usize = 64;
 
+/// Keys remembered of a record ([`Shape`]), and the longest remembered.
+const SHAPE_KEYS: usize = 64;
+const SHAPE_KEY_BYTES: usize = 64;
+
+/// The keys of the last record scanned on a thread, in their order.
+/// Collectors write every record's keys in the same order, so the key at a
+/// place is most likely the one the last record had there: when the
+/// record's bytes there are that key's followed by its closing quote, it
+/// is that key, found without scanning for the quote or looking it up.
+/// Any other key is scanned and looked up, and remembered in its place.
+#[derive(Default)]
+struct Shape {
+    /// The keys' text, one after another.
+    text: Vec<u8>,
+    /// Each key's end in `text`, and what it is.
+    keys: Vec<(usize, Key)>,
+}
+
+thread_local! {
+    static SHAPE: RefCell<Shape> = RefCell::new(Shape::default());
+}
+
 /// Fills `record` from `text` and returns `true`, or returns `false` with
 /// `record` partly filled (the caller resets it).
 pub(super) fn record<'a>(text: &'a str, record: &mut Record<'a>) -> bool {
-    let mut scanner = Scanner {
-        text,
-        bytes: text.as_bytes(),
-        at: 0,
-    };
-    scanner.object(record).is_some() && {
-        scanner.whitespace();
-        scanner.at == scanner.bytes.len()
-    }
+    SHAPE.with_borrow_mut(|shape| {
+        let mut scanner = Scanner {
+            text,
+            bytes: text.as_bytes(),
+            at: 0,
+            shape,
+        };
+        scanner.object(record).is_some() && {
+            scanner.whitespace();
+            scanner.at == scanner.bytes.len()
+        }
+    })
 }
 
 /// A cursor over one record. Every method returns `None` to give up.
-struct Scanner<'a> {
+struct Scanner<'a, 's> {
     text: &'a str,
     bytes: &'a [u8],
     /// The next byte to read.
     at: usize,
+    shape: &'s mut Shape,
 }
 
-impl<'a> Scanner<'a> {
+impl<'a> Scanner<'a, '_> {
     fn peek(&self) -> Option<u8> {
         self.bytes.get(self.at).copied()
     }
@@ -67,9 +94,18 @@ impl<'a> Scanner<'a> {
             self.at += 1;
             return Some(());
         }
+        let mut place = 0;
         loop {
             self.expect(b'"')?;
-            let key = self.string_bytes()?;
+            let key = match self.remembered_key(place) {
+                Some(key) => key,
+                None => {
+                    let text = self.string_bytes()?;
+                    let key = key_of(text);
+                    self.remember(place, text, key);
+                    key
+                }
+            };
             self.expect(b':')?;
             self.whitespace();
             self.member(key, record)?;
@@ -82,12 +118,42 @@ impl<'a> Scanner<'a> {
                 }
                 _ => return None,
             }
+            place += 1;
+        }
+    }
+
+    /// After the opening quote of the key at `place`: the key the last
+    /// record had there, consumed with its closing quote, if the bytes here
+    /// are that key's ([`Shape`]).
+    fn remembered_key(&mut self, place: usize) -> Option<Key> {
+        let &(end, key) = self.shape.keys.get(place)?;
+        let start = place.checked_sub(1).map_or(0, |p| self.shape.keys[p].0);
+        let expected = &self.shape.text[start..end];
+        let rest = &self.bytes[self.at..];
+        // The remembered key holds no quote, backslash or control
+        // character, so a scan would stop exactly at the quote after it.
+        (rest.starts_with(expected) && rest.get(expected.len()) == Some(&b'"')).then(|| {
+            self.at += expected.len() + 1;
+            key
+        })
+    }
+
+    /// Remembers `text` as the key at `place`, forgetting the keys after it.
+    fn remember(&mut self, place: usize, text: &[u8], key: Key) {
+        let shape = &mut *self.shape;
+        shape.keys.truncate(place);
+        shape
+            .text
+            .truncate(shape.keys.last().map_or(0, |&(end, _)| end));
+        if place == shape.keys.len() && place < SHAPE_KEYS && text.len() <= SHAPE_KEY_BYTES {
+            shape.text.extend_from_slice(text);
+            shape.keys.push((shape.text.len(), key));
         }
     }
 
     /// The value of `key`, stored in its slot of `record` or skipped.
-    fn member(&mut self, key: &[u8], record: &mut Record<'a>) -> Option<()> {
-        let Some(slot) = record.slot(key_of(key)) else {
+    fn member(&mut self, key: Key, record: &mut Record<'a>) -> Option<()> {
+        let Some(slot) = record.slot(key) else {
             return self.skip(0);
         };
         *slot = match self.value()? {
@@ -459,7 +525,8 @@ mod tests {
     /// `"key": value`, the key one the record keeps, one it only notes, or
     /// another, with or without spaces.
     fn member() -> impl Strategy<Value = String> {
-        let key = "src_addr|dst_port|bytes|tcp_flags|class|ip_proto|sampler_address|label|x";
+        // With keys that begin like others, and one spelt with an escape.
+        let key = "src_addr|dst_port|bytes|tcp_flags|class|ip_proto|sampler_address|label|x|src|src_addrx|src_add\\\\u0072";
         (key, " ?", "[ \n]?", value())
             .prop_map(|(key, a, b, value)| format!(r#""{key}"{a}:{b}{value}"#))
     }
@@ -493,7 +560,8 @@ mod tests {
         ) {
             let from = from.min(bytes.len());
             let text = String::from_utf8_lossy(&bytes).into_owned();
-            let scanner = Scanner { text: &text, bytes: text.as_bytes(), at: 0 };
+            let mut shape = super::Shape::default();
+            let scanner = Scanner { text: &text, bytes: text.as_bytes(), at: 0, shape: &mut shape };
             let rest = &text.as_bytes()[from..];
             let stop = rest.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20);
             prop_assert_eq!(scanner.until_string_stop(from), stop.unwrap_or(rest.len()));
@@ -510,7 +578,41 @@ mod tests {
         }
     }
 
+    #[test]
+    fn keys_are_found_whether_or_not_the_last_record_had_them_in_that_place() {
+        // On one thread, one after another: the same keys, others in their
+        // places, a key that begins like the remembered one, one that the
+        // remembered one begins like, and one with an escape after it.
+        for line in [
+            r#"{"src_addr":"198.51.100.1","dst_port":22,"bytes":3}"#,
+            r#"{"src_addr":"198.51.100.2","dst_port":23,"bytes":4}"#,
+            r#"{"src_addr_x":"198.51.100.3","dst_port":24,"bytes":5}"#,
+            r#"{"src":"198.51.100.4","dst_port":25,"bytes":6}"#,
+            r#"{"src_addr":"198.51.100.5","bytes":7,"dst_port":26}"#,
+            r#"{"src_addrA":"198.51.100.6","bytes":8,"dst_port":27}"#,
+            r#"{"bytes":9}"#,
+            r#"{"src_addr":"198.51.100.7","bytes":10,"dst_port":28,"packets":1}"#,
+            r#"{"":1,"src_addr":"198.51.100.8"}"#,
+            r#"{"":2,"src_addr":"198.51.100.9"}"#,
+        ] {
+            let scanned = scans_as_serde_reads(line);
+            assert!(scanned || line.contains('\\'), "{line}");
+        }
+    }
+
     proptest! {
+        #[test]
+        fn records_one_after_another_are_read_as_serde_json_reads_each(
+            texts in proptest::collection::vec(text(), 1..8),
+        ) {
+            for text in &texts {
+                let mut scanned = Record::default();
+                if record(text, &mut scanned) {
+                    prop_assert_eq!(Some(format!("{scanned:?}")), serde_reads(text), "{}", text);
+                }
+            }
+        }
+
         #[test]
         fn the_scanner_reads_what_serde_json_reads_or_nothing(text in text()) {
             let mut scanned = Record::default();
