@@ -448,14 +448,13 @@ fn decode_and_apply_on_threads(
             .spawn_scoped(scope, apply)
             .context("starting the applying thread")?;
         let mut chunk = Chunk::default();
-        for k in 0.. {
-            if !source.next(&mut chunk)? {
-                break;
-            }
+        let mut k = 0;
+        while source.next(&mut chunk)? {
             let emptied = emptied_chunks.try_recv().unwrap_or_default();
             // A decoding thread only stops early if the applying one did,
             // which is a panic that the scope reports.
             let _ = to_decode[k % decoders].send(std::mem::replace(&mut chunk, emptied));
+            k += 1;
         }
         Ok(())
     })
@@ -514,10 +513,9 @@ impl<'a> ChunkSource<'a> {
                     file::open(path).with_context(|| format!("opening {}", path.display()))?;
                 let reader = file::reader(opened, self.format)
                     .with_context(|| format!("reading {}", path.display()))?;
-                let input = if reader.is_json() {
-                    Input::Lines(reader.into_line_blocks().expect("json lines"))
-                } else {
-                    Input::Records(reader)
+                let input = match reader.into_line_blocks() {
+                    Ok(blocks) => Input::Lines(blocks),
+                    Err(records) => Input::Records(records),
                 };
                 self.current = Some((path, input));
                 continue;

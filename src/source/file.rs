@@ -182,15 +182,13 @@ impl RecordReader {
 }
 
 impl RecordReader {
-    /// Whether the input is JSON lines (else a protobuf stream).
-    pub fn is_json(&self) -> bool {
-        self.json
-    }
-
     /// For JSON lines, a reader of whole-line blocks over the same input
-    /// ([`LineBlocks`]); `None` for a protobuf stream.
-    pub fn into_line_blocks(self) -> Option<LineBlocks> {
-        self.json.then(|| LineBlocks {
+    /// ([`LineBlocks`]); a protobuf stream is given back as it is.
+    pub fn into_line_blocks(self) -> Result<LineBlocks, RecordReader> {
+        if !self.json {
+            return Err(self);
+        }
+        Ok(LineBlocks {
             input: self.input,
             carry: Vec::new(),
             done: false,
@@ -311,7 +309,7 @@ mod tests {
         let mut blocks = reader(input, Format::Goflow2Json)
             .unwrap()
             .into_line_blocks()
-            .expect("json lines");
+            .unwrap_or_else(|_| panic!("json lines"));
         let mut all = Vec::new();
         let mut block = Vec::new();
         while blocks.next_block(&mut block, size).unwrap() {
