@@ -7,7 +7,12 @@
 //! - [`routed`]: the records of the routing topic, one accepted flow each,
 //!   keyed by its asset and carrying where it was read;
 //! - [`replay`]: the counting side's guard that drops a routed flow it has
-//!   applied already.
+//!   applied already;
+//! - [`changelog`]: the counting side's state of a partition as cells in
+//!   the changelog topic, flushed in epochs closed by a marker, and read
+//!   back by a restoring owner or a replica.
 
+pub mod changelog;
 pub mod replay;
 pub mod routed;
+mod wire;

@@ -27,8 +27,9 @@
 //! A goflow2 protobuf record can hold several flows, so a position is the
 //! record's offset and the flow's index in it.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
+use super::wire::{put_str, put_varint, unzigzag, zigzag, Reader, WireError};
 use crate::flow::Flow;
 
 /// The only version written and read.
@@ -63,6 +64,16 @@ pub enum RoutedError {
     OutOfRange(&'static str),
     #[error("routed record has {0} bytes after its end")]
     Trailing(usize),
+}
+
+impl From<WireError> for RoutedError {
+    fn from(e: WireError) -> Self {
+        match e {
+            WireError::Truncated(at, what) => RoutedError::Truncated(at, what),
+            WireError::NotUtf8(what) => RoutedError::NotUtf8(what),
+            WireError::OutOfRange(what) => RoutedError::OutOfRange(what),
+        }
+    }
 }
 
 /// The record key of a flow whose asset is `asset`: its address bytes (4
@@ -113,7 +124,7 @@ pub fn encode(flow: &Flow, source: &SourcePosition, out: &mut Vec<u8>) {
 
 /// Reads a record value written by [`encode`].
 pub fn decode(value: &[u8]) -> Result<(Flow, SourcePosition), RoutedError> {
-    let mut r = Reader { buf: value, pos: 0 };
+    let mut r = Reader::new(value);
     let version = r.u8("version")?;
     if version != VERSION {
         return Err(RoutedError::Version(version));
@@ -139,8 +150,8 @@ pub fn decode(value: &[u8]) -> Result<(Flow, SourcePosition), RoutedError> {
     let offset =
         i64::try_from(r.varint("offset")?).map_err(|_| RoutedError::OutOfRange("offset"))?;
     let index = u32::try_from(r.varint("index")?).map_err(|_| RoutedError::OutOfRange("index"))?;
-    if r.pos != value.len() {
-        return Err(RoutedError::Trailing(value.len() - r.pos));
+    if r.left() != 0 {
+        return Err(RoutedError::Trailing(r.left()));
     }
     let flow = Flow {
         src_addr,
@@ -161,83 +172,6 @@ pub fn decode(value: &[u8]) -> Result<(Flow, SourcePosition), RoutedError> {
         index,
     };
     Ok((flow, source))
-}
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn put_str(out: &mut Vec<u8>, s: &str) {
-    put_varint(out, s.len() as u64);
-    out.extend_from_slice(s.as_bytes());
-}
-
-fn zigzag(v: i64) -> u64 {
-    ((v << 1) ^ (v >> 63)) as u64
-}
-
-fn unzigzag(v: u64) -> i64 {
-    ((v >> 1) as i64) ^ -((v & 1) as i64)
-}
-
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn take<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], RoutedError> {
-        let bytes = self
-            .buf
-            .get(self.pos..self.pos + N)
-            .ok_or(RoutedError::Truncated(self.buf.len(), what))?;
-        self.pos += N;
-        Ok(bytes.try_into().expect("N bytes"))
-    }
-
-    fn u8(&mut self, what: &'static str) -> Result<u8, RoutedError> {
-        Ok(self.take::<1>(what)?[0])
-    }
-
-    fn addr(&mut self, v6: bool, what: &'static str) -> Result<IpAddr, RoutedError> {
-        Ok(if v6 {
-            IpAddr::V6(Ipv6Addr::from(self.take::<16>(what)?))
-        } else {
-            IpAddr::V4(Ipv4Addr::from(self.take::<4>(what)?))
-        })
-    }
-
-    fn varint(&mut self, what: &'static str) -> Result<u64, RoutedError> {
-        let mut value = 0u64;
-        for shift in (0..64).step_by(7) {
-            let byte = self.u8(what)?;
-            if shift == 63 && byte > 1 {
-                return Err(RoutedError::OutOfRange(what));
-            }
-            value |= u64::from(byte & 0x7f) << shift;
-            if byte & 0x80 == 0 {
-                return Ok(value);
-            }
-        }
-        Err(RoutedError::OutOfRange(what))
-    }
-
-    fn str(&mut self, what: &'static str) -> Result<&'a str, RoutedError> {
-        let len = usize::try_from(self.varint(what)?).map_err(|_| RoutedError::OutOfRange(what))?;
-        let end = self
-            .pos
-            .checked_add(len)
-            .filter(|&end| end <= self.buf.len())
-            .ok_or(RoutedError::Truncated(self.buf.len(), what))?;
-        let s = std::str::from_utf8(&self.buf[self.pos..end])
-            .map_err(|_| RoutedError::NotUtf8(what))?;
-        self.pos = end;
-        Ok(s)
-    }
 }
 
 #[cfg(test)]

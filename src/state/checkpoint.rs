@@ -299,6 +299,7 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<Decoded, CheckpointError> {
                 last_seen_s,
                 cover,
                 live,
+                meta_slot: false,
             },
         ));
     }

@@ -14,6 +14,7 @@
 mod changes;
 pub mod checkpoint;
 pub mod index;
+mod mirror;
 pub mod peers;
 pub mod series;
 mod stats;
@@ -31,6 +32,7 @@ use crate::config::{Clock, Config};
 use crate::flow::{self, DecodeError, Flow, Format};
 use index::{KeptRecent, PortIndex, Recent, Share};
 pub use index::{LabelCount, PortSums, WindowSums};
+pub use mirror::{is_port_slot, DayCell, Meta, MetaChange};
 pub use peers::Peers;
 pub use series::{HourRange, Resolution, Sample, Series, Tally};
 pub use stats::{Outcome, RejectReason, Stats, StatsSnapshot};
@@ -99,6 +101,9 @@ pub struct EndpointState {
     /// Open as far as exposure changes go: `opened` was recorded and
     /// `closed` not since.
     pub live: bool,
+    /// The changelog slot holding the last value written of the fields
+    /// above other than the buckets (`cluster::changelog`).
+    pub meta_slot: bool,
 }
 
 impl EndpointState {
@@ -133,6 +138,18 @@ pub struct Prepared {
     peer: std::net::IpAddr,
     /// The collector's L7 label, interned.
     label: Option<Arc<str>>,
+}
+
+impl Prepared {
+    /// The endpoint the flow counts for.
+    pub fn endpoint(&self) -> Endpoint {
+        self.endpoint
+    }
+
+    /// The hour (since the epoch) the flow falls in.
+    pub fn hour(&self) -> u32 {
+        self.hour
+    }
 }
 
 /// Applies flows to the sharded state; shared by every ingest thread and
@@ -409,6 +426,7 @@ impl Engine {
             last_seen_s: 0,
             cover: 0,
             live: false,
+            meta_slot: false,
         }));
         self.track(endpoint, &mut state, time_ms, sample.evidence, None);
         if sample.evidence {

@@ -20,7 +20,11 @@ const COMPACT_SLACK: usize = 2;
 const DAY_FLAG: u32 = 1 << 31;
 const EVIDENCE_FLAG: u32 = 1 << 30;
 const PAYLOAD_FLAG: u32 = 1 << 29;
-const HOUR_MASK: u32 = PAYLOAD_FLAG - 1;
+/// The changelog slot (0 or 1) that holds the last value written of the
+/// bucket's day (`cluster::changelog`); every bucket of a day carries the
+/// same bit.
+const SLOT_FLAG: u32 = 1 << 28;
+const HOUR_MASK: u32 = SLOT_FLAG - 1;
 
 /// A time range in whole hours since the UNIX epoch, `[start, end)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,8 +66,8 @@ impl Resolution {
 struct Bucket {
     in_bytes: u64,
     out_bytes: u64,
-    /// Start hour since the epoch in the low bits, then [`PAYLOAD_FLAG`],
-    /// [`EVIDENCE_FLAG`] and [`DAY_FLAG`].
+    /// Start hour since the epoch in the low bits, then [`SLOT_FLAG`],
+    /// [`PAYLOAD_FLAG`], [`EVIDENCE_FLAG`] and [`DAY_FLAG`].
     tag: u32,
 }
 
@@ -147,6 +151,8 @@ impl Series {
             Some(i) if self.buckets[i].key() == key => i,
             _ => {
                 let at = pos.map_or(0, |i| i + 1);
+                // A new bucket of a day that has some keeps the day's slot.
+                let slot = self.day_slot_flag(day_start(hour));
                 if self.buckets.len() == self.buckets.capacity() {
                     // Grow by a few buckets, not by doubling: a series gains
                     // one bucket an hour, and doubling would leave up to half
@@ -158,7 +164,7 @@ impl Series {
                     Bucket {
                         in_bytes: 0,
                         out_bytes: 0,
-                        tag: hour,
+                        tag: hour | slot,
                     },
                 );
                 at
@@ -255,7 +261,83 @@ impl Series {
         }
     }
 
-    /// No bucket left (everything expired).
+    /// The buckets of the UTC day starting at hour `day` (a multiple of
+    /// 24): contiguous, since buckets are sorted by start hour.
+    fn day_range(&self, day: u32) -> std::ops::Range<usize> {
+        let from = self.buckets.partition_point(|b| b.start() < day);
+        let to = self
+            .buckets
+            .partition_point(|b| b.start() < day + HOURS_PER_DAY);
+        from..to
+    }
+
+    fn day_slot_flag(&self, day: u32) -> u32 {
+        let range = self.day_range(day);
+        self.buckets[range].first().map_or(0, |b| b.tag & SLOT_FLAG)
+    }
+
+    /// The UTC days (their first hour) that hold a bucket, in order.
+    pub fn days(&self) -> impl Iterator<Item = u32> + '_ {
+        let mut last = None;
+        self.buckets.iter().filter_map(move |b| {
+            let day = day_start(b.start());
+            (last != Some(day)).then(|| {
+                last = Some(day);
+                day
+            })
+        })
+    }
+
+    /// A copy of the buckets of the UTC day starting at hour `day`, as
+    /// held (hours, or the day's bucket, or both), without their slot.
+    pub fn day(&self, day: u32) -> Series {
+        let range = self.day_range(day);
+        Series {
+            buckets: self.buckets[range]
+                .iter()
+                .map(|&b| Bucket {
+                    tag: b.tag & !SLOT_FLAG,
+                    ..b
+                })
+                .collect(),
+        }
+    }
+
+    /// Replaces the buckets of the UTC day starting at hour `day` with
+    /// those of `with` (which must all fall in that day), marked with
+    /// changelog slot `slot`.
+    pub fn replace_day(&mut self, day: u32, with: &Series, slot: bool) {
+        debug_assert!(with.buckets.iter().all(|b| day_start(b.start()) == day));
+        let range = self.day_range(day);
+        let flag = if slot { SLOT_FLAG } else { 0 };
+        let new = with.buckets.iter().map(|&b| Bucket {
+            tag: (b.tag & !SLOT_FLAG) | flag,
+            ..b
+        });
+        self.buckets.insert_many(range.start, new);
+        let removed = range.len();
+        let start = range.start + with.buckets.len();
+        self.buckets.drain(start..start + removed);
+    }
+
+    /// The changelog slot holding the last value written of day `day`
+    /// (false for a day with no bucket).
+    pub fn day_slot(&self, day: u32) -> bool {
+        self.day_slot_flag(day) != 0
+    }
+
+    /// Marks the buckets of day `day` with changelog slot `slot`.
+    pub fn set_day_slot(&mut self, day: u32, slot: bool) {
+        let range = self.day_range(day);
+        for b in &mut self.buckets[range] {
+            b.tag = if slot {
+                b.tag | SLOT_FLAG
+            } else {
+                b.tag & !SLOT_FLAG
+            };
+        }
+    }
+
     /// The last hour its newest bucket covers (`None`: no bucket).
     pub fn last_hour(&self) -> Option<u32> {
         let last = self.buckets.last()?;
@@ -266,6 +348,7 @@ impl Series {
         })
     }
 
+    /// No bucket left (everything expired).
     pub fn is_empty(&self) -> bool {
         self.buckets.is_empty()
     }
@@ -322,6 +405,11 @@ impl Series {
             0
         }
     }
+}
+
+/// The first hour of the UTC day holding hour `hour`.
+pub fn day_start(hour: u32) -> u32 {
+    hour - hour % HOURS_PER_DAY
 }
 
 fn take_u32(input: &mut &[u8]) -> Option<u32> {
@@ -408,6 +496,42 @@ mod tests {
             Series::decode(&mut &swapped[..]).unwrap_err(),
             "buckets out of order"
         );
+    }
+
+    #[test]
+    fn a_day_is_read_and_replaced_whole_and_keeps_its_slot() {
+        let mut s = Series::default();
+        for h in [2, 30, 31, 50] {
+            s.add(DAY0 + h, traffic(u64::from(h)));
+        }
+        let days: Vec<u32> = s.days().collect();
+        assert_eq!(days, [DAY0, DAY0 + 24, DAY0 + 48]);
+        let second = s.day(DAY0 + 24);
+        assert_eq!(second.len(), 2);
+        let all = [range(0, u32::MAX)];
+        let res = Resolution::at(DAY0 + 60, 30);
+        assert_eq!(second.tally(&all, res)[0].in_bytes, 61);
+
+        // Replaced by one bucket, in slot 1: the other days are untouched.
+        let mut one = Series::default();
+        one.add(DAY0 + 40, traffic(5));
+        s.replace_day(DAY0 + 24, &one, true);
+        assert_eq!(s.len(), 3);
+        assert_eq!(s.tally(&all, res)[0].in_bytes, 2 + 5 + 50);
+        assert!(s.day_slot(DAY0 + 24) && !s.day_slot(DAY0));
+        // A new hour of that day takes the day's slot; a copy drops it.
+        s.add(DAY0 + 41, traffic(1));
+        assert!(s.day(DAY0 + 24).len() == 2 && s.day_slot(DAY0 + 24));
+        s.set_day_slot(DAY0 + 24, false);
+        assert!(!s.day_slot(DAY0 + 24));
+        // Compaction into the day keeps the slot.
+        s.set_day_slot(DAY0 + 24, true);
+        s.compact(Resolution::at(DAY0 + 24 * 5, 30));
+        assert!(s.day_slot(DAY0 + 24));
+        assert_eq!(s.day(DAY0 + 24).len(), 1);
+        // An empty replacement empties the day.
+        s.replace_day(DAY0 + 24, &Series::default(), false);
+        assert_eq!(s.days().collect::<Vec<_>>(), [DAY0, DAY0 + 48]);
     }
 
     #[test]

@@ -1,0 +1,619 @@
+//! The changelog topic (`<group_id>-changelog`): the state of each
+//! partition of the routing topic as cells, so that a new owner restores a
+//! partition and every instance mirrors the whole group's state, exactly,
+//! without broker transactions.
+//!
+//! ## Cells
+//!
+//! A partition's state is cut into cells, each a compacted record of its
+//! own: an endpoint's fields other than its buckets, an endpoint's buckets
+//! of one UTC day (hours older than 48 are merged into their day, so a day
+//! is the unit that stays put), and the inbound probes of one port. A
+//! cell's value is absolute: applying it sets the cell, so a record read
+//! twice changes nothing.
+//!
+//! ## Epochs, markers and slots
+//!
+//! The counting instance writes the cells changed since its last flush,
+//! then a closing marker carrying the flush's epoch, the next offset of
+//! the routing partition to count, the partition's event clock and the
+//! highest source position applied per source partition
+//! ([`super::replay::Applied`]). A flush counts only once its marker is
+//! written: records after the last marker belong to a flush that may never
+//! close (the instance died), and are held back until a marker closes
+//! them.
+//!
+//! A crash mid-flush must not destroy the last closed value of a cell
+//! that compaction might then drop. So each cell has two keys, slots 0
+//! and 1, and a flush writes a cell in the slot that does not hold its
+//! last written value. A new owner rewrites, in its first flush, every
+//! cell of the unclosed flush it found, in the slot that flush used, with
+//! the value it restored. Hence, after any closed marker, the last record
+//! of each cell (either slot) up to it is valid, and a reader that applies
+//! the last record of each cell once a marker closes it holds exactly the
+//! state the marker's offsets describe.
+//!
+//! Epochs only grow: a new owner starts above every epoch it read, and a
+//! record of an epoch below the highest read (a previous owner that did
+//! not know it had lost the partition) is stale and ignored.
+//!
+//! ## Records
+//!
+//! ```text
+//! key    kind u8 (1 fields, 2 day, 3 probes, 4 marker), then for a cell:
+//!        slot u8, and the endpoint (family u8 4/6, address, port u16 BE,
+//!        protocol number u8) and for a day its first hour u32 BE, or the
+//!        port slot u32 BE of probes
+//! value  version u8 = 1, epoch varint, then
+//!        fields: held u8; if held: open u8, last seen s varint,
+//!                peers 65 bytes, label (u8 0/1, then varint length + UTF-8)
+//!        day:    the buckets (u32 LE count, 20 bytes each, as a checkpoint)
+//!        probes: count varint
+//!        marker: next offset varint, clock ms zigzag varint, seen any u8,
+//!                source positions (count varint; topic, partition,
+//!                offset, index each)
+//! ```
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use smallvec::SmallVec;
+
+use super::replay::Applied;
+use super::routed::SourcePosition;
+use super::wire::{put_str, put_varint, unzigzag, zigzag, Reader as Wire, WireError};
+use crate::catalog::Protocol;
+use crate::classify::Endpoint;
+use crate::state::series::day_start;
+use crate::state::{DayCell, Engine, Meta, MetaChange, Peers, Series};
+
+/// The only version written and read.
+const VERSION: u8 = 1;
+const FIELDS: u8 = 1;
+const DAY: u8 = 2;
+const PROBES: u8 = 3;
+const MARKER: u8 = 4;
+
+/// What a changelog record's key names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Cell {
+    /// An endpoint's fields other than its buckets.
+    Fields(Endpoint),
+    /// An endpoint's buckets of the UTC day starting at this hour.
+    Day(Endpoint, u32),
+    /// Inbound flows to unanswered endpoints of a port slot
+    /// (`port * 2 + protocol`).
+    Probes(u32),
+}
+
+/// What a cell's record holds.
+#[derive(Clone, Debug)]
+pub enum Body {
+    /// `None`: the endpoint is not held.
+    Fields(Option<Meta>),
+    Day(Series),
+    Probes(u64),
+}
+
+/// A flush's closing record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Marker {
+    pub epoch: u64,
+    /// The next offset of the routing partition to count.
+    pub next_offset: i64,
+    /// The partition's event clock (UNIX ms) and whether it saw a flow.
+    pub clock_ms: i64,
+    pub seen_any: bool,
+    /// The highest source position applied per source partition.
+    pub applied: Vec<SourcePosition>,
+}
+
+/// One changelog record, read.
+#[derive(Clone, Debug)]
+pub enum Entry {
+    Cell {
+        cell: Cell,
+        slot: bool,
+        epoch: u64,
+        body: Body,
+    },
+    Marker(Marker),
+}
+
+/// Why a changelog record could not be read. The topic is written only by
+/// `exposure` itself, so any of these means another producer, a newer
+/// version, or a damaged record.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ChangelogError {
+    #[error("changelog record key: {0}")]
+    Key(&'static str),
+    #[error("changelog record version {0} is not 1 (written by a newer exposure?)")]
+    Version(u8),
+    #[error("changelog record value: {0}")]
+    Wire(#[from] WireError),
+    #[error("changelog record value: {0}")]
+    Value(&'static str),
+    #[error("changelog record has {0} bytes after its end")]
+    Trailing(usize),
+}
+
+/// A changelog record as written: key and value.
+pub type Record = (Vec<u8>, Vec<u8>);
+
+/// The key of `cell` in `slot`.
+pub fn cell_key(cell: &Cell, slot: bool) -> Vec<u8> {
+    let mut key = Vec::with_capacity(28);
+    let kind = match cell {
+        Cell::Fields(_) => FIELDS,
+        Cell::Day(..) => DAY,
+        Cell::Probes(_) => PROBES,
+    };
+    key.extend_from_slice(&[kind, u8::from(slot)]);
+    match cell {
+        Cell::Fields(endpoint) => put_endpoint(&mut key, endpoint),
+        Cell::Day(endpoint, day) => {
+            put_endpoint(&mut key, endpoint);
+            key.extend_from_slice(&day.to_be_bytes());
+        }
+        Cell::Probes(slot) => key.extend_from_slice(&slot.to_be_bytes()),
+    }
+    key
+}
+
+/// The key of every marker of a partition (compaction keeps the last).
+pub fn marker_key() -> Vec<u8> {
+    vec![MARKER]
+}
+
+fn put_endpoint(out: &mut Vec<u8>, endpoint: &Endpoint) {
+    match endpoint.ip {
+        IpAddr::V4(a) => {
+            out.push(4);
+            out.extend_from_slice(&a.octets());
+        }
+        IpAddr::V6(a) => {
+            out.push(6);
+            out.extend_from_slice(&a.octets());
+        }
+    }
+    out.extend_from_slice(&endpoint.port.to_be_bytes());
+    out.push(endpoint.proto.number());
+}
+
+/// The value of a cell's record.
+pub fn cell_value(epoch: u64, body: &Body) -> Vec<u8> {
+    let mut out = vec![VERSION];
+    put_varint(&mut out, epoch);
+    match body {
+        Body::Fields(None) => out.push(0),
+        Body::Fields(Some(meta)) => {
+            out.extend_from_slice(&[1, u8::from(meta.ever_open)]);
+            put_varint(&mut out, u64::from(meta.last_seen_s));
+            out.extend_from_slice(&meta.peers.to_bytes());
+            match &meta.label {
+                Some(label) => {
+                    out.push(1);
+                    put_str(&mut out, label);
+                }
+                None => out.push(0),
+            }
+        }
+        Body::Day(buckets) => buckets.encode(&mut out),
+        Body::Probes(n) => put_varint(&mut out, *n),
+    }
+    out
+}
+
+/// The value of a marker's record.
+pub fn marker_value(marker: &Marker) -> Vec<u8> {
+    let mut out = vec![VERSION];
+    put_varint(&mut out, marker.epoch);
+    put_varint(&mut out, marker.next_offset.max(0) as u64);
+    put_varint(&mut out, zigzag(marker.clock_ms));
+    out.push(u8::from(marker.seen_any));
+    put_varint(&mut out, marker.applied.len() as u64);
+    for p in &marker.applied {
+        put_str(&mut out, &p.topic);
+        put_varint(&mut out, u64::from(p.partition.max(0) as u32));
+        put_varint(&mut out, p.offset.max(0) as u64);
+        put_varint(&mut out, u64::from(p.index));
+    }
+    out
+}
+
+/// Reads a changelog record.
+pub fn decode(key: &[u8], value: &[u8]) -> Result<Entry, ChangelogError> {
+    let (&kind, rest) = key.split_first().ok_or(ChangelogError::Key("empty"))?;
+    let mut v = Wire::new(value);
+    let version = v.u8("version")?;
+    if version != VERSION {
+        return Err(ChangelogError::Version(version));
+    }
+    let epoch = v.varint("epoch")?;
+    let entry = if kind == MARKER {
+        if !rest.is_empty() {
+            return Err(ChangelogError::Key("marker key longer than its kind"));
+        }
+        Entry::Marker(read_marker(epoch, &mut v)?)
+    } else {
+        let mut k = Wire::new(rest);
+        let slot = match k.u8("slot")? {
+            0 => false,
+            1 => true,
+            _ => return Err(ChangelogError::Key("slot is not 0 or 1")),
+        };
+        let cell = match kind {
+            FIELDS => Cell::Fields(read_endpoint(&mut k)?),
+            DAY => {
+                let endpoint = read_endpoint(&mut k)?;
+                let day = u32::from_be_bytes(k.take::<4>("day")?);
+                if day_start(day) != day {
+                    return Err(ChangelogError::Key("day is not the first hour of a day"));
+                }
+                Cell::Day(endpoint, day)
+            }
+            PROBES => {
+                let slot = u32::from_be_bytes(k.take::<4>("port slot")?);
+                if !crate::state::is_port_slot(slot) {
+                    return Err(ChangelogError::Key("port slot out of range"));
+                }
+                Cell::Probes(slot)
+            }
+            _ => return Err(ChangelogError::Key("unknown kind")),
+        };
+        if k.left() != 0 {
+            return Err(ChangelogError::Key("longer than its cell"));
+        }
+        let body = match cell {
+            Cell::Fields(_) => Body::Fields(read_fields(&mut v)?),
+            Cell::Day(_, day) => Body::Day(read_day(day, &mut v)?),
+            Cell::Probes(_) => Body::Probes(v.varint("probes")?),
+        };
+        Entry::Cell {
+            cell,
+            slot,
+            epoch,
+            body,
+        }
+    };
+    if v.left() != 0 {
+        return Err(ChangelogError::Trailing(v.left()));
+    }
+    Ok(entry)
+}
+
+fn read_endpoint(k: &mut Wire) -> Result<Endpoint, ChangelogError> {
+    let ip = match k.u8("address family")? {
+        4 => IpAddr::V4(Ipv4Addr::from(k.take::<4>("address")?)),
+        6 => IpAddr::V6(Ipv6Addr::from(k.take::<16>("address")?)),
+        _ => return Err(ChangelogError::Key("address family is not 4 or 6")),
+    };
+    let port = u16::from_be_bytes(k.take::<2>("port")?);
+    let proto = Protocol::from_number(k.u8("protocol")?)
+        .ok_or(ChangelogError::Key("protocol is not TCP or UDP"))?;
+    Ok(Endpoint { ip, port, proto })
+}
+
+fn read_fields(v: &mut Wire) -> Result<Option<Meta>, ChangelogError> {
+    if v.u8("held")? == 0 {
+        return Ok(None);
+    }
+    let ever_open = v.u8("open")? != 0;
+    let last_seen_s =
+        u32::try_from(v.varint("last seen")?).map_err(|_| WireError::OutOfRange("last seen"))?;
+    let peers =
+        Peers::from_bytes(v.take::<65>("peers")?).ok_or(ChangelogError::Value("bad peers"))?;
+    let label = match v.u8("label")? {
+        0 => None,
+        _ => Some(v.str("label")?.into()),
+    };
+    Ok(Some(Meta {
+        label,
+        ever_open,
+        peers,
+        last_seen_s,
+    }))
+}
+
+fn read_day(day: u32, v: &mut Wire) -> Result<Series, ChangelogError> {
+    let all = v.rest();
+    let mut rest = all;
+    let buckets = Series::decode(&mut rest).map_err(ChangelogError::Value)?;
+    v.advance(all.len() - rest.len());
+    if buckets.days().any(|d| d != day) {
+        return Err(ChangelogError::Value("a bucket outside its day"));
+    }
+    Ok(buckets)
+}
+
+fn read_marker(epoch: u64, v: &mut Wire) -> Result<Marker, ChangelogError> {
+    let next_offset = i64::try_from(v.varint("next offset")?)
+        .map_err(|_| WireError::OutOfRange("next offset"))?;
+    let clock_ms = unzigzag(v.varint("clock")?);
+    let seen_any = v.u8("seen any")? != 0;
+    let n = v.varint("source count")?;
+    let mut applied = Vec::new();
+    for _ in 0..n {
+        let topic = v.str("source topic")?.to_owned();
+        let partition = i32::try_from(v.varint("source partition")?)
+            .map_err(|_| WireError::OutOfRange("source partition"))?;
+        let offset = i64::try_from(v.varint("source offset")?)
+            .map_err(|_| WireError::OutOfRange("source offset"))?;
+        let index = u32::try_from(v.varint("source index")?)
+            .map_err(|_| WireError::OutOfRange("source index"))?;
+        applied.push(SourcePosition {
+            topic,
+            partition,
+            offset,
+            index,
+        });
+    }
+    Ok(Marker {
+        epoch,
+        next_offset,
+        clock_ms,
+        seen_any,
+        applied,
+    })
+}
+
+/// The counting side of one partition: what changed since the last flush,
+/// and the next flush's records.
+#[derive(Debug)]
+pub struct Flusher {
+    epoch: u64,
+    /// Endpoints with flows applied since the last flush, and the days
+    /// those flows fell in.
+    dirty: HashMap<Endpoint, SmallVec<[u32; 2]>>,
+    /// Cells of an unclosed flush found at restore, with the slot it wrote
+    /// them in: the first flush writes them there again.
+    abandoned: Vec<(Cell, bool)>,
+    /// Probes per port slot as last written, and the slot written.
+    probes: HashMap<u32, (u64, bool)>,
+}
+
+impl Default for Flusher {
+    fn default() -> Self {
+        Flusher {
+            epoch: 1,
+            dirty: HashMap::new(),
+            abandoned: Vec::new(),
+            probes: HashMap::new(),
+        }
+    }
+}
+
+impl Flusher {
+    /// A flusher for a partition nobody counted before.
+    pub fn new() -> Self {
+        Flusher::default()
+    }
+
+    /// The epoch of the next flush.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Notes that a flow falling in `hour` was applied to `endpoint`.
+    pub fn touched(&mut self, endpoint: Endpoint, hour: u32) {
+        let day = day_start(hour);
+        let days = self.dirty.entry(endpoint).or_default();
+        if !days.contains(&day) {
+            days.push(day);
+        }
+    }
+
+    /// Appends the records of one flush to `out`: the cells changed in
+    /// `engine` (the partition's state) since the last flush, then the
+    /// closing marker with `next_offset` and `applied`. Nothing is written
+    /// for an endpoint that is no longer held (retention dropped it; the
+    /// readers' own maintenance drops it too). The flush counts once every
+    /// record is written; a flush that fails to write must not be followed
+    /// by another from this state (restore the partition instead).
+    pub fn flush(
+        &mut self,
+        engine: &Engine,
+        next_offset: i64,
+        applied: &Applied,
+        out: &mut Vec<Record>,
+    ) -> Marker {
+        let epoch = self.epoch;
+        let mut cell = |cell: Cell, slot: bool, body: Body| {
+            out.push((cell_key(&cell, slot), cell_value(epoch, &body)));
+        };
+        // Cells of an abandoned flush go back where it wrote them: their
+        // slots are set to the other one, so the writes below flip onto it.
+        let mut forced: HashMap<Cell, bool> = HashMap::new();
+        for (abandoned, slot) in std::mem::take(&mut self.abandoned) {
+            match abandoned {
+                Cell::Fields(endpoint) => {
+                    engine.note_slots(&endpoint, Some(!slot), &[]);
+                    self.dirty.entry(endpoint).or_default();
+                }
+                Cell::Day(endpoint, day) => {
+                    engine.note_slots(&endpoint, None, &[(day, !slot)]);
+                    self.touched(endpoint, day);
+                }
+                Cell::Probes(port) => {
+                    let written = self.probes.entry(port).or_insert((u64::MAX, false));
+                    written.0 = u64::MAX;
+                    written.1 = !slot;
+                }
+            }
+            forced.insert(abandoned, slot);
+        }
+        for (endpoint, days) in self.dirty.drain() {
+            match engine.cells_to_write(&endpoint, &days) {
+                Some(((meta, slot), cells)) => {
+                    cell(Cell::Fields(endpoint), slot, Body::Fields(Some(meta)));
+                    for DayCell { day, buckets, slot } in cells {
+                        let here = Cell::Day(endpoint, day);
+                        // A day with no bucket keeps no slot: write it
+                        // where an abandoned flush put it.
+                        let slot = match forced.get(&here) {
+                            Some(&forced) if buckets.is_empty() => forced,
+                            _ => slot,
+                        };
+                        cell(here, slot, Body::Day(buckets));
+                    }
+                }
+                None => {
+                    let fields = Cell::Fields(endpoint);
+                    if let Some(&slot) = forced.get(&fields) {
+                        cell(fields, slot, Body::Fields(None));
+                    }
+                    for &day in &days {
+                        let here = Cell::Day(endpoint, day);
+                        if let Some(&slot) = forced.get(&here) {
+                            cell(here, slot, Body::Day(Series::default()));
+                        }
+                    }
+                }
+            }
+        }
+        for (port, n) in engine.probe_slots() {
+            let written = self.probes.entry(port).or_insert((0, true));
+            if written.0 != n {
+                written.1 = !written.1;
+                written.0 = n;
+                cell(Cell::Probes(port), written.1, Body::Probes(n));
+            }
+        }
+        // A forced probes cell whose count fell to nothing.
+        for (port, written) in self.probes.iter_mut() {
+            if written.0 == u64::MAX {
+                written.1 = !written.1;
+                written.0 = 0;
+                cell(Cell::Probes(*port), written.1, Body::Probes(0));
+            }
+        }
+        let (clock_ms, seen_any) = engine.event_clock();
+        let marker = Marker {
+            epoch,
+            next_offset,
+            clock_ms,
+            seen_any,
+            applied: applied.positions().collect(),
+        };
+        out.push((marker_key(), marker_value(&marker)));
+        self.epoch += 1;
+        marker
+    }
+}
+
+/// Reads one changelog partition in offset order into an engine: the
+/// restore of a new owner, and the replica every instance keeps.
+#[derive(Debug, Default)]
+pub struct Reader {
+    highest_epoch: u64,
+    /// Cells read since the last marker: the last record of each.
+    pending: HashMap<Cell, (bool, Body)>,
+    /// Probes per port slot as applied, and their slot.
+    probes: HashMap<u32, (u64, bool)>,
+    marker: Option<Marker>,
+    stale: u64,
+}
+
+impl Reader {
+    pub fn new() -> Self {
+        Reader::default()
+    }
+
+    /// Reads one record; on a marker, applies to `engine` the cells it
+    /// closes and returns their epoch. A stale record (of an epoch below
+    /// one read already) is counted and ignored.
+    pub fn read(
+        &mut self,
+        engine: &Engine,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<Option<u64>, ChangelogError> {
+        let entry = decode(key, value)?;
+        let epoch = match &entry {
+            Entry::Cell { epoch, .. } => *epoch,
+            Entry::Marker(marker) => marker.epoch,
+        };
+        if epoch < self.highest_epoch {
+            self.stale += 1;
+            return Ok(None);
+        }
+        self.highest_epoch = epoch;
+        match entry {
+            Entry::Cell {
+                cell, slot, body, ..
+            } => {
+                self.pending.insert(cell, (slot, body));
+                Ok(None)
+            }
+            Entry::Marker(marker) => {
+                self.apply(engine);
+                engine.mirror_clock(marker.clock_ms, marker.seen_any);
+                self.marker = Some(marker);
+                Ok(Some(epoch))
+            }
+        }
+    }
+
+    fn apply(&mut self, engine: &Engine) {
+        let mut endpoints: HashMap<Endpoint, (MetaChange, Vec<DayCell>)> = HashMap::new();
+        for (cell, (slot, body)) in self.pending.drain() {
+            match (cell, body) {
+                (Cell::Fields(endpoint), Body::Fields(meta)) => {
+                    endpoints
+                        .entry(endpoint)
+                        .or_insert((MetaChange::Keep, Vec::new()))
+                        .0 = match meta {
+                        Some(meta) => MetaChange::Set(meta, slot),
+                        None => MetaChange::Remove,
+                    }
+                }
+                (Cell::Day(endpoint, day), Body::Day(buckets)) => endpoints
+                    .entry(endpoint)
+                    .or_insert((MetaChange::Keep, Vec::new()))
+                    .1
+                    .push(DayCell { day, buckets, slot }),
+                (Cell::Probes(port), Body::Probes(n)) => {
+                    let before = self.probes.insert(port, (n, slot)).map_or(0, |(n, _)| n);
+                    engine.mirror_probes(port, n as i64 - before as i64);
+                }
+                _ => unreachable!("decode pairs each cell with its body"),
+            }
+        }
+        for (endpoint, (meta, days)) in endpoints {
+            engine.mirror(endpoint, meta, &days);
+        }
+    }
+
+    /// The last marker read: where counting resumes.
+    pub fn marker(&self) -> Option<&Marker> {
+        self.marker.as_ref()
+    }
+
+    /// Records ignored as stale.
+    pub fn stale(&self) -> u64 {
+        self.stale
+    }
+
+    /// Cells read that no marker closed (yet).
+    pub fn unclosed(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// The flusher of the owner that restored the partition with this
+    /// reader: above every epoch read, rewriting the unclosed cells.
+    pub fn into_flusher(self) -> Flusher {
+        Flusher {
+            epoch: self.highest_epoch + 1,
+            dirty: HashMap::new(),
+            abandoned: self
+                .pending
+                .into_iter()
+                .map(|(cell, (slot, _))| (cell, slot))
+                .collect(),
+            probes: self.probes,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
