@@ -1,6 +1,7 @@
 //! What `/readyz` reports: whether the state is restored and the consumer
 //! has its partitions, whether the brokers are reachable, which tasks are
-//! down and whether checkpoints are failing.
+//! down, whether checkpoints are failing, and in cluster mode which
+//! partitions of the group's state are still being read.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,6 +23,9 @@ pub struct Health {
     /// The last checkpoint attempt failed: answers are still exact, but a
     /// crash now would re-read everything since the last good one.
     checkpoint_failing: AtomicBool,
+    /// In cluster mode, the changelog partitions not yet read to the end
+    /// they had at start: an answer now would lack their endpoints.
+    missing_partitions: Mutex<Vec<i32>>,
 }
 
 /// A copy of the flags, for one answer.
@@ -32,6 +36,7 @@ pub struct HealthSnapshot {
     pub connected: bool,
     pub tasks_down: Vec<&'static str>,
     pub checkpoint_failing: bool,
+    pub missing_partitions: Vec<i32>,
 }
 
 impl HealthSnapshot {
@@ -39,7 +44,10 @@ impl HealthSnapshot {
     /// running. A failing checkpoint does not make the answers wrong, so it
     /// does not count here (it has its own alert).
     pub fn ready(&self) -> bool {
-        self.restored && self.assigned && self.tasks_down.is_empty()
+        self.restored
+            && self.assigned
+            && self.tasks_down.is_empty()
+            && self.missing_partitions.is_empty()
     }
 }
 
@@ -70,6 +78,15 @@ impl Health {
         self.checkpoint_failing.store(v, Ordering::Release);
     }
 
+    /// Names the changelog partitions still being read (cluster mode).
+    pub fn set_missing_partitions(&self, mut partitions: Vec<i32>) {
+        partitions.sort_unstable();
+        *self
+            .missing_partitions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = partitions;
+    }
+
     pub fn snapshot(&self) -> HealthSnapshot {
         let tasks_down = self.tasks_down.lock().unwrap_or_else(|e| e.into_inner());
         HealthSnapshot {
@@ -78,6 +95,11 @@ impl Health {
             connected: self.connected.load(Ordering::Acquire),
             tasks_down: tasks_down.iter().copied().collect(),
             checkpoint_failing: self.checkpoint_failing.load(Ordering::Acquire),
+            missing_partitions: self
+                .missing_partitions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
         }
     }
 }

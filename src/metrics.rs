@@ -49,13 +49,22 @@ pub mod task {
     pub const WEBHOOKS: &str = "webhooks";
     /// Producing events to `changes.topic`.
     pub const CHANGES_TOPIC: &str = "changes-topic";
-    pub const ALL: [&str; 6] = [
+    /// Cluster mode: routing flows to the asset's partition.
+    pub const CLUSTER_ROUTE: &str = "cluster-route";
+    /// Cluster mode: counting the partitions held, flushing the changelog.
+    pub const CLUSTER_COUNT: &str = "cluster-count";
+    /// Cluster mode: reading every changelog partition into the replica.
+    pub const CLUSTER_REPLICA: &str = "cluster-replica";
+    pub const ALL: [&str; 9] = [
         KAFKA_POLL,
         API,
         MAINTENANCE,
         EXPECTED,
         WEBHOOKS,
         CHANGES_TOPIC,
+        CLUSTER_ROUTE,
+        CLUSTER_COUNT,
+        CLUSTER_REPLICA,
     ];
 }
 

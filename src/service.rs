@@ -18,6 +18,7 @@ use tracing::{error, info, warn};
 use crate::api::{self, ApiState};
 use crate::catalog::Catalog;
 use crate::changes::watch::{Reload, Watched};
+use crate::cluster::node::{self, Names};
 use crate::config::Config;
 use crate::health::Health;
 use crate::metrics::{self, Metrics};
@@ -49,6 +50,11 @@ const MAINTENANCE_TASK: &str = metrics::task::MAINTENANCE;
 const EXPECTED_TASK: &str = metrics::task::EXPECTED;
 const WEBHOOKS_TASK: &str = metrics::task::WEBHOOKS;
 const CHANGES_TOPIC_TASK: &str = metrics::task::CHANGES_TOPIC;
+const CLUSTER_ROUTE_TASK: &str = metrics::task::CLUSTER_ROUTE;
+const CLUSTER_COUNT_TASK: &str = metrics::task::CLUSTER_COUNT;
+const CLUSTER_REPLICA_TASK: &str = metrics::task::CLUSTER_REPLICA;
+/// The threads of cluster mode, which stand in for the Kafka source.
+const CLUSTER_TASKS: [&str; 3] = [CLUSTER_ROUTE_TASK, CLUSTER_COUNT_TASK, CLUSTER_REPLICA_TASK];
 
 /// The parts of a running service, for callers that need to look inside (the demo, tests).
 #[derive(Clone)]
@@ -109,11 +115,15 @@ pub async fn run(
     );
     let expected = Arc::new(expected);
     let catalog = Arc::new(catalog);
-    let engine = Arc::new(Engine::from_config_with_changes(
-        &config,
-        catalog.clone(),
-        expected.clone(),
-    ));
+    // In cluster mode the engine is the replica of the whole group's
+    // state that the API answers from; exposure changes are not tracked
+    // there yet (docs/operations.md#scale-out).
+    let cluster = config.cluster.enabled;
+    let engine = Arc::new(if cluster {
+        Engine::from_config(&config, catalog.clone())
+    } else {
+        Engine::from_config_with_changes(&config, catalog.clone(), expected.clone())
+    });
     if let Some(file) = expected.path() {
         let entries = expected.current().len();
         info!(file = %file.display(), entries, "expected exposures loaded");
@@ -125,9 +135,17 @@ pub async fn run(
     ));
     let health = Arc::new(Health::default());
     let progress = Arc::new(kafka::Progress::default());
+    let names = Names::of(&config.kafka.group_id);
+    if cluster {
+        // Nothing is answered until the replica has read every partition.
+        let partitions = i32::try_from(config.cluster.partitions).unwrap_or(i32::MAX);
+        health.set_missing_partitions((0..partitions).collect());
+    }
     let store = Store::open(&config.state.dir)
         .with_context(|| format!("state.dir: cannot use {}", config.state.dir.display()))?;
-    restore(&store, &engine, &progress)?;
+    if !cluster {
+        restore(&store, &engine, &progress)?;
+    }
     let restored_seq = engine.changes().map_or(0, |log| log.latest());
     engine.keep_port_index_current(wall_now_ms());
     health.set_restored(true);
@@ -141,6 +159,9 @@ pub async fn run(
         .await
         .with_context(|| format!("api.listen: cannot listen on {}", config.api.listen))?;
     let bound = listener.local_addr()?;
+    if cluster {
+        node::ensure_topics(&config.kafka, &config.cluster, &names).await?;
+    }
 
     let mut tasks = Supervisor::new(health.clone(), metrics.clone());
     let consumer_stop = CancellationToken::new();
@@ -148,18 +169,30 @@ pub async fn run(
         store,
         interval: config.state.checkpoint_interval,
     };
-    let source = kafka::start(
-        &config.kafka,
-        crate::cores(),
-        engine.clone(),
-        progress,
-        Some(checkpointing),
-        metrics.clone(),
-        health.clone(),
-        consumer_stop.clone(),
-    )?;
-    tasks.spawn_thread(KAFKA_TASK, move || source.run())?;
-    info!(brokers = %config.kafka.brokers, topics = ?config.kafka.topics, "consuming");
+    if cluster {
+        start_cluster(
+            &mut tasks,
+            &config,
+            &catalog,
+            &engine,
+            &health,
+            &names,
+            &consumer_stop,
+        )?;
+    } else {
+        let source = kafka::start(
+            &config.kafka,
+            crate::cores(),
+            engine.clone(),
+            progress,
+            Some(checkpointing),
+            metrics.clone(),
+            health.clone(),
+            consumer_stop.clone(),
+        )?;
+        tasks.spawn_thread(KAFKA_TASK, move || source.run())?;
+    }
+    info!(brokers = %config.kafka.brokers, topics = ?config.kafka.topics, cluster, "consuming");
 
     let http_stop = CancellationToken::new();
     let router = api::router(ApiState {
@@ -243,7 +276,16 @@ pub async fn run(
     // Stop consuming (the source applies what it fetched, checkpoints and
     // commits), then stop serving.
     consumer_stop.cancel();
-    let consumed = tasks.join(KAFKA_TASK, SHUTDOWN_DEADLINE).await;
+    let consumed = if cluster {
+        let mut consumed = Ok(());
+        for task in CLUSTER_TASKS {
+            let joined = tasks.join(task, SHUTDOWN_DEADLINE).await;
+            consumed = consumed.and(joined);
+        }
+        consumed
+    } else {
+        tasks.join(KAFKA_TASK, SHUTDOWN_DEADLINE).await
+    };
     watch_stop.cancel();
     // Each webhook saves where it is as it stops, and the topic gets what
     // the last checkpoint made durable, while the API stops.
@@ -265,12 +307,49 @@ pub async fn run(
         None => consumed,
         Some(failure) => {
             // The source's own failure is the cause already given.
-            if let (Err(e), false) = (consumed, failure.task == KAFKA_TASK) {
+            let source_failed = failure.task == KAFKA_TASK || CLUSTER_TASKS.contains(&failure.task);
+            if let (Err(e), false) = (consumed, source_failed) {
                 error!("kafka source: {e:#}");
             }
             Err(anyhow::anyhow!("{failure}"))
         }
     }
+}
+
+/// Starts the three threads of an instance in cluster mode
+/// (`crate::cluster::node`): route, count, and the replica the API answers
+/// from.
+fn start_cluster(
+    tasks: &mut Supervisor,
+    config: &Config,
+    catalog: &Arc<Catalog>,
+    engine: &Arc<Engine>,
+    health: &Arc<Health>,
+    names: &Names,
+    stop: &CancellationToken,
+) -> anyhow::Result<()> {
+    health.set_assigned(true);
+    let config = Arc::new(config.clone());
+    {
+        let (config, engine, names, stop) =
+            (config.clone(), engine.clone(), names.clone(), stop.clone());
+        tasks.spawn_thread(CLUSTER_ROUTE_TASK, move || {
+            node::route(&config, &engine, &names, &stop)
+        })?;
+    }
+    {
+        let (config, catalog, names, stop) =
+            (config.clone(), catalog.clone(), names.clone(), stop.clone());
+        tasks.spawn_thread(CLUSTER_COUNT_TASK, move || {
+            node::count(&config, &catalog, &names, &stop)
+        })?;
+    }
+    let (engine, health, names, stop) =
+        (engine.clone(), health.clone(), names.clone(), stop.clone());
+    tasks.spawn_thread(CLUSTER_REPLICA_TASK, move || {
+        node::replica(&config, &engine, &health, &names, &stop)
+    })?;
+    Ok(())
 }
 
 /// One round of [`maintain`].

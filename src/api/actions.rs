@@ -205,12 +205,18 @@ impl App {
         ApiError::Throttled { qps, retry_after }
     }
 
-    /// Refuses queries until the state is restored.
+    /// Refuses queries until the state is restored and, in cluster mode,
+    /// every partition of the group's state is read.
     pub(super) fn check_ready(&self) -> Result<(), ApiError> {
-        if self.state.health.snapshot().restored {
-            Ok(())
-        } else {
+        let health = self.state.health.snapshot();
+        if !health.restored {
             Err(ApiError::NotReady)
+        } else if !health.missing_partitions.is_empty() {
+            Err(ApiError::PartitionsMissing {
+                partitions: health.missing_partitions,
+            })
+        } else {
+            Ok(())
         }
     }
 }

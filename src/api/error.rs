@@ -79,6 +79,10 @@ pub enum ApiError {
     /// The state is not restored yet, so an answer would be wrong.
     #[error("the state is still being restored; retry when /readyz answers 200")]
     NotReady,
+    /// Cluster mode: this instance has not yet read the group's state of
+    /// these partitions, so an answer would be a partial sum.
+    #[error("this instance has not yet read the state of partitions {partitions:?} of the group; retry when /readyz answers 200")]
+    PartitionsMissing { partitions: Vec<i32> },
     /// The query failed inside the service; the cause is in the log.
     #[error("the query could not be answered; try again, and report it if it persists")]
     QueryFailed,
@@ -166,6 +170,11 @@ impl ApiError {
                 S::BAD_REQUEST,
                 "ErrorDBSelectError",
                 "retry shortly; GET /readyz tells when the service can answer",
+            ),
+            ApiError::PartitionsMissing { .. } => (
+                S::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                "retry shortly; GET /readyz tells when every partition is read (docs/operations.md#scale-out)",
             ),
             ApiError::MarshalJson => (
                 S::BAD_REQUEST,
@@ -388,6 +397,13 @@ mod tests {
                 "Forbidden.RAM",
             ),
             (ApiError::NotReady, 400, "ErrorDBSelectError"),
+            (
+                ApiError::PartitionsMissing {
+                    partitions: vec![1, 3],
+                },
+                503,
+                "ServiceUnavailable",
+            ),
             (ApiError::QueryFailed, 400, "ErrorDBSelectError"),
             (ApiError::MarshalJson, 400, "ErrorMarshalJSON"),
         ] {

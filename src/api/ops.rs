@@ -24,6 +24,8 @@ struct Readiness {
     tasks_down: Vec<&'static str>,
     /// The last checkpoint attempt failed (answers are still exact).
     checkpoint_failing: bool,
+    /// Cluster mode: partitions of the group's state not yet read.
+    missing_partitions: Vec<i32>,
 }
 
 /// `GET /healthz`: 200 `ok` while the process serves requests.
@@ -46,6 +48,7 @@ pub async fn readyz(State(app): State<Arc<App>>) -> Response {
         kafka_connected: health.connected,
         tasks_down: health.tasks_down,
         checkpoint_failing: health.checkpoint_failing,
+        missing_partitions: health.missing_partitions,
     };
     let status = if body.ready {
         StatusCode::OK

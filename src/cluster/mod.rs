@@ -13,6 +13,7 @@
 //!   back by a restoring owner or a replica.
 
 pub mod changelog;
+pub mod node;
 pub mod replay;
 pub mod routed;
 mod wire;

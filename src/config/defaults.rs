@@ -8,8 +8,8 @@ use std::time::Duration;
 use crate::flow::Format;
 
 use super::{
-    ApiConfig, Auth, ChangesConfig, Clock, Config, KafkaConfig, NetworkConfig, OffsetReset,
-    ServicesConfig, StateConfig, WindowConfig,
+    ApiConfig, Auth, ChangesConfig, Clock, ClusterConfig, Config, KafkaConfig, NetworkConfig,
+    OffsetReset, ServicesConfig, StateConfig, WindowConfig,
 };
 
 const fn default_brokers() -> &'static str {
@@ -172,6 +172,26 @@ impl Default for Config {
             logging: Default::default(),
             services: ServicesConfig::default(),
             changes: ChangesConfig::default(),
+            cluster: ClusterConfig::default(),
+        }
+    }
+}
+
+const fn default_cluster_partitions() -> u32 {
+    12
+}
+
+const fn default_commit_interval() -> Duration {
+    Duration::from_millis(500)
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            enabled: false,
+            advertise: None,
+            partitions: default_cluster_partitions(),
+            commit_interval: default_commit_interval(),
         }
     }
 }

@@ -77,6 +77,22 @@ pub struct Config {
     pub services: ServicesConfig,
     /// What exposure changes are judged against.
     pub changes: ChangesConfig,
+    /// Several instances sharing one consumer group.
+    pub cluster: ClusterConfig,
+}
+
+/// Several instances sharing one consumer group (`docs/operations.md#scale-out`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClusterConfig {
+    /// This process is one of several sharing `kafka.group_id`.
+    pub enabled: bool,
+    /// How the other instances reach this one's API, e.g.
+    /// `http://10.0.0.5:8080`; required when enabled.
+    pub advertise: Option<String>,
+    /// Partitions of the internal topics, created at start if missing.
+    pub partitions: u32,
+    /// How often state and offsets advance together.
+    pub commit_interval: Duration,
 }
 
 /// The Kafka consumer (`docs/semantics.md#input-records`).

@@ -192,6 +192,14 @@ impl<'e> Reader<'e> {
         None
     }
 
+    pub(super) fn boolean(&mut self, path: &str, value: &Value) -> Option<bool> {
+        if let Value::Boolean(flag) = value {
+            return Some(*flag);
+        }
+        self.wrong_type(path, "true or false", value);
+        None
+    }
+
     pub(super) fn non_empty_string(&mut self, path: &str, value: &Value) -> Option<String> {
         let text = self.string(path, value)?;
         if text.trim().is_empty() {

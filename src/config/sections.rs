@@ -13,8 +13,8 @@ use super::fields::{key_path, Fields};
 use super::network::network;
 use super::read::Reader;
 use super::{
-    ChangesConfig, Clock, Config, KafkaConfig, LoggingConfig, OffsetReset, ServicesConfig,
-    StateConfig, WindowConfig,
+    ChangesConfig, Clock, ClusterConfig, Config, KafkaConfig, LoggingConfig, OffsetReset,
+    ServicesConfig, StateConfig, WindowConfig,
 };
 
 /// librdkafka properties the config must not set, and why.
@@ -45,6 +45,7 @@ pub(super) fn read(root: &Table, reader: &mut Reader) -> Config {
     let logging = section(reader, &mut top, "logging", &empty, logging);
     let services = section(reader, &mut top, "services", &empty, services);
     let changes = section(reader, &mut top, "changes", &empty, changes);
+    let cluster = section(reader, &mut top, "cluster", &empty, cluster);
     reader.finish(top);
     if let Some(topic) = &changes.topic {
         let clash = if kafka.topics.contains(topic) {
@@ -70,6 +71,7 @@ pub(super) fn read(root: &Table, reader: &mut Reader) -> Config {
         logging,
         services,
         changes,
+        cluster,
     }
 }
 
@@ -290,5 +292,63 @@ fn changes(r: &mut Reader, mut f: Fields) -> ChangesConfig {
         topic,
         lang,
         webhooks,
+    }
+}
+
+fn cluster(r: &mut Reader, mut f: Fields) -> ClusterConfig {
+    let defaults = ClusterConfig::default();
+    let enabled = r
+        .opt(&mut f, "enabled", Reader::boolean)
+        .unwrap_or(defaults.enabled);
+    let advertise = r.opt(&mut f, "advertise", Reader::non_empty_string);
+    if let Some(url) = advertise
+        .as_deref()
+        .filter(|url| !advertised_url_is_valid(url))
+    {
+        r.push(
+            "cluster.advertise",
+            format!("{url:?} is not an http:// or https:// URL with a host and port; write e.g. \"http://10.0.0.5:8080\""),
+        );
+    }
+    let partitions = r
+        .opt(&mut f, "partitions", |r, p, v| r.int(p, v, 1, 1000))
+        .unwrap_or(defaults.partitions);
+    let commit_interval = r
+        .opt(&mut f, "commit_interval", |r, p, v| {
+            let interval = r.duration(p, v)?;
+            if interval.is_zero() || interval > std::time::Duration::from_secs(60) {
+                r.push(p, "must be longer than 0s and at most 60s, e.g. \"500ms\"");
+                return None;
+            }
+            Some(interval)
+        })
+        .unwrap_or(defaults.commit_interval);
+    if enabled && advertise.is_none() {
+        r.push(
+            "cluster.advertise",
+            "required when cluster.enabled = true: how the other instances reach this one's API, e.g. \"http://10.0.0.5:8080\"",
+        );
+    }
+    r.finish(f);
+    ClusterConfig {
+        enabled,
+        advertise,
+        partitions,
+        commit_interval,
+    }
+}
+
+/// `http://` or `https://`, a host, a port, and at most a path after.
+fn advertised_url_is_valid(url: &str) -> bool {
+    let Some(rest) = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+    else {
+        return false;
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    match authority.rsplit_once(':') {
+        Some((host, port)) => !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0),
+        None => false,
     }
 }

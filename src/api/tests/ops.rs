@@ -22,7 +22,7 @@ async fn readyz_is_503_until_restored_and_assigned() {
         reply.json(),
         serde_json::json!({"ready": false, "restored": false,
             "partitions_assigned": false, "kafka_connected": false,
-            "tasks_down": [], "checkpoint_failing": false})
+            "tasks_down": [], "checkpoint_failing": false, "missing_partitions": []})
     );
     h.health.set_restored(true);
     assert_eq!(
@@ -37,7 +37,7 @@ async fn readyz_is_503_until_restored_and_assigned() {
         reply.json(),
         serde_json::json!({"ready": true, "restored": true,
             "partitions_assigned": true, "kafka_connected": true,
-            "tasks_down": [], "checkpoint_failing": false})
+            "tasks_down": [], "checkpoint_failing": false, "missing_partitions": []})
     );
 }
 

@@ -1,0 +1,677 @@
+//! One instance of a group in cluster mode (`cluster.enabled = true`,
+//! `docs/operations.md#scale-out`): three threads, each a Kafka client of
+//! its own.
+//!
+//! - **route** consumes `kafka.topics` in group `kafka.group_id`, decodes
+//!   and classifies each record, and produces each flow that counts for an
+//!   endpoint to `<group_id>-by-asset`, keyed by the asset address (so both
+//!   directions of every connection of an asset meet in one partition),
+//!   with where it was read. The source offsets are committed once the
+//!   routed records are delivered; a record routed again after a crash or
+//!   a rebalance is a replay the counting side drops.
+//! - **count** consumes `<group_id>-by-asset` in group `<group_id>-count`.
+//!   A partition it is given is first restored from its changelog
+//!   partition ([`super::changelog::Reader`]), then counted on from the
+//!   offset the last closed flush names; every `cluster.commit_interval`
+//!   the cells that changed go to `<group_id>-changelog` (same partition)
+//!   with a closing marker, and only then are the offsets committed.
+//! - **replica** reads every changelog partition into the engine the API
+//!   answers from: each instance holds the whole group's committed state.
+//!   Until it has read every partition to the end seen at start, queries
+//!   are refused naming the partitions it lacks.
+
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::changelog::{Flusher, Reader, Record};
+use super::replay::Applied;
+use super::routed::{self, SourcePosition};
+use crate::catalog::Catalog;
+use crate::config::{ClusterConfig, Config, KafkaConfig};
+use crate::flow::{self, Flow};
+use crate::health::Health;
+use crate::source::kafka::consumer_config;
+use crate::state::{wall_now_ms, Engine, Outcome};
+
+/// How long one poll waits for a record.
+const POLL: Duration = Duration::from_millis(50);
+/// How long topic metadata and watermarks may take.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a flush's records may take to be delivered before the flush
+/// is given up (and tried again, from a restored state, later).
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the restore of one partition may take.
+const RESTORE_TIMEOUT: Duration = Duration::from_secs(300);
+/// How often the counted partitions' state is compacted and expired.
+const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// The internal topics and group of a cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Names {
+    pub by_asset: String,
+    pub changelog: String,
+    pub count_group: String,
+}
+
+impl Names {
+    pub fn of(group_id: &str) -> Names {
+        Names {
+            by_asset: format!("{group_id}-by-asset"),
+            changelog: format!("{group_id}-changelog"),
+            count_group: format!("{group_id}-count"),
+        }
+    }
+}
+
+/// The librdkafka settings every cluster client starts from: the brokers
+/// and the user's `kafka.librdkafka`.
+fn client_config(kafka: &KafkaConfig) -> ClientConfig {
+    let mut cc = ClientConfig::new();
+    cc.set("bootstrap.servers", &kafka.brokers);
+    for (k, v) in &kafka.librdkafka {
+        cc.set(k, v);
+    }
+    cc
+}
+
+/// Makes sure both internal topics exist with `cluster.partitions`
+/// partitions, creating those missing (the changelog compacted). A topic
+/// with another partition count is an error naming it and the key: its
+/// partitions hold state, so it cannot be changed under a running group.
+pub async fn ensure_topics(
+    kafka: &KafkaConfig,
+    cluster: &ClusterConfig,
+    names: &Names,
+) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = client_config(kafka)
+        .create()
+        .context("creating the kafka admin client")?;
+    let wanted = i32::try_from(cluster.partitions).unwrap_or(i32::MAX);
+    let mut missing = Vec::new();
+    for topic in [&names.by_asset, &names.changelog] {
+        let metadata = admin
+            .inner()
+            .fetch_metadata(Some(topic), METADATA_TIMEOUT)
+            .with_context(|| format!("cluster: cannot read the metadata of topic {topic}"))?;
+        match metadata.topics().iter().find(|t| t.name() == topic) {
+            Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
+                let found = t.partitions().len();
+                anyhow::ensure!(
+                    found == cluster.partitions as usize,
+                    "cluster.partitions = {wanted}, but topic {topic} has {found} partitions; \
+                     set cluster.partitions = {found}, or delete the group's internal topics \
+                     ({}, {}) to start the group over",
+                    names.by_asset,
+                    names.changelog
+                );
+            }
+            _ => missing.push(topic.as_str()),
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let topics: Vec<NewTopic> = missing
+        .iter()
+        .map(|&name| {
+            let topic = NewTopic::new(name, wanted, TopicReplication::Fixed(-1));
+            if name == names.changelog {
+                topic.set("cleanup.policy", "compact")
+            } else {
+                topic
+            }
+        })
+        .collect();
+    let results = admin
+        .create_topics(&topics, &AdminOptions::new())
+        .await
+        .with_context(|| format!("cluster: cannot create topics {missing:?}"))?;
+    for result in results {
+        match result {
+            Ok(topic) => info!(
+                topic,
+                partitions = wanted,
+                "cluster: internal topic created"
+            ),
+            Err((topic, code)) => anyhow::bail!(
+                "cluster: cannot create topic {topic} ({code}); create it with \
+                 cluster.partitions = {wanted} partitions (the changelog with \
+                 cleanup.policy=compact)"
+            ),
+        }
+    }
+    Ok(())
+}
+
+/// Remembers the first failed delivery of a producer.
+#[derive(Default)]
+struct Deliveries {
+    failed: Mutex<Option<String>>,
+}
+
+impl Deliveries {
+    /// The first failure since the last call, if any.
+    fn take_failure(&self) -> Option<String> {
+        self.failed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result {
+            let mut failed = self.failed.lock().unwrap_or_else(PoisonError::into_inner);
+            failed.get_or_insert_with(|| e.to_string());
+        }
+    }
+}
+
+fn producer(kafka: &KafkaConfig, what: &str) -> anyhow::Result<BaseProducer<Deliveries>> {
+    client_config(kafka)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .set("allow.auto.create.topics", "false")
+        .create_with_context(Deliveries::default())
+        .with_context(|| format!("creating the {what} producer"))
+}
+
+/// Queues one record, waiting while the producer's queue is full.
+fn send(
+    producer: &BaseProducer<Deliveries>,
+    mut record: BaseRecord<'_, [u8], [u8]>,
+) -> anyhow::Result<()> {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((
+                rdkafka::error::KafkaError::MessageProduction(
+                    rdkafka::types::RDKafkaErrorCode::QueueFull,
+                ),
+                back,
+            )) => {
+                producer.poll(Duration::from_millis(20));
+                record = back;
+            }
+            Err((e, _)) => anyhow::bail!("cannot queue a record: {e}"),
+        }
+    }
+}
+
+/// Waits until everything queued is delivered; whether it all was.
+fn delivered(producer: &BaseProducer<Deliveries>, what: &str) -> bool {
+    let flushed = producer.flush(DELIVERY_TIMEOUT);
+    match (flushed, producer.context().take_failure()) {
+        (Ok(()), None) => true,
+        (Err(e), _) => {
+            warn!(error = %e, "cluster {what}: records not delivered within {DELIVERY_TIMEOUT:?}; tried again later");
+            false
+        }
+        (_, Some(failure)) => {
+            warn!(
+                failure,
+                "cluster {what}: a record was not delivered; tried again later"
+            );
+            false
+        }
+    }
+}
+
+/// The route thread: until `stop`, reads the flow topics and produces each
+/// flow that counts for an endpoint to the routing topic.
+pub fn route(
+    config: &Config,
+    engine: &Engine,
+    names: &Names,
+    stop: &CancellationToken,
+) -> anyhow::Result<()> {
+    let kafka = &config.kafka;
+    let consumer: BaseConsumer = consumer_config(kafka)
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .create()
+        .context("creating the route consumer")?;
+    let topics: Vec<&str> = kafka.topics.iter().map(String::as_str).collect();
+    consumer
+        .subscribe(&topics)
+        .with_context(|| format!("subscribing to {topics:?}"))?;
+    let producer = producer(kafka, "route")?;
+    let mut next: HashMap<(String, i32), i64> = HashMap::new();
+    let mut flows: Vec<Flow> = Vec::new();
+    let (mut key, mut value) = (Vec::new(), Vec::new());
+    let mut last_commit = Instant::now();
+    loop {
+        let stopping = stop.is_cancelled();
+        if let Some(polled) = (!stopping).then(|| consumer.poll(POLL)).flatten() {
+            match polled {
+                Ok(m) => {
+                    let topic = m.topic();
+                    flows.clear();
+                    let decoded = flow::decode(
+                        kafka.format,
+                        m.payload().unwrap_or_default(),
+                        m.timestamp().to_millis(),
+                        &mut flows,
+                    );
+                    engine.stats().count_decoded(&decoded);
+                    if decoded.is_ok() {
+                        let wall = wall_now_ms();
+                        for (index, f) in flows.iter().enumerate() {
+                            let prepared = match engine.prepare(f, wall) {
+                                Ok(prepared) => prepared,
+                                Err(outcome) => {
+                                    engine.stats().count(outcome);
+                                    continue;
+                                }
+                            };
+                            engine.stats().count(Outcome::Applied);
+                            key.clear();
+                            key.extend_from_slice(&routed::key(prepared.endpoint().ip));
+                            value.clear();
+                            let source = SourcePosition {
+                                topic: topic.to_owned(),
+                                partition: m.partition(),
+                                offset: m.offset(),
+                                index: u32::try_from(index).unwrap_or(u32::MAX),
+                            };
+                            routed::encode(f, &source, &mut value);
+                            send(
+                                &producer,
+                                BaseRecord::to(&names.by_asset)
+                                    .key(&key[..])
+                                    .payload(&value[..]),
+                            )?;
+                        }
+                    }
+                    next.insert((topic.to_owned(), m.partition()), m.offset() + 1);
+                }
+                Err(e) => warn!(error = %e, "cluster route: consume error"),
+            }
+        }
+        producer.poll(Duration::ZERO);
+        if stopping || last_commit.elapsed() >= config.cluster.commit_interval {
+            last_commit = Instant::now();
+            if !next.is_empty() && delivered(&producer, "route") {
+                commit(&consumer, &next, stopping);
+                next.clear();
+            }
+        }
+        if stopping {
+            return Ok(());
+        }
+    }
+}
+
+/// Commits `next` offsets of the partitions still assigned.
+fn commit(consumer: &BaseConsumer, next: &HashMap<(String, i32), i64>, sync: bool) {
+    let Ok(assigned) = consumer.assignment() else {
+        return;
+    };
+    let mut tpl = TopicPartitionList::new();
+    for ((topic, partition), &offset) in next {
+        if assigned.find_partition(topic, *partition).is_some() {
+            let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(offset));
+        }
+    }
+    if tpl.count() == 0 {
+        return;
+    }
+    let mode = if sync {
+        CommitMode::Sync
+    } else {
+        CommitMode::Async
+    };
+    if let Err(e) = consumer.commit(&tpl, mode) {
+        warn!(error = %e, "cluster: committing offsets failed; the next commit carries them");
+    }
+}
+
+/// A partition of the routing topic counted here.
+struct Owner {
+    engine: Engine,
+    applied: Applied,
+    flusher: Flusher,
+    /// The next routing offset to count.
+    next: i64,
+    /// The offset the last closed flush named.
+    flushed: i64,
+    /// Whether a record of the partition was read since it was restored
+    /// (the first one tells whether the consumer must seek).
+    started: bool,
+}
+
+/// The count thread: until `stop`, counts the routing partitions this
+/// instance is given and flushes their changes to the changelog.
+pub fn count(
+    config: &Config,
+    catalog: &Arc<Catalog>,
+    names: &Names,
+    stop: &CancellationToken,
+) -> anyhow::Result<()> {
+    let kafka = &config.kafka;
+    let consumer: BaseConsumer = client_config(kafka)
+        .set("group.id", &names.count_group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .create()
+        .context("creating the count consumer")?;
+    consumer
+        .subscribe(&[&names.by_asset])
+        .with_context(|| format!("subscribing to {}", names.by_asset))?;
+    let producer = producer(kafka, "changelog")?;
+    let mut owners: HashMap<i32, Owner> = HashMap::new();
+    let mut last_flush = Instant::now();
+    let mut last_maintenance = Instant::now();
+    let mut records: Vec<Record> = Vec::new();
+    loop {
+        let stopping = stop.is_cancelled();
+        if let Some(polled) = (!stopping).then(|| consumer.poll(POLL)).flatten() {
+            match polled {
+                Ok(m) => {
+                    let partition = m.partition();
+                    let owner = match owners.entry(partition) {
+                        Entry::Occupied(held) => held.into_mut(),
+                        Entry::Vacant(given) => {
+                            given.insert(restore(config, catalog, names, partition)?)
+                        }
+                    };
+                    let offset = m.offset();
+                    if !owner.started || offset > owner.next {
+                        owner.started = true;
+                        if offset != owner.next {
+                            consumer
+                                .seek(
+                                    &names.by_asset,
+                                    partition,
+                                    Offset::Offset(owner.next),
+                                    METADATA_TIMEOUT,
+                                )
+                                .with_context(|| {
+                                    format!("seeking {} partition {partition}", names.by_asset)
+                                })?;
+                            continue;
+                        }
+                    }
+                    if offset < owner.next {
+                        continue;
+                    }
+                    owner.next = offset + 1;
+                    match routed::decode(m.payload().unwrap_or_default()) {
+                        Ok((f, source)) => {
+                            if owner.applied.admit(&source) {
+                                if let Ok(prepared) = owner.engine.prepare(&f, wall_now_ms()) {
+                                    let (endpoint, hour) = (prepared.endpoint(), prepared.hour());
+                                    if owner.engine.apply_prepared(prepared) == Outcome::Applied {
+                                        owner.flusher.touched(endpoint, hour);
+                                    }
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            warn!(partition, offset, error = %e, "cluster count: routed record skipped")
+                        }
+                    }
+                }
+                Err(e) => warn!(error = %e, "cluster count: consume error"),
+            }
+        }
+        if stopping || last_flush.elapsed() >= config.cluster.commit_interval {
+            last_flush = Instant::now();
+            drop_revoked(&consumer, &mut owners);
+            flush(
+                &consumer,
+                &producer,
+                names,
+                &mut owners,
+                &mut records,
+                stopping,
+            );
+        }
+        if last_maintenance.elapsed() >= MAINTENANCE_INTERVAL {
+            last_maintenance = Instant::now();
+            for owner in owners.values() {
+                owner.engine.maintain(wall_now_ms());
+            }
+        }
+        if stopping {
+            return Ok(());
+        }
+    }
+}
+
+/// Forgets the partitions no longer assigned here: their new owner
+/// restores them from the changelog (what was counted since the last
+/// flush is counted again there).
+fn drop_revoked(consumer: &BaseConsumer, owners: &mut HashMap<i32, Owner>) {
+    let Ok(assigned) = consumer.assignment() else {
+        return;
+    };
+    let held: BTreeSet<i32> = assigned.elements().iter().map(|e| e.partition()).collect();
+    owners.retain(|partition, _| {
+        let kept = held.contains(partition);
+        if !kept {
+            info!(partition, "cluster count: partition moved away");
+        }
+        kept
+    });
+}
+
+/// Flushes every partition that counted something since its last flush,
+/// then commits their offsets. A partition whose flush was not delivered
+/// is forgotten, to be restored from the changelog at its next record.
+fn flush(
+    consumer: &BaseConsumer,
+    producer: &BaseProducer<Deliveries>,
+    names: &Names,
+    owners: &mut HashMap<i32, Owner>,
+    records: &mut Vec<Record>,
+    sync: bool,
+) {
+    let mut flushed = Vec::new();
+    for (&partition, owner) in owners.iter_mut() {
+        if owner.next == owner.flushed {
+            continue;
+        }
+        records.clear();
+        owner
+            .flusher
+            .flush(&owner.engine, owner.next, &owner.applied, records);
+        for (key, value) in records.iter() {
+            let record = BaseRecord::to(&names.changelog)
+                .partition(partition)
+                .key(&key[..])
+                .payload(&value[..]);
+            if let Err(e) = send(producer, record) {
+                warn!(partition, error = %e, "cluster count: flush not queued");
+                break;
+            }
+        }
+        flushed.push(partition);
+    }
+    if flushed.is_empty() {
+        return;
+    }
+    if !delivered(producer, "changelog") {
+        for partition in &flushed {
+            owners.remove(partition);
+        }
+        return;
+    }
+    let mut next = HashMap::new();
+    for partition in flushed {
+        let owner = owners.get_mut(&partition).expect("flushed above");
+        owner.flushed = owner.next;
+        next.insert((names.by_asset.clone(), partition), owner.next);
+    }
+    commit(consumer, &next, sync);
+}
+
+/// A consumer that reads without a group of its own.
+fn reader_consumer(kafka: &KafkaConfig, names: &Names, what: &str) -> anyhow::Result<BaseConsumer> {
+    client_config(kafka)
+        .set("group.id", format!("{}-{what}", names.count_group))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "false")
+        .create()
+        .with_context(|| format!("creating the {what} consumer"))
+}
+
+/// Restores a routing partition's state from its changelog partition.
+fn restore(
+    config: &Config,
+    catalog: &Arc<Catalog>,
+    names: &Names,
+    partition: i32,
+) -> anyhow::Result<Owner> {
+    let started = Instant::now();
+    let engine = Engine::from_config(config, catalog.clone());
+    let consumer = reader_consumer(&config.kafka, names, "restore")?;
+    let (low, high) = consumer
+        .fetch_watermarks(&names.changelog, partition, METADATA_TIMEOUT)
+        .with_context(|| {
+            format!(
+                "reading the offsets of {} partition {partition}",
+                names.changelog
+            )
+        })?;
+    let mut reader = Reader::new();
+    let mut read = 0u64;
+    if high > low {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&names.changelog, partition, Offset::Beginning)?;
+        consumer.assign(&tpl)?;
+        let mut at = low;
+        let deadline = Instant::now() + RESTORE_TIMEOUT;
+        while at < high {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "restoring {} partition {partition}: offset {high} not reached within {RESTORE_TIMEOUT:?} (at {at})",
+                names.changelog
+            );
+            let Some(polled) = consumer.poll(POLL) else {
+                continue;
+            };
+            let m = polled
+                .with_context(|| format!("restoring {} partition {partition}", names.changelog))?;
+            at = m.offset() + 1;
+            read += 1;
+            if let Err(e) = reader.read(
+                &engine,
+                m.key().unwrap_or_default(),
+                m.payload().unwrap_or_default(),
+            ) {
+                warn!(partition, offset = m.offset(), error = %e, "cluster restore: changelog record skipped");
+            }
+        }
+    }
+    let (next, applied) = match reader.marker() {
+        Some(marker) => (marker.next_offset, Applied::resume(marker.applied.clone())),
+        None => (0, Applied::default()),
+    };
+    info!(
+        partition,
+        records = read,
+        unclosed = reader.unclosed(),
+        endpoints = engine.open_endpoints() + engine.pending_endpoints(),
+        next_offset = next,
+        elapsed = ?started.elapsed(),
+        "cluster count: partition restored from the changelog"
+    );
+    Ok(Owner {
+        engine,
+        applied,
+        flusher: reader.into_flusher(),
+        next,
+        flushed: next,
+        started: false,
+    })
+}
+
+/// The replica thread: until `stop`, reads every changelog partition into
+/// `engine`. `health` names the partitions not yet read to the end they
+/// had at start; queries are refused until there are none.
+pub fn replica(
+    config: &Config,
+    engine: &Engine,
+    health: &Health,
+    names: &Names,
+    stop: &CancellationToken,
+) -> anyhow::Result<()> {
+    let consumer = reader_consumer(&config.kafka, names, "replica")?;
+    let partitions = i32::try_from(config.cluster.partitions).unwrap_or(i32::MAX);
+    let mut tpl = TopicPartitionList::new();
+    let mut ends = HashMap::new();
+    for partition in 0..partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(&names.changelog, partition, METADATA_TIMEOUT)
+            .with_context(|| {
+                format!(
+                    "reading the offsets of {} partition {partition}",
+                    names.changelog
+                )
+            })?;
+        if high > low {
+            ends.insert(partition, high);
+        }
+        tpl.add_partition_offset(&names.changelog, partition, Offset::Beginning)?;
+    }
+    health.set_missing_partitions(ends.keys().copied().collect());
+    consumer.assign(&tpl)?;
+    let mut readers: HashMap<i32, Reader> = HashMap::new();
+    while !stop.is_cancelled() {
+        let Some(polled) = consumer.poll(POLL) else {
+            continue;
+        };
+        let m = match polled {
+            Ok(m) => m,
+            Err(e) => {
+                warn!(error = %e, "cluster replica: consume error");
+                continue;
+            }
+        };
+        let partition = m.partition();
+        let reader = readers.entry(partition).or_default();
+        if let Err(e) = reader.read(
+            engine,
+            m.key().unwrap_or_default(),
+            m.payload().unwrap_or_default(),
+        ) {
+            warn!(partition, offset = m.offset(), error = %e, "cluster replica: changelog record skipped");
+        }
+        if ends
+            .get(&partition)
+            .is_some_and(|&end| m.offset() + 1 >= end)
+        {
+            ends.remove(&partition);
+            health.set_missing_partitions(ends.keys().copied().collect());
+            if ends.is_empty() {
+                info!(
+                    partitions,
+                    "cluster replica: every partition read; answering for the group"
+                );
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,253 @@
+//! Cluster mode (`cluster.enabled = true`) against a broker in its own
+//! process (librdkafka's mock cluster, `exposure-mock-broker`, which has no
+//! CreateTopics: the internal topics are made at its start): several
+//! `exposure run` processes sharing one group answer, each of them, exactly
+//! what one instance counts; kill -9 and SIGTERM lose and double nothing;
+//! and until an instance has read the group's state, it answers 503.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use exposure::flow::Flow;
+use rand::{Rng, SeedableRng};
+use support::{
+    batching_producer, conversation, exposure, goflow2_pb, produce, rand_name, totals, MockBroker,
+    Records, Service, ServiceOptions,
+};
+
+const PARTITIONS: i32 = 4;
+const CONVERGE_WITHIN: Duration = Duration::from_secs(90);
+
+fn cluster_section() -> String {
+    format!(
+        r#"
+[cluster]
+enabled = true
+advertise = "http://127.0.0.1:8080"
+partitions = {PARTITIONS}
+commit_interval = "200ms"
+"#
+    )
+}
+
+/// `n` conversations with `servers` ports on 40 hosts (so the assets
+/// spread over every partition), keyed at random so that records go to
+/// every flow partition; the exact TotalBytes per port.
+fn workload(seed: u64, n: usize, servers: u16) -> (Records, BTreeMap<u64, u64>) {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let now = exposure::state::wall_now_ms();
+    let mut records = Vec::new();
+    let mut expected: BTreeMap<u64, u64> = BTreeMap::new();
+    for i in 0..n {
+        let host = format!("203.0.113.{}", 1 + rng.gen_range(0..40));
+        let port = 20_000 + rng.gen_range(0..servers);
+        let (request, reply) = (rng.gen_range(1..5_000u64), rng.gen_range(1..50_000u64));
+        for (j, f) in conversation(&host, port, "198.51.100.7", request, reply, now)
+            .into_iter()
+            .enumerate()
+        {
+            records.push((
+                format!("k{i}-{j}-{}", rng.gen::<u32>()),
+                goflow2_pb(&Flow { packets: 4, ..f }),
+            ));
+        }
+        *expected.entry(u64::from(port)).or_default() += request + reply;
+    }
+    (records, expected)
+}
+
+/// A broker with the flow topic and the group's internal topics.
+fn broker(flows: &str, group: &str) -> MockBroker {
+    let (by_asset, changelog) = (format!("{group}-by-asset"), format!("{group}-changelog"));
+    MockBroker::start_topics(&[
+        (flows, PARTITIONS),
+        (&by_asset, PARTITIONS),
+        (&changelog, PARTITIONS),
+    ])
+}
+
+fn instance(bootstrap: &str, flows: &str, group: &str) -> Service {
+    let opts = ServiceOptions {
+        session_timeout_ms: 3000,
+        ..ServiceOptions::default()
+    };
+    Service::start_opts(bootstrap, &[flows], group, &cluster_section(), &opts)
+}
+
+/// The open-port answer, or `None` for a 503 `ServiceUnavailable` (the
+/// instance has not read the group's state yet). Anything else fails.
+fn answer(service: &Service) -> Option<serde_json::Value> {
+    let (status, body) = service.get("/?Action=DescribeInternetOpenPort&PageSize=1000");
+    match status {
+        200 => Some(serde_json::from_str(&body).expect("JSON body")),
+        503 => {
+            assert!(body.contains("ServiceUnavailable"), "{body}");
+            None
+        }
+        other => panic!("status {other}: {body}"),
+    }
+}
+
+/// Polls every instance until its totals are `expected`, checking that
+/// each answer meanwhile is a 503 or never more than was produced.
+fn wait_for_exact(instances: &[&Service], expected: &BTreeMap<u64, u64>, what: &str) {
+    let deadline = Instant::now() + CONVERGE_WITHIN;
+    for (i, service) in instances.iter().enumerate() {
+        loop {
+            let seen = answer(service).map(|a| totals(&a));
+            if let Some(seen) = &seen {
+                for (port, bytes) in seen {
+                    let most = expected.get(port).copied().unwrap_or(0);
+                    assert!(
+                        *bytes <= most,
+                        "{what}: instance {i} answers {bytes} bytes on port {port}, more than the {most} produced"
+                    );
+                }
+                if seen == expected {
+                    break;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: instance {i} not exact within {CONVERGE_WITHIN:?}: {} ports of {}\nlog:\n{}",
+                seen.map_or(0, |s| s.len()),
+                expected.len(),
+                service.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn without_request_id(mut answer: serde_json::Value) -> serde_json::Value {
+    answer.as_object_mut().unwrap().remove("RequestId");
+    answer
+}
+
+#[test]
+fn three_instances_answer_exactly_what_one_instance_counts() {
+    let (flows, group) = (rand_name("flows"), rand_name("group"));
+    let broker = broker(&flows, &group);
+    let instances: Vec<Service> = (0..3)
+        .map(|_| instance(&broker.bootstrap, &flows, &group))
+        .collect();
+    let single = Service::start(&broker.bootstrap, &[&flows], &rand_name("single"), "");
+    let (records, expected) = workload(11, 6_000, 60);
+    produce(&batching_producer(&broker.bootstrap), &flows, &records);
+    let all: Vec<&Service> = instances.iter().collect();
+    wait_for_exact(&all, &expected, "three instances");
+    single.wait_for_totals(CONVERGE_WITHIN, "one instance", &expected);
+    let one = without_request_id(single.open_ports());
+    for (i, service) in instances.iter().enumerate() {
+        let answer = without_request_id(answer(service).expect("ready"));
+        assert_eq!(answer, one, "instance {i} answers as one instance does");
+        let (status, body) = service.get("/readyz");
+        assert_eq!(status, 200, "{body}");
+    }
+}
+
+#[test]
+fn an_instance_killed_or_stopped_and_restarted_loses_and_doubles_nothing() {
+    let (flows, group) = (rand_name("flows"), rand_name("group"));
+    let broker = broker(&flows, &group);
+    let mut instances: Vec<Service> = (0..3)
+        .map(|_| instance(&broker.bootstrap, &flows, &group))
+        .collect();
+    let (records, expected) = workload(12, 20_000, 60);
+    // The records go on in waves while one instance is killed and another
+    // stopped, each after it has routed and counted part of the stream.
+    let bootstrap = broker.bootstrap.clone();
+    let topic = flows.clone();
+    let producing = std::thread::spawn(move || {
+        let producer = batching_producer(&bootstrap);
+        for wave in records.chunks(2_000) {
+            produce(&producer, &topic, wave);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    let consumed = |service: &Service| {
+        service
+            .metric("exposure_records_consumed_total")
+            .unwrap_or(0.0)
+    };
+    support::wait_until(
+        CONVERGE_WITHIN,
+        Duration::from_millis(5),
+        || (consumed(&instances[0]) > 0.0).then_some(()).ok_or(()),
+        |()| format!("instance 0 consumed nothing:\n{}", instances[0].log()),
+    );
+    instances[0].kill9();
+    let killed = instances.remove(0).restart();
+    instances.push(killed);
+    support::wait_until(
+        CONVERGE_WITHIN,
+        Duration::from_millis(5),
+        || (consumed(&instances[0]) > 0.0).then_some(()).ok_or(()),
+        |()| format!("instance 1 consumed nothing:\n{}", instances[0].log()),
+    );
+    let (code, _) = instances[0].terminate();
+    assert_eq!(code, Some(0), "SIGTERM exits 0:\n{}", instances[0].log());
+    let stopped = instances.remove(0).restart();
+    instances.push(stopped);
+    producing.join().expect("every record produced");
+    let all: Vec<&Service> = instances.iter().collect();
+    wait_for_exact(&all, &expected, "after kill -9 and SIGTERM");
+    for service in &instances {
+        service.assert_totals_stay(
+            Duration::from_secs(1),
+            &expected,
+            "nothing counted twice later",
+        );
+    }
+}
+
+#[test]
+fn a_broken_cluster_section_is_refused_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    for (section, key) in [
+        ("[cluster]\nenabled = true\n", "cluster.advertise"),
+        (
+            "[cluster]\nenabled = true\nadvertise = \"10.0.0.5:8080\"\n",
+            "cluster.advertise",
+        ),
+        (
+            "[cluster]\nenabled = true\nadvertise = \"http://10.0.0.5:8080\"\npartitions = 0\n",
+            "cluster.partitions",
+        ),
+        (
+            "[cluster]\ncommit_interval = \"0s\"\n",
+            "cluster.commit_interval",
+        ),
+    ] {
+        let path = dir.path().join("exposure.toml");
+        std::fs::write(
+            &path,
+            format!("[network]\nassets = [\"203.0.113.0/24\"]\n{section}"),
+        )
+        .unwrap();
+        for command in ["check-config", "run"] {
+            let out = exposure(&[command, "--config", path.to_str().unwrap()], None);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{command} {section}: {stderr}");
+            assert!(stderr.contains(key), "{command} {section}: {stderr}");
+        }
+    }
+}
+
+#[test]
+fn internal_topics_with_another_partition_count_stop_the_start_naming_them() {
+    let (flows, group) = (rand_name("flows"), rand_name("group"));
+    let by_asset = format!("{group}-by-asset");
+    let changelog = format!("{group}-changelog");
+    let broker = MockBroker::start_topics(&[(&flows, 2), (&by_asset, 2), (&changelog, 2)]);
+    let mut service = instance(&broker.bootstrap, &flows, &group);
+    let code = service.wait_exit(Duration::from_secs(30), "a start on topics of 2 partitions");
+    assert_eq!(code, Some(1));
+    let log = service.log();
+    assert!(
+        log.contains("cluster.partitions = 4") && log.contains(&by_asset),
+        "{log}"
+    );
+}
