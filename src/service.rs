@@ -228,7 +228,10 @@ pub async fn run(
 
     let webhooks_stop = CancellationToken::new();
     let mut webhooks_done = None;
-    if !config.changes.webhooks.is_empty() {
+    if cluster && (!config.changes.webhooks.is_empty() || config.changes.topic.is_some()) {
+        warn!("changes.webhooks and changes.topic are not served in cluster mode (docs/operations.md#scale-out)");
+    }
+    if !config.changes.webhooks.is_empty() && !cluster {
         let context = Arc::new(notify::Context {
             engine: engine.clone(),
             catalog,
@@ -249,7 +252,7 @@ pub async fn run(
     }
 
     let topic_stop = CancellationToken::new();
-    if let Some(topic) = &config.changes.topic {
+    if let Some(topic) = config.changes.topic.as_ref().filter(|_| !cluster) {
         let engine = engine.clone();
         let brokers = config.kafka.brokers.clone();
         let topic = topic.clone();

@@ -2,7 +2,8 @@
 //! process (librdkafka's mock cluster, `exposure-mock-broker`, which has no
 //! CreateTopics: the internal topics are made at its start): several
 //! `exposure run` processes sharing one group answer, each of them, exactly
-//! what one instance counts; kill -9 and SIGTERM lose and double nothing;
+//! what one instance counts; kill -9, SIGTERM and a broker outage lose
+//! and double nothing;
 //! and until an instance has read the group's state, it answers 503.
 
 mod support;
@@ -149,9 +150,9 @@ fn three_instances_answer_exactly_what_one_instance_counts() {
 }
 
 #[test]
-fn an_instance_killed_or_stopped_and_restarted_loses_and_doubles_nothing() {
+fn kill_9_sigterm_and_a_broker_outage_lose_and_double_nothing() {
     let (flows, group) = (rand_name("flows"), rand_name("group"));
-    let broker = broker(&flows, &group);
+    let mut broker = broker(&flows, &group);
     let mut instances: Vec<Service> = (0..3)
         .map(|_| instance(&broker.bootstrap, &flows, &group))
         .collect();
@@ -191,6 +192,10 @@ fn an_instance_killed_or_stopped_and_restarted_loses_and_doubles_nothing() {
     assert_eq!(code, Some(0), "SIGTERM exits 0:\n{}", instances[0].log());
     let stopped = instances.remove(0).restart();
     instances.push(stopped);
+    // And the broker goes away for a moment, its data kept.
+    broker.down();
+    std::thread::sleep(Duration::from_secs(1));
+    broker.up();
     producing.join().expect("every record produced");
     let all: Vec<&Service> = instances.iter().collect();
     wait_for_exact(&all, &expected, "after kill -9 and SIGTERM");

@@ -97,6 +97,7 @@ fn shipped_example_spells_out_every_default() {
     assert_eq!(config.state, defaults.state);
     assert_eq!(config.services, defaults.services);
     assert_eq!(config.changes, defaults.changes);
+    assert_eq!(config.cluster, defaults.cluster);
     let api = ApiConfig {
         auth: Auth::None,
         ..defaults.api
@@ -130,6 +131,25 @@ fn shipped_example_names_changes_expected_in_a_comment_that_loads_uncommented() 
         Some(Path::new("config/expected.toml"))
     );
     assert_eq!(parse(SHIPPED).unwrap().changes.expected, None);
+}
+
+#[test]
+fn shipped_example_cluster_block_loads_enabled_with_its_advertise_uncommented() {
+    let text = SHIPPED
+        .replace("enabled = false", "enabled = true")
+        .replace(
+            "# advertise = \"http://10.0.0.5:8080\"",
+            "advertise = \"http://10.0.0.5:8080\"",
+        );
+    assert_ne!(text, SHIPPED, "the shipped example lists cluster.advertise");
+    let config = parse(&text).unwrap();
+    assert!(config.cluster.enabled);
+    assert_eq!(
+        config.cluster.advertise.as_deref(),
+        Some("http://10.0.0.5:8080")
+    );
+    let found = problems(&SHIPPED.replace("enabled = false", "enabled = true"));
+    assert!(problem_at(&found, "cluster.advertise").contains("http://10.0.0.5:8080"));
 }
 
 #[test]
@@ -692,4 +712,65 @@ resend_interval = "2h"
         !problems.iter().any(|p| p.message.contains("\"x\"")),
         "a secret is never quoted: {problems:#?}"
     );
+}
+
+#[test]
+fn cluster_mode_is_off_by_default_and_read_whole_when_set() {
+    let config = parse(MINIMAL).unwrap();
+    assert_eq!(config.cluster, ClusterConfig::default());
+    assert!(!config.cluster.enabled);
+    assert_eq!(config.cluster.partitions, 12);
+    assert_eq!(config.cluster.commit_interval, Duration::from_millis(500));
+    let config = parse(&format!(
+        "{MINIMAL}\n[cluster]\nenabled = true\nadvertise = \"http://10.0.0.5:8080\"\npartitions = 24\ncommit_interval = \"1s\"\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        config.cluster,
+        ClusterConfig {
+            enabled: true,
+            advertise: Some("http://10.0.0.5:8080".into()),
+            partitions: 24,
+            commit_interval: Duration::from_secs(1),
+        }
+    );
+    let env = overrides(&[
+        ("EXPOSURE__CLUSTER__ENABLED", "true"),
+        (
+            "EXPOSURE__CLUSTER__ADVERTISE",
+            "https://exposure-2.example:8443",
+        ),
+    ]);
+    let config = Config::from_toml_str_with_overrides(MINIMAL, &env, &no_env).unwrap();
+    assert!(config.cluster.enabled);
+    assert_eq!(
+        config.cluster.advertise.as_deref(),
+        Some("https://exposure-2.example:8443")
+    );
+}
+
+#[test]
+fn a_broken_cluster_section_names_each_key() {
+    let found = problems(&format!("{MINIMAL}\n[cluster]\nenabled = true\n"));
+    assert!(
+        problem_at(&found, "cluster.advertise").contains("required when cluster.enabled = true")
+    );
+    for (advertise, partitions, interval) in [
+        ("10.0.0.5:8080", "0", "0s"),
+        ("http://:8080", "1001", "61s"),
+        ("ftp://host:21", "-1", "\"soon\""),
+    ] {
+        let interval = interval.trim_matches('"');
+        let found = problems(&format!(
+            "{MINIMAL}\n[cluster]\nenabled = true\nadvertise = \"{advertise}\"\npartitions = {partitions}\ncommit_interval = \"{interval}\"\n"
+        ));
+        assert!(problem_at(&found, "cluster.advertise").contains("http://10.0.0.5:8080"));
+        assert!(problem_at(&found, "cluster.partitions").contains("1 to 1000"));
+        problem_at(&found, "cluster.commit_interval");
+    }
+    let found = problems(&format!(
+        "{MINIMAL}\n[cluster]\nenabled = \"yes\"\nshards = 3\n"
+    ));
+    problem_at(&found, "cluster.enabled");
+    problem_at(&found, "cluster.shards");
 }

@@ -42,6 +42,33 @@ async fn readyz_is_503_until_restored_and_assigned() {
 }
 
 #[tokio::test]
+async fn until_every_partition_is_read_queries_are_503_naming_the_partitions() {
+    let h = harness(0);
+    h.health.set_assigned(true);
+    h.health.set_missing_partitions(vec![3, 1]);
+    let reply = h.get("/readyz").await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        reply.json()["missing_partitions"],
+        serde_json::json!([1, 3])
+    );
+    let reply = h.get("/?Action=DescribeInternetOpenPort").await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    let body = reply.json();
+    assert_eq!(body["Code"], "ServiceUnavailable");
+    assert!(
+        body["Message"].as_str().unwrap().contains("[1, 3]"),
+        "{body}"
+    );
+    h.health.set_missing_partitions(Vec::new());
+    assert_eq!(
+        h.get("/?Action=DescribeInternetOpenPort").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(h.get("/readyz").await.status, StatusCode::OK);
+}
+
+#[tokio::test]
 async fn metrics_counts_requests_by_action_and_code() {
     let h = harness(0);
     h.get(PORT_QUERY).await;
