@@ -138,6 +138,27 @@ pub struct Metrics {
     pub changes_topic_dropped: IntCounter,
     /// The last `Seq` `changes.topic` has had produced (or found there).
     pub changes_topic_seq: IntGauge,
+    /// Cluster mode (`docs/operations.md#scale-out`).
+    pub cluster: ClusterMetrics,
+}
+
+/// The metrics of cluster mode, 0 outside it.
+#[derive(Clone)]
+pub struct ClusterMetrics {
+    /// Routing partitions this instance counts.
+    pub partitions_held: IntGauge,
+    /// Changelog partitions the replica has not read to their end at start.
+    pub partitions_missing: IntGauge,
+    /// Routed flows dropped as replays (applied already).
+    pub replays_dropped: IntCounter,
+    /// Changelog flushes, by result (`ok`, `failed`).
+    pub flushes: IntCounterVec,
+    /// Partitions restored from the changelog.
+    pub restores: IntCounter,
+    /// How long the last restore of a partition took.
+    pub restore_seconds: Gauge,
+    /// Changelog records the replica ignored as stale.
+    pub stale_records: IntCounter,
 }
 
 /// The metrics of `[[changes.webhooks]]`, each labelled with the webhook's
@@ -406,6 +427,41 @@ impl Metrics {
             "exposure_changes_topic_seq",
             "The last Seq changes.topic is produced up to (events after it wait for a checkpoint).",
         );
+        let flushes = counter_vec(
+            "exposure_cluster_flushes_total",
+            "Changelog flushes of the partitions counted here, by result (ok, failed).",
+            &["result"],
+        );
+        for result in ["ok", "failed"] {
+            flushes.with_label_values(&[result]);
+        }
+        let cluster = ClusterMetrics {
+            partitions_held: int_gauge(
+                "exposure_cluster_partitions_held",
+                "Partitions of the routing topic this instance counts (cluster mode).",
+            ),
+            partitions_missing: int_gauge(
+                "exposure_cluster_partitions_missing",
+                "Changelog partitions this instance has not yet read to the end they had at its start; queries are refused while above 0.",
+            ),
+            replays_dropped: int_counter(
+                "exposure_cluster_replays_dropped_total",
+                "Routed flows dropped because their source position was applied already (a router sent them again).",
+            ),
+            flushes,
+            restores: int_counter(
+                "exposure_cluster_restores_total",
+                "Partitions restored from the changelog before being counted here.",
+            ),
+            restore_seconds: gauge(
+                "exposure_cluster_restore_duration_seconds",
+                "How long the last restore of a partition from the changelog took.",
+            ),
+            stale_records: int_counter(
+                "exposure_cluster_stale_records_total",
+                "Changelog records ignored because a newer epoch of their partition was read already.",
+            ),
+        };
         let start_time = gauge(
             "exposure_start_time_seconds",
             "When this process started (UNIX time).",
@@ -497,6 +553,7 @@ impl Metrics {
             changes_topic_produced,
             changes_topic_dropped,
             changes_topic_seq,
+            cluster,
         }
     }
 

@@ -174,8 +174,7 @@ pub async fn run(
             &mut tasks,
             &config,
             &catalog,
-            &engine,
-            &health,
+            &handles,
             &names,
             &consumer_stop,
         )?;
@@ -326,11 +325,16 @@ fn start_cluster(
     tasks: &mut Supervisor,
     config: &Config,
     catalog: &Arc<Catalog>,
-    engine: &Arc<Engine>,
-    health: &Arc<Health>,
+    handles: &Handles,
     names: &Names,
     stop: &CancellationToken,
 ) -> anyhow::Result<()> {
+    let Handles {
+        engine,
+        metrics,
+        health,
+    } = handles;
+    let metrics = metrics.cluster.clone();
     health.set_assigned(true);
     let config = Arc::new(config.clone());
     {
@@ -341,16 +345,21 @@ fn start_cluster(
         })?;
     }
     {
-        let (config, catalog, names, stop) =
-            (config.clone(), catalog.clone(), names.clone(), stop.clone());
+        let (config, catalog, names, metrics, stop) = (
+            config.clone(),
+            catalog.clone(),
+            names.clone(),
+            metrics.clone(),
+            stop.clone(),
+        );
         tasks.spawn_thread(CLUSTER_COUNT_TASK, move || {
-            node::count(&config, &catalog, &names, &stop)
+            node::count(&config, &catalog, &names, &metrics, &stop)
         })?;
     }
     let (engine, health, names, stop) =
         (engine.clone(), health.clone(), names.clone(), stop.clone());
     tasks.spawn_thread(CLUSTER_REPLICA_TASK, move || {
-        node::replica(&config, &engine, &health, &names, &stop)
+        node::replica(&config, &engine, &health, &names, &metrics, &stop)
     })?;
     Ok(())
 }

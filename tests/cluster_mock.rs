@@ -19,6 +19,14 @@ use support::{
 };
 
 const PARTITIONS: i32 = 4;
+
+/// The tests of this file run one at a time: each starts a broker and up
+/// to four instances, which on two cores is load enough.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
 const CONVERGE_WITHIN: Duration = Duration::from_secs(90);
 
 fn cluster_section() -> String {
@@ -129,6 +137,7 @@ fn without_request_id(mut answer: serde_json::Value) -> serde_json::Value {
 
 #[test]
 fn three_instances_answer_exactly_what_one_instance_counts() {
+    let _serial = one_at_a_time();
     let (flows, group) = (rand_name("flows"), rand_name("group"));
     let broker = broker(&flows, &group);
     let instances: Vec<Service> = (0..3)
@@ -151,6 +160,7 @@ fn three_instances_answer_exactly_what_one_instance_counts() {
 
 #[test]
 fn kill_9_sigterm_and_a_broker_outage_lose_and_double_nothing() {
+    let _serial = one_at_a_time();
     let (flows, group) = (rand_name("flows"), rand_name("group"));
     let mut broker = broker(&flows, &group);
     let mut instances: Vec<Service> = (0..3)
@@ -192,11 +202,12 @@ fn kill_9_sigterm_and_a_broker_outage_lose_and_double_nothing() {
     assert_eq!(code, Some(0), "SIGTERM exits 0:\n{}", instances[0].log());
     let stopped = instances.remove(0).restart();
     instances.push(stopped);
-    // And the broker goes away for a moment, its data kept.
+    producing.join().expect("every record produced");
+    // And the broker goes away for a moment, its data kept, while the
+    // instances route and count what is left.
     broker.down();
     std::thread::sleep(Duration::from_secs(1));
     broker.up();
-    producing.join().expect("every record produced");
     let all: Vec<&Service> = instances.iter().collect();
     wait_for_exact(&all, &expected, "after kill -9 and SIGTERM");
     for service in &instances {
@@ -243,6 +254,7 @@ fn a_broken_cluster_section_is_refused_naming_the_key() {
 
 #[test]
 fn internal_topics_with_another_partition_count_stop_the_start_naming_them() {
+    let _serial = one_at_a_time();
     let (flows, group) = (rand_name("flows"), rand_name("group"));
     let by_asset = format!("{group}-by-asset");
     let changelog = format!("{group}-changelog");

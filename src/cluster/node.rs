@@ -21,7 +21,7 @@
 //!   are refused naming the partitions it lacks.
 
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -29,7 +29,7 @@ use anyhow::Context as _;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{Offset, TopicPartitionList};
@@ -43,6 +43,7 @@ use crate::catalog::Catalog;
 use crate::config::{ClusterConfig, Config, KafkaConfig};
 use crate::flow::{self, Flow};
 use crate::health::Health;
+use crate::metrics::ClusterMetrics;
 use crate::source::kafka::consumer_config;
 use crate::state::{wall_now_ms, Engine, Outcome};
 
@@ -320,7 +321,11 @@ pub fn route(
 }
 
 /// Commits `next` offsets of the partitions still assigned.
-fn commit(consumer: &BaseConsumer, next: &HashMap<(String, i32), i64>, sync: bool) {
+fn commit<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    next: &HashMap<(String, i32), i64>,
+    sync: bool,
+) {
     let Ok(assigned) = consumer.assignment() else {
         return;
     };
@@ -340,6 +345,30 @@ fn commit(consumer: &BaseConsumer, next: &HashMap<(String, i32), i64>, sync: boo
     };
     if let Err(e) = consumer.commit(&tpl, mode) {
         warn!(error = %e, "cluster: committing offsets failed; the next commit carries them");
+    }
+}
+
+/// The routing partitions revoked from this instance, heard in the
+/// rebalance callback (inside `poll`), before any record of a later
+/// assignment: a partition given back later is restored afresh, never
+/// counted on from a state another owner has moved past.
+#[derive(Default)]
+struct Revocations(Mutex<Vec<i32>>);
+
+impl Revocations {
+    fn take(&self) -> Vec<i32> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+impl ClientContext for Revocations {}
+
+impl ConsumerContext for Revocations {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(partitions) = rebalance {
+            let mut revoked = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            revoked.extend(partitions.elements().iter().map(|e| e.partition()));
+        }
     }
 }
 
@@ -363,17 +392,18 @@ pub fn count(
     config: &Config,
     catalog: &Arc<Catalog>,
     names: &Names,
+    metrics: &ClusterMetrics,
     stop: &CancellationToken,
 ) -> anyhow::Result<()> {
     let kafka = &config.kafka;
-    let consumer: BaseConsumer = client_config(kafka)
+    let consumer: BaseConsumer<Revocations> = client_config(kafka)
         .set("group.id", &names.count_group)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("isolation.level", "read_committed")
         .set("partition.assignment.strategy", "cooperative-sticky")
-        .create()
+        .create_with_context(Revocations::default())
         .context("creating the count consumer")?;
     consumer
         .subscribe(&[&names.by_asset])
@@ -385,14 +415,19 @@ pub fn count(
     let mut records: Vec<Record> = Vec::new();
     loop {
         let stopping = stop.is_cancelled();
-        if let Some(polled) = (!stopping).then(|| consumer.poll(POLL)).flatten() {
+        let polled = (!stopping).then(|| consumer.poll(POLL)).flatten();
+        // Revocations are heard inside `poll`, before any record after them.
+        drop_revoked(&consumer, &mut owners);
+        if let Some(polled) = polled {
             match polled {
                 Ok(m) => {
                     let partition = m.partition();
                     let owner = match owners.entry(partition) {
                         Entry::Occupied(held) => held.into_mut(),
                         Entry::Vacant(given) => {
-                            given.insert(restore(config, catalog, names, partition)?)
+                            let owner = restore(config, catalog, names, partition, metrics)?;
+                            metrics.partitions_held.inc();
+                            given.insert(owner)
                         }
                     };
                     let offset = m.offset();
@@ -418,7 +453,9 @@ pub fn count(
                     owner.next = offset + 1;
                     match routed::decode(m.payload().unwrap_or_default()) {
                         Ok((f, source)) => {
-                            if owner.applied.admit(&source) {
+                            if !owner.applied.admit(&source) {
+                                metrics.replays_dropped.inc();
+                            } else {
                                 if let Ok(prepared) = owner.engine.prepare(&f, wall_now_ms()) {
                                     let (endpoint, hour) = (prepared.endpoint(), prepared.hour());
                                     if owner.engine.apply_prepared(prepared) == Outcome::Applied {
@@ -437,15 +474,18 @@ pub fn count(
         }
         if stopping || last_flush.elapsed() >= config.cluster.commit_interval {
             last_flush = Instant::now();
-            drop_revoked(&consumer, &mut owners);
             flush(
                 &consumer,
                 &producer,
                 names,
                 &mut owners,
                 &mut records,
+                metrics,
                 stopping,
             );
+            metrics
+                .partitions_held
+                .set(i64::try_from(owners.len()).unwrap_or(i64::MAX));
         }
         if last_maintenance.elapsed() >= MAINTENANCE_INTERVAL {
             last_maintenance = Instant::now();
@@ -459,32 +499,27 @@ pub fn count(
     }
 }
 
-/// Forgets the partitions no longer assigned here: their new owner
-/// restores them from the changelog (what was counted since the last
+/// Forgets the partitions revoked from this instance: their new owner
+/// restores them from the changelog (what was counted here since the last
 /// flush is counted again there).
-fn drop_revoked(consumer: &BaseConsumer, owners: &mut HashMap<i32, Owner>) {
-    let Ok(assigned) = consumer.assignment() else {
-        return;
-    };
-    let held: BTreeSet<i32> = assigned.elements().iter().map(|e| e.partition()).collect();
-    owners.retain(|partition, _| {
-        let kept = held.contains(partition);
-        if !kept {
+fn drop_revoked(consumer: &BaseConsumer<Revocations>, owners: &mut HashMap<i32, Owner>) {
+    for partition in consumer.context().take() {
+        if owners.remove(&partition).is_some() {
             info!(partition, "cluster count: partition moved away");
         }
-        kept
-    });
+    }
 }
 
 /// Flushes every partition that counted something since its last flush,
 /// then commits their offsets. A partition whose flush was not delivered
 /// is forgotten, to be restored from the changelog at its next record.
 fn flush(
-    consumer: &BaseConsumer,
+    consumer: &BaseConsumer<Revocations>,
     producer: &BaseProducer<Deliveries>,
     names: &Names,
     owners: &mut HashMap<i32, Owner>,
     records: &mut Vec<Record>,
+    metrics: &ClusterMetrics,
     sync: bool,
 ) {
     let mut flushed = Vec::new();
@@ -515,8 +550,10 @@ fn flush(
         for partition in &flushed {
             owners.remove(partition);
         }
+        metrics.flushes.with_label_values(&["failed"]).inc();
         return;
     }
+    metrics.flushes.with_label_values(&["ok"]).inc();
     let mut next = HashMap::new();
     for partition in flushed {
         let owner = owners.get_mut(&partition).expect("flushed above");
@@ -543,6 +580,7 @@ fn restore(
     catalog: &Arc<Catalog>,
     names: &Names,
     partition: i32,
+    metrics: &ClusterMetrics,
 ) -> anyhow::Result<Owner> {
     let started = Instant::now();
     let engine = Engine::from_config(config, catalog.clone());
@@ -589,6 +627,8 @@ fn restore(
         Some(marker) => (marker.next_offset, Applied::resume(marker.applied.clone())),
         None => (0, Applied::default()),
     };
+    metrics.restores.inc();
+    metrics.restore_seconds.set(started.elapsed().as_secs_f64());
     info!(
         partition,
         records = read,
@@ -616,6 +656,7 @@ pub fn replica(
     engine: &Engine,
     health: &Health,
     names: &Names,
+    metrics: &ClusterMetrics,
     stop: &CancellationToken,
 ) -> anyhow::Result<()> {
     let consumer = reader_consumer(&config.kafka, names, "replica")?;
@@ -636,7 +677,19 @@ pub fn replica(
         }
         tpl.add_partition_offset(&names.changelog, partition, Offset::Beginning)?;
     }
-    health.set_missing_partitions(ends.keys().copied().collect());
+    let missing = |ends: &HashMap<i32, i64>| {
+        health.set_missing_partitions(ends.keys().copied().collect());
+        metrics
+            .partitions_missing
+            .set(i64::try_from(ends.len()).unwrap_or(i64::MAX));
+        if ends.is_empty() {
+            info!(
+                partitions,
+                "cluster replica: every partition read; answering for the group"
+            );
+        }
+    };
+    missing(&ends);
     consumer.assign(&tpl)?;
     let mut readers: HashMap<i32, Reader> = HashMap::new();
     while !stop.is_cancelled() {
@@ -652,6 +705,7 @@ pub fn replica(
         };
         let partition = m.partition();
         let reader = readers.entry(partition).or_default();
+        let stale = reader.stale();
         if let Err(e) = reader.read(
             engine,
             m.key().unwrap_or_default(),
@@ -659,18 +713,13 @@ pub fn replica(
         ) {
             warn!(partition, offset = m.offset(), error = %e, "cluster replica: changelog record skipped");
         }
+        metrics.stale_records.inc_by(reader.stale() - stale);
         if ends
             .get(&partition)
             .is_some_and(|&end| m.offset() + 1 >= end)
         {
             ends.remove(&partition);
-            health.set_missing_partitions(ends.keys().copied().collect());
-            if ends.is_empty() {
-                info!(
-                    partitions,
-                    "cluster replica: every partition read; answering for the group"
-                );
-            }
+            missing(&ends);
         }
     }
     Ok(())
