@@ -574,6 +574,22 @@ fn reader_consumer(kafka: &KafkaConfig, names: &Names, what: &str) -> anyhow::Re
         .with_context(|| format!("creating the {what} consumer"))
 }
 
+/// The low and high watermarks of a changelog partition.
+fn changelog_offsets(
+    consumer: &BaseConsumer,
+    names: &Names,
+    partition: i32,
+) -> anyhow::Result<(i64, i64)> {
+    consumer
+        .fetch_watermarks(&names.changelog, partition, METADATA_TIMEOUT)
+        .with_context(|| {
+            format!(
+                "reading the offsets of {} partition {partition}",
+                names.changelog
+            )
+        })
+}
+
 /// Restores a routing partition's state from its changelog partition.
 fn restore(
     config: &Config,
@@ -585,14 +601,7 @@ fn restore(
     let started = Instant::now();
     let engine = Engine::from_config(config, catalog.clone());
     let consumer = reader_consumer(&config.kafka, names, "restore")?;
-    let (low, high) = consumer
-        .fetch_watermarks(&names.changelog, partition, METADATA_TIMEOUT)
-        .with_context(|| {
-            format!(
-                "reading the offsets of {} partition {partition}",
-                names.changelog
-            )
-        })?;
+    let (low, high) = changelog_offsets(&consumer, names, partition)?;
     let mut reader = Reader::new();
     let mut read = 0u64;
     if high > low {
@@ -664,14 +673,7 @@ pub fn replica(
     let mut tpl = TopicPartitionList::new();
     let mut ends = HashMap::new();
     for partition in 0..partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(&names.changelog, partition, METADATA_TIMEOUT)
-            .with_context(|| {
-                format!(
-                    "reading the offsets of {} partition {partition}",
-                    names.changelog
-                )
-            })?;
+        let (low, high) = changelog_offsets(&consumer, names, partition)?;
         if high > low {
             ends.insert(partition, high);
         }
