@@ -4,7 +4,8 @@
 //! `exposure run` processes sharing one group answer, each of them, exactly
 //! what one instance counts; kill -9, SIGTERM and a broker outage lose
 //! and double nothing;
-//! and until an instance has read the group's state, it answers 503.
+//! and so do an instance joining and one leaving mid-stream; and until an
+//! instance has read the group's state, it answers 503.
 
 mod support;
 
@@ -267,4 +268,62 @@ fn internal_topics_with_another_partition_count_stop_the_start_naming_them() {
         log.contains("cluster.partitions = 4") && log.contains(&by_asset),
         "{log}"
     );
+}
+
+#[test]
+fn an_instance_joining_and_one_leaving_mid_stream_lose_and_double_nothing() {
+    let _serial = one_at_a_time();
+    let (flows, group) = (rand_name("flows"), rand_name("group"));
+    let broker = broker(&flows, &group);
+    let mut instances: Vec<Service> = (0..2)
+        .map(|_| instance(&broker.bootstrap, &flows, &group))
+        .collect();
+    let (records, expected) = workload(13, 12_000, 50);
+    let bootstrap = broker.bootstrap.clone();
+    let topic = flows.clone();
+    let producing = std::thread::spawn(move || {
+        let producer = batching_producer(&bootstrap);
+        for wave in records.chunks(1_500) {
+            produce(&producer, &topic, wave);
+            std::thread::sleep(Duration::from_millis(150));
+        }
+    });
+    let consumed = |service: &Service| {
+        service
+            .metric("exposure_records_consumed_total")
+            .unwrap_or(0.0)
+    };
+    support::wait_until(
+        CONVERGE_WITHIN,
+        Duration::from_millis(5),
+        || (consumed(&instances[0]) > 0.0).then_some(()).ok_or(()),
+        |()| format!("instance 0 consumed nothing:\n{}", instances[0].log()),
+    );
+    // A third instance joins while records flow: partitions move to it.
+    instances.push(instance(&broker.bootstrap, &flows, &group));
+    support::wait_until(
+        CONVERGE_WITHIN,
+        Duration::from_millis(5),
+        || (consumed(&instances[2]) > 0.0).then_some(()).ok_or(()),
+        |()| {
+            format!(
+                "the joining instance consumed nothing:\n{}",
+                instances[2].log()
+            )
+        },
+    );
+    // And one of the first two leaves for good: its partitions move back.
+    let (code, _) = instances[0].terminate();
+    assert_eq!(code, Some(0), "SIGTERM exits 0:\n{}", instances[0].log());
+    instances.remove(0);
+    producing.join().expect("every record produced");
+    let all: Vec<&Service> = instances.iter().collect();
+    wait_for_exact(&all, &expected, "after a join and a leave");
+    for service in &instances {
+        service.assert_totals_stay(
+            Duration::from_secs(1),
+            &expected,
+            "nothing counted twice later",
+        );
+    }
 }
