@@ -131,6 +131,41 @@ fn wait_for_exact(instances: &[&Service], expected: &BTreeMap<u64, u64>, what: &
     }
 }
 
+/// Produces `records` to `topic` from another thread, `wave` records at a
+/// time with `pause_ms` between waves, so that instances can be killed,
+/// stopped or added while records flow.
+fn produce_in_waves(
+    broker: &MockBroker,
+    topic: &str,
+    records: Records,
+    wave: usize,
+    pause_ms: u64,
+) -> std::thread::JoinHandle<()> {
+    let (bootstrap, topic) = (broker.bootstrap.clone(), topic.to_owned());
+    std::thread::spawn(move || {
+        let producer = batching_producer(&bootstrap);
+        for chunk in records.chunks(wave) {
+            produce(&producer, &topic, chunk);
+            std::thread::sleep(Duration::from_millis(pause_ms));
+        }
+    })
+}
+
+/// Waits until `service` has consumed a record.
+fn wait_until_consuming(service: &Service, what: &str) {
+    support::wait_until(
+        CONVERGE_WITHIN,
+        Duration::from_millis(5),
+        || {
+            let consumed = service
+                .metric("exposure_records_consumed_total")
+                .unwrap_or(0.0);
+            (consumed > 0.0).then_some(()).ok_or(())
+        },
+        |()| format!("{what} consumed nothing:\n{}", service.log()),
+    );
+}
+
 fn without_request_id(mut answer: serde_json::Value) -> serde_json::Value {
     answer.as_object_mut().unwrap().remove("RequestId");
     answer
@@ -170,35 +205,12 @@ fn kill_9_sigterm_and_a_broker_outage_lose_and_double_nothing() {
     let (records, expected) = workload(12, 20_000, 60);
     // The records go on in waves while one instance is killed and another
     // stopped, each after it has routed and counted part of the stream.
-    let bootstrap = broker.bootstrap.clone();
-    let topic = flows.clone();
-    let producing = std::thread::spawn(move || {
-        let producer = batching_producer(&bootstrap);
-        for wave in records.chunks(2_000) {
-            produce(&producer, &topic, wave);
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    });
-    let consumed = |service: &Service| {
-        service
-            .metric("exposure_records_consumed_total")
-            .unwrap_or(0.0)
-    };
-    support::wait_until(
-        CONVERGE_WITHIN,
-        Duration::from_millis(5),
-        || (consumed(&instances[0]) > 0.0).then_some(()).ok_or(()),
-        |()| format!("instance 0 consumed nothing:\n{}", instances[0].log()),
-    );
+    let producing = produce_in_waves(&broker, &flows, records, 2_000, 100);
+    wait_until_consuming(&instances[0], "instance 0");
     instances[0].kill9();
     let killed = instances.remove(0).restart();
     instances.push(killed);
-    support::wait_until(
-        CONVERGE_WITHIN,
-        Duration::from_millis(5),
-        || (consumed(&instances[0]) > 0.0).then_some(()).ok_or(()),
-        |()| format!("instance 1 consumed nothing:\n{}", instances[0].log()),
-    );
+    wait_until_consuming(&instances[0], "instance 1");
     let (code, _) = instances[0].terminate();
     assert_eq!(code, Some(0), "SIGTERM exits 0:\n{}", instances[0].log());
     let stopped = instances.remove(0).restart();
@@ -279,39 +291,11 @@ fn an_instance_joining_and_one_leaving_mid_stream_lose_and_double_nothing() {
         .map(|_| instance(&broker.bootstrap, &flows, &group))
         .collect();
     let (records, expected) = workload(13, 12_000, 50);
-    let bootstrap = broker.bootstrap.clone();
-    let topic = flows.clone();
-    let producing = std::thread::spawn(move || {
-        let producer = batching_producer(&bootstrap);
-        for wave in records.chunks(1_500) {
-            produce(&producer, &topic, wave);
-            std::thread::sleep(Duration::from_millis(150));
-        }
-    });
-    let consumed = |service: &Service| {
-        service
-            .metric("exposure_records_consumed_total")
-            .unwrap_or(0.0)
-    };
-    support::wait_until(
-        CONVERGE_WITHIN,
-        Duration::from_millis(5),
-        || (consumed(&instances[0]) > 0.0).then_some(()).ok_or(()),
-        |()| format!("instance 0 consumed nothing:\n{}", instances[0].log()),
-    );
+    let producing = produce_in_waves(&broker, &flows, records, 1_500, 150);
+    wait_until_consuming(&instances[0], "instance 0");
     // A third instance joins while records flow: partitions move to it.
     instances.push(instance(&broker.bootstrap, &flows, &group));
-    support::wait_until(
-        CONVERGE_WITHIN,
-        Duration::from_millis(5),
-        || (consumed(&instances[2]) > 0.0).then_some(()).ok_or(()),
-        |()| {
-            format!(
-                "the joining instance consumed nothing:\n{}",
-                instances[2].log()
-            )
-        },
-    );
+    wait_until_consuming(&instances[2], "the joining instance");
     // And one of the first two leaves for good: its partitions move back.
     let (code, _) = instances[0].terminate();
     assert_eq!(code, Some(0), "SIGTERM exits 0:\n{}", instances[0].log());
