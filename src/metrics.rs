@@ -159,6 +159,12 @@ pub struct ClusterMetrics {
     pub restore_seconds: Gauge,
     /// Changelog records the replica ignored as stale.
     pub stale_records: IntCounter,
+    /// `exposure_kafka_consumer_lag`, `exposure_kafka_next_offset` and
+    /// `exposure_kafka_connected`, which the cluster consumers report for
+    /// the flow topics and the internal topics alike.
+    pub kafka_lag: IntGaugeVec,
+    pub kafka_next_offset: IntGaugeVec,
+    pub kafka_connected: IntGauge,
 }
 
 /// The metrics of `[[changes.webhooks]]`, each labelled with the webhook's
@@ -461,6 +467,9 @@ impl Metrics {
                 "exposure_cluster_stale_records_total",
                 "Changelog records ignored because a newer epoch of their partition was read already.",
             ),
+            kafka_lag: kafka_lag.clone(),
+            kafka_next_offset: kafka_next_offset.clone(),
+            kafka_connected: kafka_connected.clone(),
         };
         let start_time = gauge(
             "exposure_start_time_seconds",

@@ -338,10 +338,16 @@ fn start_cluster(
     health.set_assigned(true);
     let config = Arc::new(config.clone());
     {
-        let (config, engine, names, stop) =
-            (config.clone(), engine.clone(), names.clone(), stop.clone());
+        let (config, engine, health, names, metrics, stop) = (
+            config.clone(),
+            engine.clone(),
+            health.clone(),
+            names.clone(),
+            metrics.clone(),
+            stop.clone(),
+        );
         tasks.spawn_thread(CLUSTER_ROUTE_TASK, move || {
-            node::route(&config, &engine, &names, &stop)
+            node::route(&config, &engine, &health, &names, &metrics, &stop)
         })?;
     }
     {

@@ -166,6 +166,74 @@ fn wait_until_consuming(service: &Service, what: &str) {
     );
 }
 
+/// The value of `metric` per partition of `topic` in `service`'s /metrics.
+fn per_partition(service: &Service, metric: &str, topic: &str) -> BTreeMap<u32, f64> {
+    let (_, body) = service.get("/metrics");
+    let (name, topic) = (format!("{metric}{{"), format!("topic=\"{topic}\""));
+    body.lines()
+        .filter(|l| l.starts_with(&name) && l.contains(&topic))
+        .map(|l| {
+            let partition = l
+                .split("partition=\"")
+                .nth(1)
+                .and_then(|p| p.split('"').next());
+            let value = l.rsplit(' ').next().and_then(|v| v.parse().ok());
+            (
+                partition.and_then(|p| p.parse().ok()).expect(l),
+                value.expect(l),
+            )
+        })
+        .collect()
+}
+
+/// Waits until the instances report, per partition of each topic they
+/// read, no lag and the position given: the flow partitions and the
+/// routing partitions each read by one instance (their positions adding
+/// up to what was produced there), every changelog partition read by
+/// every instance to the same end.
+fn wait_for_no_lag(instances: &[Service], flows: &str, group: &str, produced: usize) {
+    let (by_asset, changelog) = (format!("{group}-by-asset"), format!("{group}-changelog"));
+    let check = || -> Result<(), String> {
+        let every = |metric: &str, topic: &str| -> Vec<BTreeMap<u32, f64>> {
+            instances
+                .iter()
+                .map(|s| per_partition(s, metric, topic))
+                .collect()
+        };
+        for topic in [flows, by_asset.as_str()] {
+            let lags = every("exposure_kafka_consumer_lag", topic);
+            let held: Vec<u32> = lags.iter().flat_map(|l| l.keys().copied()).collect();
+            let mut sorted = held.clone();
+            sorted.sort_unstable();
+            if sorted != (0..PARTITIONS as u32).collect::<Vec<_>>() {
+                return Err(format!("{topic}: partitions reported {held:?}"));
+            }
+            if lags.iter().flat_map(|l| l.values()).any(|&lag| lag != 0.0) {
+                return Err(format!("{topic}: lag {lags:?}"));
+            }
+            let positions = every("exposure_kafka_next_offset", topic);
+            let read: f64 = positions.iter().flat_map(|p| p.values()).sum();
+            if read != produced as f64 && topic == flows {
+                return Err(format!("{topic}: positions {positions:?} add up to {read}"));
+            }
+        }
+        let lags = every("exposure_kafka_consumer_lag", &changelog);
+        let positions = every("exposure_kafka_next_offset", &changelog);
+        for (i, (lag, position)) in lags.iter().zip(&positions).enumerate() {
+            if lag.len() != PARTITIONS as usize || lag.values().any(|&l| l != 0.0) {
+                return Err(format!("instance {i}: changelog lag {lag:?}"));
+            }
+            if position != &positions[0] || position.values().any(|&p| p <= 0.0) {
+                return Err(format!("changelog positions {positions:?}"));
+            }
+        }
+        Ok(())
+    };
+    support::wait_until(CONVERGE_WITHIN, Duration::from_millis(200), check, |e| {
+        format!("lag per topic not settled: {e}")
+    });
+}
+
 fn without_request_id(mut answer: serde_json::Value) -> serde_json::Value {
     answer.as_object_mut().unwrap().remove("RequestId");
     answer
@@ -191,7 +259,9 @@ fn three_instances_answer_exactly_what_one_instance_counts() {
         assert_eq!(answer, one, "instance {i} answers as one instance does");
         let (status, body) = service.get("/readyz");
         assert_eq!(status, 200, "{body}");
+        assert_eq!(service.metric("exposure_kafka_connected"), Some(1.0));
     }
+    wait_for_no_lag(&instances, &flows, &group, records.len());
 }
 
 #[test]

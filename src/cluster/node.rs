@@ -29,7 +29,7 @@ use anyhow::Context as _;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{Offset, TopicPartitionList};
@@ -37,6 +37,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::changelog::{Flusher, Reader, Record};
+use super::context::{Context, STATISTICS_INTERVAL_MS};
 use super::replay::Applied;
 use super::routed::{self, SourcePosition};
 use crate::catalog::Catalog;
@@ -241,13 +242,16 @@ fn delivered(producer: &BaseProducer<Deliveries>, what: &str) -> bool {
 pub fn route(
     config: &Config,
     engine: &Engine,
+    health: &Arc<Health>,
     names: &Names,
+    metrics: &ClusterMetrics,
     stop: &CancellationToken,
 ) -> anyhow::Result<()> {
     let kafka = &config.kafka;
-    let consumer: BaseConsumer = consumer_config(kafka)
+    let consumer: BaseConsumer<Context> = consumer_config(kafka)
         .set("partition.assignment.strategy", "cooperative-sticky")
-        .create()
+        .set("statistics.interval.ms", STATISTICS_INTERVAL_MS)
+        .create_with_context(Context::new(metrics, Some(health.clone())))
         .context("creating the route consumer")?;
     let topics: Vec<&str> = kafka.topics.iter().map(String::as_str).collect();
     consumer
@@ -348,30 +352,6 @@ fn commit<C: ConsumerContext>(
     }
 }
 
-/// The routing partitions revoked from this instance, heard in the
-/// rebalance callback (inside `poll`), before any record of a later
-/// assignment: a partition given back later is restored afresh, never
-/// counted on from a state another owner has moved past.
-#[derive(Default)]
-struct Revocations(Mutex<Vec<i32>>);
-
-impl Revocations {
-    fn take(&self) -> Vec<i32> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
-    }
-}
-
-impl ClientContext for Revocations {}
-
-impl ConsumerContext for Revocations {
-    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(partitions) = rebalance {
-            let mut revoked = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-            revoked.extend(partitions.elements().iter().map(|e| e.partition()));
-        }
-    }
-}
-
 /// A partition of the routing topic counted here.
 struct Owner {
     engine: Engine,
@@ -396,14 +376,15 @@ pub fn count(
     stop: &CancellationToken,
 ) -> anyhow::Result<()> {
     let kafka = &config.kafka;
-    let consumer: BaseConsumer<Revocations> = client_config(kafka)
+    let consumer: BaseConsumer<Context> = client_config(kafka)
         .set("group.id", &names.count_group)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("isolation.level", "read_committed")
         .set("partition.assignment.strategy", "cooperative-sticky")
-        .create_with_context(Revocations::default())
+        .set("statistics.interval.ms", STATISTICS_INTERVAL_MS)
+        .create_with_context(Context::new(metrics, None))
         .context("creating the count consumer")?;
     consumer
         .subscribe(&[&names.by_asset])
@@ -502,8 +483,8 @@ pub fn count(
 /// Forgets the partitions revoked from this instance: their new owner
 /// restores them from the changelog (what was counted here since the last
 /// flush is counted again there).
-fn drop_revoked(consumer: &BaseConsumer<Revocations>, owners: &mut HashMap<i32, Owner>) {
-    for partition in consumer.context().take() {
+fn drop_revoked(consumer: &BaseConsumer<Context>, owners: &mut HashMap<i32, Owner>) {
+    for partition in consumer.context().take_revoked() {
         if owners.remove(&partition).is_some() {
             info!(partition, "cluster count: partition moved away");
         }
@@ -514,7 +495,7 @@ fn drop_revoked(consumer: &BaseConsumer<Revocations>, owners: &mut HashMap<i32, 
 /// then commits their offsets. A partition whose flush was not delivered
 /// is forgotten, to be restored from the changelog at its next record.
 fn flush(
-    consumer: &BaseConsumer<Revocations>,
+    consumer: &BaseConsumer<Context>,
     producer: &BaseProducer<Deliveries>,
     names: &Names,
     owners: &mut HashMap<i32, Owner>,
@@ -563,20 +544,20 @@ fn flush(
     commit(consumer, &next, sync);
 }
 
-/// A consumer that reads without a group of its own.
-fn reader_consumer(kafka: &KafkaConfig, names: &Names, what: &str) -> anyhow::Result<BaseConsumer> {
-    client_config(kafka)
-        .set("group.id", format!("{}-{what}", names.count_group))
+/// The settings of a consumer that reads assigned partitions and commits
+/// nothing.
+fn reader_config(kafka: &KafkaConfig, names: &Names, what: &str) -> ClientConfig {
+    let mut cc = client_config(kafka);
+    cc.set("group.id", format!("{}-{what}", names.count_group))
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
-        .set("enable.partition.eof", "false")
-        .create()
-        .with_context(|| format!("creating the {what} consumer"))
+        .set("enable.partition.eof", "false");
+    cc
 }
 
 /// The low and high watermarks of a changelog partition.
-fn changelog_offsets(
-    consumer: &BaseConsumer,
+fn changelog_offsets<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
     names: &Names,
     partition: i32,
 ) -> anyhow::Result<(i64, i64)> {
@@ -600,7 +581,9 @@ fn restore(
 ) -> anyhow::Result<Owner> {
     let started = Instant::now();
     let engine = Engine::from_config(config, catalog.clone());
-    let consumer = reader_consumer(&config.kafka, names, "restore")?;
+    let consumer: BaseConsumer = reader_config(&config.kafka, names, "restore")
+        .create()
+        .context("creating the restore consumer")?;
     let (low, high) = changelog_offsets(&consumer, names, partition)?;
     let mut reader = Reader::new();
     let mut read = 0u64;
@@ -668,7 +651,10 @@ pub fn replica(
     metrics: &ClusterMetrics,
     stop: &CancellationToken,
 ) -> anyhow::Result<()> {
-    let consumer = reader_consumer(&config.kafka, names, "replica")?;
+    let consumer: BaseConsumer<Context> = reader_config(&config.kafka, names, "replica")
+        .set("statistics.interval.ms", STATISTICS_INTERVAL_MS)
+        .create_with_context(Context::new(metrics, None))
+        .context("creating the replica consumer")?;
     let partitions = i32::try_from(config.cluster.partitions).unwrap_or(i32::MAX);
     let mut tpl = TopicPartitionList::new();
     let mut ends = HashMap::new();
