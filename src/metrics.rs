@@ -151,6 +151,8 @@ pub struct ClusterMetrics {
     pub partitions_missing: IntGauge,
     /// Routed flows dropped as replays (applied already).
     pub replays_dropped: IntCounter,
+    /// Routed flows counted into the partitions held here.
+    pub flows_counted: IntCounter,
     /// Changelog flushes, by result (`ok`, `failed`).
     pub flushes: IntCounterVec,
     /// Partitions restored from the changelog.
@@ -453,6 +455,10 @@ impl Metrics {
             replays_dropped: int_counter(
                 "exposure_cluster_replays_dropped_total",
                 "Routed flows dropped because their source position was applied already (a router sent them again).",
+            ),
+            flows_counted: int_counter(
+                "exposure_cluster_flows_counted_total",
+                "Routed flows counted into the partitions this instance holds (replays not included).",
             ),
             flushes,
             restores: int_counter(

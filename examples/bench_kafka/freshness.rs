@@ -1,7 +1,7 @@
 //! Row 2: freshness, from the produce call to the endpoint listed by the
 //! HTTP API (see the crate doc).
 
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::{Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -9,8 +9,6 @@ use anyhow::{bail, Context as _};
 use exposure::api::{self, ApiState};
 use exposure::catalog::Catalog;
 use exposure::config::{ApiConfig, Auth};
-use exposure::flow::tcp_flags::{ACK, PSH, SYN};
-use exposure::flow::{encode_goflow2_pb, Flow, PROTO_TCP};
 use exposure::generate::{bench, Generator, World};
 use exposure::health::Health;
 use exposure::metrics::Metrics;
@@ -20,66 +18,15 @@ use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{create_topic, http_get, rand_name, start_source, Tansu};
+use crate::support::{
+    create_topic, fresh_ip, fresh_record, rand_name, start_source, visible, Tansu, FRESH_PORT,
+};
 use crate::{kafka_config, send, service_config, Args, HOUR_MS};
 
 /// The pause between two API polls of one freshness sample.
 const POLL_PAUSE: Duration = Duration::from_millis(1);
 /// A freshness sample not visible after this long counts as missing.
 const VISIBLE_WITHIN: Duration = Duration::from_secs(30);
-/// The freshness samples' endpoints: new addresses in the IPv6 asset range
-/// that the generated world never uses, each with this port open.
-const FRESH_NET: u128 = 0x2001_0db8_0100_f00d_0000_0000_0000_0000;
-const FRESH_PORT: u16 = 443;
-/// The Internet client of the freshness samples (the world's IPv6 clients' range).
-const FRESH_CLIENT: &str = "2001:db8:f000::7";
-
-/// The address of freshness sample `i`.
-fn fresh_ip(i: usize) -> Ipv6Addr {
-    Ipv6Addr::from(FRESH_NET + 1 + i as u128)
-}
-
-/// One record with a request to `server` and its reply: a new open endpoint.
-fn fresh_record(server: Ipv6Addr) -> Vec<u8> {
-    let client: IpAddr = FRESH_CLIENT.parse().expect("a valid address");
-    let t = wall_now_ms();
-    let flow = |src, sport, dst, dport, bytes| Flow {
-        src_addr: src,
-        dst_addr: dst,
-        src_port: sport,
-        dst_port: dport,
-        proto: PROTO_TCP,
-        tcp_flags: SYN | ACK | PSH,
-        bytes,
-        packets: 3,
-        time_ms: t,
-        label: None,
-    };
-    let mut record = Vec::new();
-    encode_goflow2_pb(
-        &flow(client, 61000, IpAddr::V6(server), FRESH_PORT, 300),
-        &mut record,
-    );
-    encode_goflow2_pb(
-        &flow(IpAddr::V6(server), FRESH_PORT, client, 61000, 3000),
-        &mut record,
-    );
-    record
-}
-
-/// Whether the API lists `server`'s endpoint; `None` for a refusal (not ready yet).
-fn visible(api: SocketAddr, server: Ipv6Addr) -> anyhow::Result<Option<bool>> {
-    let (status, body) = http_get(
-        api,
-        &format!("/?Action=DescribeInternetOpenDetail&PublicIp={server}&Port={FRESH_PORT}"),
-    )?;
-    if status != 200 {
-        return Ok(None);
-    }
-    let answer: serde_json::Value = serde_json::from_str(&body)
-        .with_context(|| format!("the API answered something else than JSON: {body}"))?;
-    Ok(Some(answer["PageInfo"]["TotalCount"].as_u64() == Some(1)))
-}
 
 /// What the freshness samples measured, in µs.
 struct Freshness {

@@ -7,16 +7,18 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use exposure::config::KafkaConfig;
+use exposure::flow::tcp_flags::{ACK, PSH, SYN};
+use exposure::flow::{encode_goflow2_pb, Flow, PROTO_TCP};
 use exposure::health::Health;
 use exposure::metrics::Metrics;
 use exposure::source::kafka::{self, Progress};
-use exposure::state::Engine;
+use exposure::state::{wall_now_ms, Engine};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -182,4 +184,58 @@ impl CpuMeter {
         );
         cpu
     }
+}
+
+/// The freshness samples' endpoints: new addresses in the IPv6 asset range
+/// that the generated world never uses, each with this port open.
+pub const FRESH_NET: u128 = 0x2001_0db8_0100_f00d_0000_0000_0000_0000;
+pub const FRESH_PORT: u16 = 443;
+/// The Internet client of the freshness samples (the world's IPv6 clients' range).
+pub const FRESH_CLIENT: &str = "2001:db8:f000::7";
+
+/// The address of freshness sample `i`.
+pub fn fresh_ip(i: usize) -> Ipv6Addr {
+    Ipv6Addr::from(FRESH_NET + 1 + i as u128)
+}
+
+/// One record with a request to `server` and its reply: a new open endpoint.
+pub fn fresh_record(server: Ipv6Addr) -> Vec<u8> {
+    let client: IpAddr = FRESH_CLIENT.parse().expect("a valid address");
+    let t = wall_now_ms();
+    let flow = |src, sport, dst, dport, bytes| Flow {
+        src_addr: src,
+        dst_addr: dst,
+        src_port: sport,
+        dst_port: dport,
+        proto: PROTO_TCP,
+        tcp_flags: SYN | ACK | PSH,
+        bytes,
+        packets: 3,
+        time_ms: t,
+        label: None,
+    };
+    let mut record = Vec::new();
+    encode_goflow2_pb(
+        &flow(client, 61000, IpAddr::V6(server), FRESH_PORT, 300),
+        &mut record,
+    );
+    encode_goflow2_pb(
+        &flow(IpAddr::V6(server), FRESH_PORT, client, 61000, 3000),
+        &mut record,
+    );
+    record
+}
+
+/// Whether the API lists `server`'s endpoint; `None` for a refusal (not ready yet).
+pub fn visible(api: SocketAddr, server: Ipv6Addr) -> anyhow::Result<Option<bool>> {
+    let (status, body) = http_get(
+        api,
+        &format!("/?Action=DescribeInternetOpenDetail&PublicIp={server}&Port={FRESH_PORT}"),
+    )?;
+    if status != 200 {
+        return Ok(None);
+    }
+    let answer: serde_json::Value = serde_json::from_str(&body)
+        .with_context(|| format!("the API answered something else than JSON: {body}"))?;
+    Ok(Some(answer["PageInfo"]["TotalCount"].as_u64() == Some(1)))
 }

@@ -441,6 +441,7 @@ pub fn count(
                                     let (endpoint, hour) = (prepared.endpoint(), prepared.hour());
                                     if owner.engine.apply_prepared(prepared) == Outcome::Applied {
                                         owner.flusher.touched(endpoint, hour);
+                                        metrics.flows_counted.inc();
                                     }
                                 }
                             }
