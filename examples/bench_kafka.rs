@@ -61,15 +61,13 @@ mod throughput;
 
 use std::time::Duration;
 
-use anyhow::bail;
 use clap::Parser;
 use exposure::config::{Config, KafkaConfig, NetworkConfig, OffsetReset};
 use exposure::flow::Format;
 use exposure::generate::bench::load_average;
 use exposure::generate::World;
 use exposure::source::kafka::consumer_config;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{BaseProducer, BaseRecord, ProducerContext};
+pub(crate) use support::send;
 use support::Tansu;
 
 const HOUR_MS: i64 = 3_600_000;
@@ -245,21 +243,4 @@ fn client_settings(config: &KafkaConfig) -> String {
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-/// Sends `record`, waiting while librdkafka's queue is full.
-pub(crate) fn send<'a, C: ProducerContext<DeliveryOpaque = ()>>(
-    producer: &BaseProducer<C>,
-    mut record: BaseRecord<'a, (), [u8]>,
-) -> anyhow::Result<()> {
-    loop {
-        match producer.send(record) {
-            Ok(()) => return Ok(()),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                record = back;
-                producer.poll(Duration::from_millis(5));
-            }
-            Err((e, _)) => bail!("producing: {e}"),
-        }
-    }
 }

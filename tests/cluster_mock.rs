@@ -211,11 +211,11 @@ fn wait_for_no_lag(instances: &[Service], flows: &str, group: &str, produced: us
             if lags.iter().flat_map(|l| l.values()).any(|&lag| lag != 0.0) {
                 return Err(format!("{topic}: lag {lags:?}"));
             }
-            let positions = every("exposure_kafka_next_offset", topic);
-            let read: f64 = positions.iter().flat_map(|p| p.values()).sum();
-            if read != produced as f64 && topic == flows {
-                return Err(format!("{topic}: positions {positions:?} add up to {read}"));
-            }
+        }
+        let positions = every("exposure_kafka_next_offset", flows);
+        let read: f64 = positions.iter().flat_map(|p| p.values()).sum();
+        if read != produced as f64 {
+            return Err(format!("{flows}: positions {positions:?} add up to {read}"));
         }
         let lags = every("exposure_kafka_consumer_lag", &changelog);
         let positions = every("exposure_kafka_next_offset", &changelog);

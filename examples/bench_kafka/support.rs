@@ -11,7 +11,7 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
+use anyhow::{bail, Context as _};
 use exposure::config::KafkaConfig;
 use exposure::flow::tcp_flags::{ACK, PSH, SYN};
 use exposure::flow::{encode_goflow2_pb, Flow, PROTO_TCP};
@@ -22,6 +22,8 @@ use exposure::state::{wall_now_ms, Engine};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseProducer, BaseRecord, ProducerContext};
 use tokio_util::sync::CancellationToken;
 
 #[path = "../../tests/support/tansu.rs"]
@@ -238,4 +240,21 @@ pub fn visible(api: SocketAddr, server: Ipv6Addr) -> anyhow::Result<Option<bool>
     let answer: serde_json::Value = serde_json::from_str(&body)
         .with_context(|| format!("the API answered something else than JSON: {body}"))?;
     Ok(Some(answer["PageInfo"]["TotalCount"].as_u64() == Some(1)))
+}
+
+/// Sends `record`, waiting while librdkafka's queue is full.
+pub fn send<'a, C: ProducerContext<DeliveryOpaque = ()>>(
+    producer: &BaseProducer<C>,
+    mut record: BaseRecord<'a, (), [u8]>,
+) -> anyhow::Result<()> {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                record = back;
+                producer.poll(Duration::from_millis(5));
+            }
+            Err((e, _)) => bail!("producing: {e}"),
+        }
+    }
 }
