@@ -4,8 +4,11 @@
 //! **Records/s of 1 and N instances** (goal: N instances on N cores at
 //! least 0.85 x N times one). For each instance count, a fresh
 //! `exposure-mock-broker` (librdkafka's mock cluster in its own process,
-//! the broker of the cluster tests) is started with the flow topic and the
-//! group's internal topics of `--partitions` partitions, and `--records`
+//! the broker of the cluster tests) is started with the group's internal
+//! topics of `--partitions` partitions and the flow topic (as many
+//! partitions again, or more, so that each holds at most 2 MiB: the mock
+//! cluster keeps only a partition's newest 5 MiB, and the bench fails if
+//! any partition lost records), and `--records`
 //! goflow2-pb records (one generated flow each, `exposure::generate`,
 //! seed 1) are produced round-robin before any instance starts. Then the
 //! instances start, each `exposure run` pinned to a core of its own
@@ -26,9 +29,12 @@
 //! One routing partition (`cluster.partitions = 1`): instance A counts
 //! flows until every endpoint of a world of that size is open; instance B
 //! starts and reads the changelog; A is stopped (SIGTERM) and B takes the
-//! partition over (restoring it when its first record after the move
-//! arrives: the bench sends one every 100 ms until then). Printed: B's `exposure_cluster_restore_duration_seconds`
-//! and its log line of the restore (changelog records read, endpoints).
+//! partition over, restoring it as soon as it is given (no new record is
+//! produced). Printed: B's `exposure_cluster_restore_duration_seconds`,
+//! the time from the SIGTERM to B holding the partition (the mock cluster
+//! holds the rebalance after A's leave open for `session.timeout.ms` less
+//! one second: `--session-timeout-ms`), and B's log line of the restore
+//! (changelog records read, endpoints).
 //!
 //! ```text
 //! cargo build --release --bins --example bench_cluster
@@ -58,6 +64,7 @@ use exposure::generate::{Generator, World};
 use exposure::state::wall_now_ms;
 use hdrhistogram::Histogram;
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
 use support::{fresh_ip, fresh_record, http_get, send, visible};
@@ -96,6 +103,11 @@ struct Args {
     /// Do not pin the instances to cores.
     #[arg(long)]
     no_pin: bool,
+    /// The instances' `session.timeout.ms` (default: librdkafka's, 45 s).
+    /// The mock cluster holds a rebalance after a member leaves open for
+    /// this less one second, so it bounds the restore pass's move.
+    #[arg(long)]
+    session_timeout_ms: Option<u32>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -112,11 +124,14 @@ fn main() -> anyhow::Result<()> {
         "machine       {cores} cores, load average at start {}",
         load_average()
     );
+    let world = World::new(1, args.endpoints);
+    let records = generate(&world, args.records);
     println!(
-        "workload      {} goflow2-pb records, {} endpoints, {} partitions; instances {}",
+        "workload      {} goflow2-pb records, {} endpoints, {} partitions of the internal topics, the flow topic's {}; instances {}",
         args.records,
         args.endpoints,
         args.partitions,
+        flow_partitions(&records, args.partitions),
         if args.no_pin {
             "not pinned".to_owned()
         } else {
@@ -124,13 +139,13 @@ fn main() -> anyhow::Result<()> {
         }
     );
     println!();
-    let world = World::new(1, args.endpoints);
-    let records = generate(&world, args.records);
     let mut rates = Vec::new();
     let mut last = None;
     for (pass, &count) in args.instances.iter().enumerate() {
-        let broker = Broker::start(args.partitions)?;
-        produce(&broker.bootstrap, &records, args.partitions)?;
+        let flow_partitions = flow_partitions(&records, args.partitions);
+        let broker = Broker::start(flow_partitions, args.partitions)?;
+        produce(&broker.bootstrap, &records, flow_partitions)?;
+        broker.check_nothing_deleted()?;
         let instances = (0..count)
             .map(|i| {
                 Instance::start(
@@ -138,10 +153,12 @@ fn main() -> anyhow::Result<()> {
                     &world,
                     args.partitions,
                     pin(&args, i, cores),
+                    args.session_timeout_ms,
                 )
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         let counted = watch_counting(&instances, records.len())?;
+        broker.check_nothing_deleted()?;
         let rate = counted.rate();
         rates.push((count, rate));
         let base = rates[0].1;
@@ -172,6 +189,16 @@ fn main() -> anyhow::Result<()> {
     println!();
     println!("load average at end {}", load_average());
     Ok(())
+}
+
+/// The mock cluster keeps a partition's newest 5 MiB
+/// (docs/testing.md#the-mock-cluster): the flow topic gets enough
+/// partitions (at least `partitions`) for each to hold at most 2 MiB of
+/// `records`.
+fn flow_partitions(records: &[Vec<u8>], partitions: u32) -> u32 {
+    const PER_PARTITION: usize = 2 << 20;
+    let bytes: usize = records.iter().map(Vec::len).sum();
+    partitions.max(u32::try_from(bytes.div_ceil(PER_PARTITION)).unwrap_or(u32::MAX))
 }
 
 fn pin(args: &Args, i: usize, cores: usize) -> Option<usize> {
@@ -211,16 +238,20 @@ struct Broker {
     child: Child,
     _stdin: ChildStdin,
     bootstrap: String,
+    topics: Vec<(String, u32)>,
 }
 
 impl Broker {
-    fn start(partitions: u32) -> anyhow::Result<Broker> {
+    /// A broker with `flow_partitions` partitions of the flow topic and
+    /// `partitions` of each internal topic.
+    fn start(flow_partitions: u32, partitions: u32) -> anyhow::Result<Broker> {
         let mut command = Command::new(binary("exposure-mock-broker")?);
-        for topic in [
-            FLOWS.to_owned(),
-            format!("{GROUP}-by-asset"),
-            format!("{GROUP}-changelog"),
-        ] {
+        let topics = vec![
+            (FLOWS.to_owned(), flow_partitions),
+            (format!("{GROUP}-by-asset"), partitions),
+            (format!("{GROUP}-changelog"), partitions),
+        ];
+        for (topic, partitions) in &topics {
             command.args(["--topic", &format!("{topic}:{partitions}")]);
         }
         let mut child = command
@@ -241,7 +272,30 @@ impl Broker {
             child,
             _stdin: stdin,
             bootstrap,
+            topics,
         })
+    }
+
+    /// Fails if the broker deleted records of any partition: the mock
+    /// cluster keeps only a partition's newest 5 MiB of batches
+    /// (docs/testing.md#the-mock-cluster), and a pass whose readers fell
+    /// further behind counted less than was produced.
+    fn check_nothing_deleted(&self) -> anyhow::Result<()> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .create()?;
+        for (topic, partitions) in &self.topics {
+            for partition in 0..*partitions as i32 {
+                let (low, high) =
+                    consumer.fetch_watermarks(topic, partition, Duration::from_secs(10))?;
+                anyhow::ensure!(
+                    low == 0,
+                    "the mock cluster deleted offsets 0..{low} of {topic} partition {partition} \
+                     (of {high}): it keeps a partition's newest 5 MiB; use more partitions or fewer records"
+                );
+            }
+        }
+        Ok(())
     }
 }
 
@@ -287,6 +341,7 @@ impl Instance {
         world: &World,
         partitions: u32,
         core: Option<usize>,
+        session_timeout_ms: Option<u32>,
     ) -> anyhow::Result<Instance> {
         let dir = tempfile::tempdir()?;
         let api = TcpListener::bind("127.0.0.1:0")?.local_addr()?;
@@ -299,7 +354,7 @@ topics = ["{FLOWS}"]
 group_id = "{GROUP}"
 format = "goflow2-pb"
 auto_offset_reset = "earliest"
-
+{librdkafka}
 [network]
 assets = [{assets}]
 
@@ -317,6 +372,9 @@ advertise = "http://{api}"
 partitions = {partitions}
 "#,
             assets = assets.join(", "),
+            librdkafka = session_timeout_ms
+                .map(|ms| format!("librdkafka = {{ \"session.timeout.ms\" = \"{ms}\" }}\n"))
+                .unwrap_or_default(),
             state = dir.path().join("state").display(),
         );
         let path = dir.path().join("exposure.toml");
@@ -494,39 +552,36 @@ fn restore(endpoints: usize, args: &Args, cores: usize) -> anyhow::Result<()> {
         encode_goflow2_pb(&flow, &mut record);
         records.push(record);
     }
-    let broker = Broker::start(1)?;
-    produce(&broker.bootstrap, &records, 1)?;
-    let mut a = Instance::start(&broker.bootstrap, &world, 1, pin(args, 0, cores))?;
+    let flow_partitions = flow_partitions(&records, 1);
+    let broker = Broker::start(flow_partitions, 1)?;
+    produce(&broker.bootstrap, &records, flow_partitions)?;
+    broker.check_nothing_deleted()?;
+    let mut a = Instance::start(
+        &broker.bootstrap,
+        &world,
+        1,
+        pin(args, 0, cores),
+        args.session_timeout_ms,
+    )?;
     let counted = watch_counting(std::slice::from_ref(&a), records.len())?;
+    broker.check_nothing_deleted()?;
     let open = wait_for(&a, "exposure_open_endpoints", |open| {
         open >= endpoints as f64
     })?;
-    let b = Instance::start(&broker.bootstrap, &world, 1, pin(args, 1, cores))?;
+    let b = Instance::start(
+        &broker.bootstrap,
+        &world,
+        1,
+        pin(args, 1, cores),
+        args.session_timeout_ms,
+    )?;
     wait_for(&b, "exposure_open_endpoints", |n| n >= open)?;
     a.sigterm()?;
     let moved = Instant::now();
-    // A partition is restored when its first record after the move
-    // arrives: one new endpoint's record every 100 ms until it is held.
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", &broker.bootstrap)
-        .set("linger.ms", "0")
-        .create()?;
-    let deadline = Instant::now() + STALL;
-    for i in 0.. {
-        if b.metric("exposure_cluster_partitions_held") >= 1.0 {
-            break;
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "the partition did not move within {STALL:?}:\n{}",
-            b.log()
-        );
-        send(
-            &producer,
-            BaseRecord::to(FLOWS).payload(&fresh_record(fresh_ip(i))[..]),
-        )?;
-        producer.poll(Duration::from_millis(100));
-    }
+    // The partition is restored as soon as it is given: no record needed.
+    wait_for(&b, "exposure_cluster_partitions_held", |held| held >= 1.0)?;
+    let held = moved.elapsed();
+    broker.check_nothing_deleted()?;
     let took = b.metric("exposure_cluster_restore_duration_seconds");
     let line = b
         .log()
@@ -535,11 +590,13 @@ fn restore(endpoints: usize, args: &Args, cores: usize) -> anyhow::Result<()> {
         .unwrap_or("")
         .to_owned();
     println!(
-        "restore, one partition of {open} open endpoints ({} flows counted from {} records): {:.3} s (exposure_cluster_restore_duration_seconds on the instance taking over; {:.2} s from SIGTERM of the owner to the partition held)",
+        "restore, one partition of {open} open endpoints ({} flows counted from {} records): {:.3} s (exposure_cluster_restore_duration_seconds on the instance taking over; {:.2} s from SIGTERM of the owner to the partition held, session.timeout.ms {})",
         counted.total,
         records.len(),
         took,
-        moved.elapsed().as_secs_f64()
+        held.as_secs_f64(),
+        args.session_timeout_ms
+            .map_or("librdkafka's default".to_owned(), |ms| ms.to_string()),
     );
     println!("  {}", line.trim());
     std::io::stdout().flush()?;

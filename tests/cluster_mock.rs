@@ -381,3 +381,49 @@ fn an_instance_joining_and_one_leaving_mid_stream_lose_and_double_nothing() {
         );
     }
 }
+
+#[test]
+fn the_partitions_of_a_stopped_instance_are_restored_at_once_with_no_new_record() {
+    let _serial = one_at_a_time();
+    let (flows, group) = (rand_name("flows"), rand_name("group"));
+    let broker = broker(&flows, &group);
+    let mut instances: Vec<Service> = (0..2)
+        .map(|_| instance(&broker.bootstrap, &flows, &group))
+        .collect();
+    let (records, expected) = workload(14, 4_000, 40);
+    produce(&batching_producer(&broker.bootstrap), &flows, &records);
+    let all: Vec<&Service> = instances.iter().collect();
+    wait_for_exact(&all, &expected, "two instances");
+    let held = |service: &Service| service.metric("exposure_cluster_partitions_held");
+    let before = held(&instances[1]).unwrap_or(0.0);
+    assert!(
+        before < f64::from(PARTITIONS),
+        "the second instance holds only its share ({before})"
+    );
+    let restores = instances[1].metric("exposure_cluster_restores_total");
+    let (code, _) = instances[0].terminate();
+    assert_eq!(code, Some(0), "SIGTERM exits 0:\n{}", instances[0].log());
+    // Nothing more is produced: the partitions that move must be restored
+    // when given, not when their next record arrives.
+    let taker = &instances[1];
+    let deadline = Instant::now() + CONVERGE_WITHIN;
+    while held(taker) != Some(f64::from(PARTITIONS)) {
+        assert!(
+            Instant::now() < deadline,
+            "the remaining instance holds {:?} of {PARTITIONS} partitions:\n{}",
+            held(taker),
+            taker.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        taker.metric("exposure_cluster_restores_total"),
+        restores.map(|r| r + f64::from(PARTITIONS) - before),
+        "each partition moved was restored once"
+    );
+    taker.assert_totals_stay(
+        Duration::from_secs(1),
+        &expected,
+        "the same totals after the move",
+    );
+}

@@ -2,7 +2,7 @@
 //! mode: the statistics give each partition's lag (route on the flow
 //! topics, count on the routing partitions it holds, replica on every
 //! changelog partition) and whether the brokers are reached; the count
-//! consumer also hears which partitions are revoked.
+//! consumer also hears which partitions are given to it and taken away.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
 use rdkafka::statistics::Statistics;
+use rdkafka::TopicPartitionList;
 
 use crate::health::Health;
 use crate::metrics::ClusterMetrics;
@@ -22,11 +23,13 @@ pub(super) struct Context {
     /// Set for the one consumer whose connection `/readyz` and
     /// `exposure_kafka_connected` report (route, which reads the flows).
     health: Option<Arc<Health>>,
-    /// The routing partitions revoked from this instance, heard in the
-    /// rebalance callback (inside `poll`), before any record of a later
-    /// assignment: a partition given back later is restored afresh, never
-    /// counted on from a state another owner has moved past.
-    revoked: Mutex<Vec<i32>>,
+    /// The routing partitions given to and taken from this instance, in
+    /// the order the rebalance callbacks (inside `poll`) heard them, before
+    /// any record of a later assignment: a partition is restored as soon as
+    /// it is given (not at its first record), and one given back later is
+    /// restored afresh, never counted on from a state another owner has
+    /// moved past.
+    moves: Mutex<Vec<Move>>,
     /// The partitions whose lag the last statistics reported: a partition
     /// no longer reported (moved away) loses its series rather than keep a
     /// last value.
@@ -38,15 +41,27 @@ impl Context {
         Context {
             metrics: metrics.clone(),
             health,
-            revoked: Mutex::new(Vec::new()),
+            moves: Mutex::new(Vec::new()),
             reported: Mutex::new(HashSet::new()),
         }
     }
 
-    /// The partitions revoked since the last call.
-    pub(super) fn take_revoked(&self) -> Vec<i32> {
-        std::mem::take(&mut *self.revoked.lock().unwrap_or_else(PoisonError::into_inner))
+    /// The partitions given and taken since the last call, in order.
+    pub(super) fn take_moves(&self) -> Vec<Move> {
+        std::mem::take(&mut *self.moves.lock().unwrap_or_else(PoisonError::into_inner))
     }
+
+    fn heard(&self, partitions: &TopicPartitionList, moved: fn(i32) -> Move) {
+        let mut moves = self.moves.lock().unwrap_or_else(PoisonError::into_inner);
+        moves.extend(partitions.elements().iter().map(|e| moved(e.partition())));
+    }
+}
+
+/// A routing partition given to this instance or taken from it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Move {
+    Assigned(i32),
+    Revoked(i32),
 }
 
 /// One partition a consumer reads, as its statistics give it.
@@ -131,8 +146,13 @@ impl ClientContext for Context {
 impl ConsumerContext for Context {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(partitions) = rebalance {
-            let mut revoked = self.revoked.lock().unwrap_or_else(PoisonError::into_inner);
-            revoked.extend(partitions.elements().iter().map(|e| e.partition()));
+            self.heard(partitions, Move::Revoked);
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(partitions) = rebalance {
+            self.heard(partitions, Move::Assigned);
         }
     }
 }

@@ -11,7 +11,7 @@
 //!   the changelog topic, flushed in epochs closed by a marker, and read
 //!   back by a restoring owner or a replica;
 //! - `context`: the cluster consumers' callbacks (lag, connection,
-//!   revoked partitions).
+//!   partitions given and taken).
 
 pub mod changelog;
 mod context;

@@ -10,7 +10,7 @@
 //!   routed records are delivered; a record routed again after a crash or
 //!   a rebalance is a replay the counting side drops.
 //! - **count** consumes `<group_id>-by-asset` in group `<group_id>-count`.
-//!   A partition it is given is first restored from its changelog
+//!   A partition it is given is restored at once from its changelog
 //!   partition ([`super::changelog::Reader`]), then counted on from the
 //!   offset the last closed flush names; every `cluster.commit_interval`
 //!   the cells that changed go to `<group_id>-changelog` (same partition)
@@ -37,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::changelog::{Flusher, Reader, Record};
-use super::context::{Context, STATISTICS_INTERVAL_MS};
+use super::context::{Context, Move, STATISTICS_INTERVAL_MS};
 use super::replay::Applied;
 use super::routed::{self, SourcePosition};
 use crate::catalog::Catalog;
@@ -397,14 +397,30 @@ pub fn count(
     loop {
         let stopping = stop.is_cancelled();
         let polled = (!stopping).then(|| consumer.poll(POLL)).flatten();
-        // Revocations are heard inside `poll`, before any record after them.
-        drop_revoked(&consumer, &mut owners);
+        // Moves are heard inside `poll`, before any record after them.
+        for moved in consumer.context().take_moves() {
+            match moved {
+                Move::Assigned(partition) => {
+                    if let Entry::Vacant(given) = owners.entry(partition) {
+                        given.insert(restore(config, catalog, names, partition, metrics)?);
+                        metrics.partitions_held.inc();
+                    }
+                }
+                Move::Revoked(partition) => {
+                    if owners.remove(&partition).is_some() {
+                        metrics.partitions_held.dec();
+                        info!(partition, "cluster count: partition moved away");
+                    }
+                }
+            }
+        }
         if let Some(polled) = polled {
             match polled {
                 Ok(m) => {
                     let partition = m.partition();
                     let owner = match owners.entry(partition) {
                         Entry::Occupied(held) => held.into_mut(),
+                        // Forgotten after a failed flush: restored again.
                         Entry::Vacant(given) => {
                             let owner = restore(config, catalog, names, partition, metrics)?;
                             metrics.partitions_held.inc();
@@ -477,17 +493,6 @@ pub fn count(
         }
         if stopping {
             return Ok(());
-        }
-    }
-}
-
-/// Forgets the partitions revoked from this instance: their new owner
-/// restores them from the changelog (what was counted here since the last
-/// flush is counted again there).
-fn drop_revoked(consumer: &BaseConsumer<Context>, owners: &mut HashMap<i32, Owner>) {
-    for partition in consumer.context().take_revoked() {
-        if owners.remove(&partition).is_some() {
-            info!(partition, "cluster count: partition moved away");
         }
     }
 }
