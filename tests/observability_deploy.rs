@@ -18,8 +18,11 @@ fn yaml(path: &str) -> Value {
     serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{path} is not valid YAML: {e}"))
 }
 
+/// The compose file with its `<<:` merge keys applied, as compose reads it.
 fn compose() -> Value {
-    yaml("docker-compose.yml")
+    let mut compose = yaml("docker-compose.yml");
+    compose.apply_merge().expect("merge keys resolve");
+    compose
 }
 
 fn services(compose: &Value) -> &serde_yaml_ng::Mapping {
@@ -231,24 +234,31 @@ fn grafana_provisions_the_prometheus_data_source_and_the_dashboard() {
     );
 }
 
-#[test]
-fn the_service_config_is_valid_with_the_compose_overrides() {
-    let compose = compose();
-    let exposure = &compose["services"]["exposure"];
-    let command = str_list(&exposure["command"]);
+/// The config `service` runs with: its mounted `--config` file with its
+/// `EXPOSURE__` environment overrides, validated.
+fn service_config(service: &Value) -> Config {
+    let command = str_list(&service["command"]);
     let config_flag = command
         .iter()
         .position(|a| a == "--config")
         .map(|i| command[i + 1].clone())
         .expect("run --config PATH");
-    let config_file = host_file(exposure, &config_flag).expect("the config is mounted");
+    let config_file = host_file(service, &config_flag).expect("the config is mounted");
     let text = std::fs::read_to_string(&config_file).unwrap();
-    let overrides: Vec<(String, String)> = environment(exposure)
+    let overrides: Vec<(String, String)> = environment(service)
         .into_iter()
         .filter(|(k, _)| k.starts_with("EXPOSURE__"))
         .collect();
-    let config = Config::from_toml_str_with_overrides(&text, &overrides, &|_| None)
-        .unwrap_or_else(|e| panic!("{}: {:?}", config_file.display(), e.0));
+    Config::from_toml_str_with_overrides(&text, &overrides, &|_| None)
+        .unwrap_or_else(|e| panic!("{}: {:?}", config_file.display(), e.0))
+}
+
+#[test]
+fn the_service_config_is_valid_with_the_compose_overrides() {
+    let compose = compose();
+    let exposure = &compose["services"]["exposure"];
+    let config = service_config(exposure);
+    assert!(!config.cluster.enabled, "the single service is one process");
     assert_eq!(config.kafka.brokers, "kafka:9092");
     assert_eq!(config.kafka.topics, ["flows"]);
     assert_eq!(config.api.listen.to_string(), "0.0.0.0:8080");
@@ -271,6 +281,67 @@ fn the_service_config_is_valid_with_the_compose_overrides() {
         host_file(exposure, &format!("/app/{catalog}")).is_some_and(|p| p.is_file()),
         "{catalog} is not in the mounted config"
     );
+}
+
+#[test]
+fn the_cluster_profile_runs_three_instances_of_one_group_each_advertising_itself() {
+    let compose = compose();
+    let single = service_config(&compose["services"]["exposure"]);
+    let mut groups = BTreeSet::new();
+    let mut host_ports = BTreeSet::new();
+    for n in 1..=3 {
+        let name = format!("exposure-cluster-{n}");
+        let service = &compose["services"][name.as_str()];
+        assert_eq!(str_list(&service["profiles"]), ["cluster"], "{name}");
+        assert!(
+            !service["depends_on"]["kafka-init"].is_null(),
+            "{name} waits for the flow topics"
+        );
+        let config = service_config(service);
+        assert!(config.cluster.enabled, "{name} runs in cluster mode");
+        assert_eq!(config.kafka.brokers, "kafka:9092", "{name}");
+        assert_eq!(config.kafka.topics, single.kafka.topics, "{name}");
+        let advertise = config.cluster.advertise.expect("advertise");
+        assert_eq!(
+            advertise.to_string(),
+            format!("http://{name}:8080"),
+            "{name}"
+        );
+        groups.insert(config.kafka.group_id.clone());
+        host_ports.extend(str_list(&service["ports"]));
+        // Each keeps its own state directory.
+        assert!(
+            mounts(service).iter().any(
+                |(host, container)| host == &format!("{name}-data") && container == "/app/data"
+            ),
+            "{name}: {:?}",
+            mounts(service)
+        );
+    }
+    assert_eq!(groups.len(), 1, "one group: {groups:?}");
+    assert!(
+        !groups.contains(&single.kafka.group_id),
+        "the cluster's group is not the single service's"
+    );
+    assert_eq!(host_ports.len(), 3, "a host port each: {host_ports:?}");
+    // Prometheus finds the instances by name, under the job the alerts use.
+    let config = yaml("config/prometheus/prometheus.yml");
+    let job = config["scrape_configs"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|j| j["job_name"] == "exposure")
+        .expect("job exposure");
+    let names = str_list(&job["dns_sd_configs"][0]["names"]);
+    assert_eq!(
+        names,
+        [
+            "exposure-cluster-1",
+            "exposure-cluster-2",
+            "exposure-cluster-3"
+        ]
+    );
+    assert_eq!(job["dns_sd_configs"][0]["port"].as_u64(), Some(8080));
 }
 
 #[test]
