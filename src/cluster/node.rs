@@ -261,6 +261,13 @@ pub fn route(
     let mut next: HashMap<(String, i32), i64> = HashMap::new();
     let mut flows: Vec<Flow> = Vec::new();
     let (mut key, mut value) = (Vec::new(), Vec::new());
+    // Reused for every flow: its topic is copied only when it changes.
+    let mut source = SourcePosition {
+        topic: String::new(),
+        partition: 0,
+        offset: 0,
+        index: 0,
+    };
     let mut last_commit = Instant::now();
     loop {
         let stopping = stop.is_cancelled();
@@ -288,14 +295,14 @@ pub fn route(
                             };
                             engine.stats().count(Outcome::Applied);
                             key.clear();
-                            key.extend_from_slice(&routed::key(prepared.endpoint().ip));
+                            routed::put_key(prepared.endpoint().ip, &mut key);
                             value.clear();
-                            let source = SourcePosition {
-                                topic: topic.to_owned(),
-                                partition: m.partition(),
-                                offset: m.offset(),
-                                index: u32::try_from(index).unwrap_or(u32::MAX),
-                            };
+                            if source.topic != topic {
+                                source.topic = topic.to_owned();
+                            }
+                            source.partition = m.partition();
+                            source.offset = m.offset();
+                            source.index = u32::try_from(index).unwrap_or(u32::MAX);
                             routed::encode(f, &source, &mut value);
                             send(
                                 &producer,

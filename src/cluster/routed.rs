@@ -79,9 +79,16 @@ impl From<WireError> for RoutedError {
 /// The record key of a flow whose asset is `asset`: its address bytes (4
 /// for IPv4, 16 for IPv6).
 pub fn key(asset: IpAddr) -> Vec<u8> {
+    let mut key = Vec::with_capacity(16);
+    put_key(asset, &mut key);
+    key
+}
+
+/// Appends [`key`] of `asset` to `out` (the route loop reuses one buffer).
+pub fn put_key(asset: IpAddr, out: &mut Vec<u8>) {
     match asset {
-        IpAddr::V4(a) => a.octets().to_vec(),
-        IpAddr::V6(a) => a.octets().to_vec(),
+        IpAddr::V4(a) => out.extend_from_slice(&a.octets()),
+        IpAddr::V6(a) => out.extend_from_slice(&a.octets()),
     }
 }
 
