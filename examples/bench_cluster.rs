@@ -174,16 +174,20 @@ fn main() -> anyhow::Result<()> {
         let counted = watch_counting(&broker, &instances, records.len())?;
         let rate = counted.rate();
         rates.push((count, rate));
-        let base = rates[0].1;
+        let rated = match (rate, rates[0].1) {
+            (Some(rate), Some(base)) => format!(
+                "{rate:.0} flows/s counted up to 90 %; {:.2} x the first pass, {:.2} x per instance",
+                rate / base,
+                rate / base / (count as f64 / args.instances[0] as f64),
+            ),
+            _ => "too short to rate (produce more --records)".to_owned(),
+        };
         println!(
-            "{count} instance(s): {:.0} flows/s counted up to 90 % ({} flows, first counted after {:.2} s, by every instance after {:.2} s, all after {:.2} s); {:.2} x the first pass, {:.2} x per instance",
-            rate,
+            "{count} instance(s): {rated} ({} flows, first counted after {:.2} s, by every instance after {:.2} s, all after {:.2} s)",
             counted.total,
             counted.first.as_secs_f64(),
             counted.all_counting.as_secs_f64(),
             counted.last.as_secs_f64(),
-            rate / base,
-            rate / base / (count as f64 / args.instances[0] as f64),
         );
         if pass + 1 == args.instances.len() {
             last = Some((broker, instances));
@@ -532,10 +536,13 @@ impl Counted {
     /// instance counts, if later: a pass is not judged on the seconds one
     /// instance counts alone while the group settles) to 90 %, each moment
     /// interpolated between the two reads around it.
-    fn rate(&self) -> f64 {
+    /// `None` when that window spans fewer than four reads: too short
+    /// to rate (produce more `--records`).
+    fn rate(&self) -> Option<f64> {
         let from = self.time_at(0.1).max(self.all_counting.as_secs_f64());
         let to = self.time_at(0.9);
-        (0.9 * self.total as f64 - self.count_at(from)) / (to - from).max(1e-3)
+        (to - from >= 4.0 * WATCH_INTERVAL.as_secs_f64())
+            .then(|| (0.9 * self.total as f64 - self.count_at(from)) / (to - from))
     }
 
     /// The moment `share` of the total was counted.
