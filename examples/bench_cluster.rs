@@ -40,12 +40,17 @@
 //!
 //! ```text
 //! cargo build --release --bins --example bench_cluster
-//! target/release/examples/bench_cluster                      # 1 and 2 instances, 2 M records; freshness; restore at 100 k
-//! target/release/examples/bench_cluster --records 200000 --samples 50 --restore-endpoints 10000
+//! target/release/examples/bench_cluster --partitions 64   # 1 and 2 instances, 2 M records; freshness; restore at 100 k
+//! target/release/examples/bench_cluster --records 200000 --samples 50 --restore-endpoints 10000  # a short run
 //! ```
 //!
+//! The throughput passes run against the mock cluster (`--broker`), the
+//! restore pass against tansu (`--restore-broker`): a changelog partition
+//! of 100 k endpoints is larger than the 5 MiB the mock cluster keeps.
+//!
 //! The broker and the instances are this build's binaries beside the
-//! example (`target/release/exposure`, `exposure-mock-broker`); everything
+//! example (`target/release/exposure`, `exposure-mock-broker`; tansu as
+//! the tests find it); everything
 //! listens on 127.0.0.1 and stops with the bench.
 
 #[path = "bench_kafka/support.rs"]
@@ -113,9 +118,13 @@ struct Args {
     /// this less one second, so it bounds the restore pass's move.
     #[arg(long)]
     session_timeout_ms: Option<u32>,
-    /// The broker process of every pass.
+    /// The broker process of the throughput passes.
     #[arg(long, value_enum, default_value_t = BrokerKind::Mock)]
     broker: BrokerKind,
+    /// The broker process of the restore pass (the mock cluster keeps too
+    /// little of a partition for a changelog of 100 k endpoints).
+    #[arg(long, value_enum, default_value_t = BrokerKind::Tansu)]
+    restore_broker: BrokerKind,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -686,8 +695,8 @@ fn restore(endpoints: usize, args: &Args, cores: usize) -> anyhow::Result<()> {
         encode_goflow2_pb(&flow, &mut record);
         records.push(record);
     }
-    let flow_partitions = flow_partitions(args.broker, &records, 1);
-    let broker = Broker::start(args.broker, flow_partitions, 1)?;
+    let flow_partitions = flow_partitions(args.restore_broker, &records, 1);
+    let broker = Broker::start(args.restore_broker, flow_partitions, 1)?;
     produce(&broker.bootstrap, &records, flow_partitions)?;
     broker.check_nothing_deleted(FLOWS)?;
     let mut a = Instance::start(
@@ -722,7 +731,8 @@ fn restore(endpoints: usize, args: &Args, cores: usize) -> anyhow::Result<()> {
         .unwrap_or("")
         .to_owned();
     println!(
-        "restore, one partition of {open} open endpoints ({} flows counted from {} records): {:.3} s (exposure_cluster_restore_duration_seconds on the instance taking over; {:.2} s from SIGTERM of the owner to the partition held, session.timeout.ms {})",
+        "restore ({:?}), one partition of {open} open endpoints ({} flows counted from {} records): {:.3} s (exposure_cluster_restore_duration_seconds on the instance taking over; {:.2} s from SIGTERM of the owner to the partition held, session.timeout.ms {})",
+        args.restore_broker,
         counted.total,
         records.len(),
         took,
