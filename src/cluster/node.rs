@@ -32,6 +32,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -102,27 +103,7 @@ pub async fn ensure_topics(
         .create()
         .context("creating the kafka admin client")?;
     let wanted = i32::try_from(cluster.partitions).unwrap_or(i32::MAX);
-    let mut missing = Vec::new();
-    for topic in [&names.by_asset, &names.changelog] {
-        let metadata = admin
-            .inner()
-            .fetch_metadata(Some(topic), METADATA_TIMEOUT)
-            .with_context(|| format!("cluster: cannot read the metadata of topic {topic}"))?;
-        match metadata.topics().iter().find(|t| t.name() == topic) {
-            Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
-                let found = t.partitions().len();
-                anyhow::ensure!(
-                    found == cluster.partitions as usize,
-                    "cluster.partitions = {wanted}, but topic {topic} has {found} partitions; \
-                     set cluster.partitions = {found}, or delete the group's internal topics \
-                     ({}, {}) to start the group over",
-                    names.by_asset,
-                    names.changelog
-                );
-            }
-            _ => missing.push(topic.as_str()),
-        }
-    }
+    let missing = missing_topics(&admin, cluster, names)?;
     if missing.is_empty() {
         return Ok(());
     }
@@ -141,6 +122,7 @@ pub async fn ensure_topics(
         .create_topics(&topics, &AdminOptions::new())
         .await
         .with_context(|| format!("cluster: cannot create topics {missing:?}"))?;
+    let mut raced = false;
     for result in results {
         match result {
             Ok(topic) => info!(
@@ -148,6 +130,15 @@ pub async fn ensure_topics(
                 partitions = wanted,
                 "cluster: internal topic created"
             ),
+            // Instances started together race to create the topics: the
+            // one that loses checks what the winner made.
+            Err((topic, RDKafkaErrorCode::TopicAlreadyExists)) => {
+                info!(
+                    topic,
+                    "cluster: internal topic created meanwhile by another instance"
+                );
+                raced = true;
+            }
             Err((topic, code)) => anyhow::bail!(
                 "cluster: cannot create topic {topic} ({code}); create it with \
                  cluster.partitions = {wanted} partitions (the changelog with \
@@ -155,7 +146,54 @@ pub async fn ensure_topics(
             ),
         }
     }
+    if raced {
+        let deadline = Instant::now() + METADATA_TIMEOUT;
+        loop {
+            let still = missing_topics(&admin, cluster, names)?;
+            if still.is_empty() {
+                break;
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "cluster: topics {still:?} exist, by the broker's word, but have no partitions \
+                 after {METADATA_TIMEOUT:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
     Ok(())
+}
+
+/// The internal topics that do not exist yet; an error names one that
+/// exists with another partition count than `cluster.partitions`.
+fn missing_topics<'a>(
+    admin: &AdminClient<DefaultClientContext>,
+    cluster: &ClusterConfig,
+    names: &'a Names,
+) -> anyhow::Result<Vec<&'a str>> {
+    let mut missing = Vec::new();
+    for topic in [&names.by_asset, &names.changelog] {
+        let metadata = admin
+            .inner()
+            .fetch_metadata(Some(topic), METADATA_TIMEOUT)
+            .with_context(|| format!("cluster: cannot read the metadata of topic {topic}"))?;
+        match metadata.topics().iter().find(|t| t.name() == topic) {
+            Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
+                let found = t.partitions().len();
+                anyhow::ensure!(
+                    found == cluster.partitions as usize,
+                    "cluster.partitions = {}, but topic {topic} has {found} partitions; \
+                     set cluster.partitions = {found}, or delete the group's internal topics \
+                     ({}, {}) to start the group over",
+                    cluster.partitions,
+                    names.by_asset,
+                    names.changelog
+                );
+            }
+            _ => missing.push(topic.as_str()),
+        }
+    }
+    Ok(missing)
 }
 
 /// Remembers the first failed delivery of a producer.
