@@ -86,6 +86,17 @@ fn instance(bootstrap: &str, flows: &str, group: &str) -> Service {
     Service::start_opts(bootstrap, &[flows], group, &cluster_section(), &opts)
 }
 
+/// A broker with fresh flow and group names, and `n` instances of the
+/// group: (broker, flow topic, group id, instances).
+fn start_group(n: usize) -> (MockBroker, String, String, Vec<Service>) {
+    let (flows, group) = (rand_name("flows"), rand_name("group"));
+    let broker = broker(&flows, &group);
+    let instances = (0..n)
+        .map(|_| instance(&broker.bootstrap, &flows, &group))
+        .collect();
+    (broker, flows, group, instances)
+}
+
 /// The open-port answer, or `None` for a 503 `ServiceUnavailable` (the
 /// instance has not read the group's state yet). Anything else fails.
 fn answer(service: &Service) -> Option<serde_json::Value> {
@@ -242,11 +253,7 @@ fn without_request_id(mut answer: serde_json::Value) -> serde_json::Value {
 #[test]
 fn three_instances_answer_exactly_what_one_instance_counts() {
     let _serial = one_at_a_time();
-    let (flows, group) = (rand_name("flows"), rand_name("group"));
-    let broker = broker(&flows, &group);
-    let instances: Vec<Service> = (0..3)
-        .map(|_| instance(&broker.bootstrap, &flows, &group))
-        .collect();
+    let (broker, flows, group, instances) = start_group(3);
     let single = Service::start(&broker.bootstrap, &[&flows], &rand_name("single"), "");
     let (records, expected) = workload(11, 6_000, 60);
     produce(&batching_producer(&broker.bootstrap), &flows, &records);
@@ -267,11 +274,7 @@ fn three_instances_answer_exactly_what_one_instance_counts() {
 #[test]
 fn kill_9_sigterm_and_a_broker_outage_lose_and_double_nothing() {
     let _serial = one_at_a_time();
-    let (flows, group) = (rand_name("flows"), rand_name("group"));
-    let mut broker = broker(&flows, &group);
-    let mut instances: Vec<Service> = (0..3)
-        .map(|_| instance(&broker.bootstrap, &flows, &group))
-        .collect();
+    let (mut broker, flows, _, mut instances) = start_group(3);
     let (records, expected) = workload(12, 20_000, 60);
     // The records go on in waves while one instance is killed and another
     // stopped, each after it has routed and counted part of the stream.
@@ -355,11 +358,7 @@ fn internal_topics_with_another_partition_count_stop_the_start_naming_them() {
 #[test]
 fn an_instance_joining_and_one_leaving_mid_stream_lose_and_double_nothing() {
     let _serial = one_at_a_time();
-    let (flows, group) = (rand_name("flows"), rand_name("group"));
-    let broker = broker(&flows, &group);
-    let mut instances: Vec<Service> = (0..2)
-        .map(|_| instance(&broker.bootstrap, &flows, &group))
-        .collect();
+    let (broker, flows, group, mut instances) = start_group(2);
     let (records, expected) = workload(13, 12_000, 50);
     let producing = produce_in_waves(&broker, &flows, records, 1_500, 150);
     wait_until_consuming(&instances[0], "instance 0");
@@ -385,11 +384,7 @@ fn an_instance_joining_and_one_leaving_mid_stream_lose_and_double_nothing() {
 #[test]
 fn the_partitions_of_a_stopped_instance_are_restored_at_once_with_no_new_record() {
     let _serial = one_at_a_time();
-    let (flows, group) = (rand_name("flows"), rand_name("group"));
-    let broker = broker(&flows, &group);
-    let mut instances: Vec<Service> = (0..2)
-        .map(|_| instance(&broker.bootstrap, &flows, &group))
-        .collect();
+    let (broker, flows, _, mut instances) = start_group(2);
     let (records, expected) = workload(14, 4_000, 40);
     produce(&batching_producer(&broker.bootstrap), &flows, &records);
     let all: Vec<&Service> = instances.iter().collect();

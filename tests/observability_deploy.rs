@@ -154,6 +154,17 @@ fn every_mounted_file_exists_and_every_named_volume_is_declared() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
+/// The scrape job the alerts name (`up{job="exposure"}`) in a Prometheus
+/// config.
+fn exposure_scrape_job(config: &Value) -> &Value {
+    config["scrape_configs"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|j| j["job_name"] == "exposure")
+        .expect("a scrape job named exposure (the alerts use up{job=\"exposure\"})")
+}
+
 /// The container path `path` is served from, given a service's mounts.
 fn host_file(service: &Value, container_path: &str) -> Option<PathBuf> {
     mounts(service).into_iter().find_map(|(host, container)| {
@@ -184,12 +195,7 @@ fn prometheus_loads_the_shipped_rules_and_scrapes_the_service() {
         assert_eq!(host, repo("./config/prometheus/alerts.yml"));
     }
     // The scrape job the alerts name targets the exposure service's port.
-    let job = config["scrape_configs"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .find(|j| j["job_name"] == "exposure")
-        .expect("a scrape job named exposure (the alerts use up{job=\"exposure\"})");
+    let job = exposure_scrape_job(&config);
     let targets = str_list(&job["static_configs"][0]["targets"]);
     let listen = environment(&compose["services"]["exposure"])["EXPOSURE__API__LISTEN"].clone();
     let port = listen.rsplit(':').next().unwrap();
@@ -326,12 +332,7 @@ fn the_cluster_profile_runs_three_instances_of_one_group_each_advertising_itself
     assert_eq!(host_ports.len(), 3, "a host port each: {host_ports:?}");
     // Prometheus finds the instances by name, under the job the alerts use.
     let config = yaml("config/prometheus/prometheus.yml");
-    let job = config["scrape_configs"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .find(|j| j["job_name"] == "exposure")
-        .expect("job exposure");
+    let job = exposure_scrape_job(&config);
     let names = str_list(&job["dns_sd_configs"][0]["names"]);
     assert_eq!(
         names,

@@ -443,21 +443,23 @@ pub fn count(
         let stopping = stop.is_cancelled();
         let polled = (!stopping).then(|| consumer.poll(POLL)).flatten();
         // Moves are heard inside `poll`, before any record after them.
-        for moved in consumer.context().take_moves() {
+        let moves = consumer.context().take_moves();
+        for &moved in &moves {
             match moved {
                 Move::Assigned(partition) => {
                     if let Entry::Vacant(given) = owners.entry(partition) {
                         given.insert(restore(config, catalog, names, partition, metrics)?);
-                        metrics.partitions_held.inc();
                     }
                 }
                 Move::Revoked(partition) => {
                     if owners.remove(&partition).is_some() {
-                        metrics.partitions_held.dec();
                         info!(partition, "cluster count: partition moved away");
                     }
                 }
             }
+        }
+        if !moves.is_empty() {
+            set_held(metrics, &owners);
         }
         if let Some(polled) = polled {
             match polled {
@@ -467,9 +469,10 @@ pub fn count(
                         Entry::Occupied(held) => held.into_mut(),
                         // Forgotten after a failed flush: restored again.
                         Entry::Vacant(given) => {
-                            let owner = restore(config, catalog, names, partition, metrics)?;
+                            let owner =
+                                given.insert(restore(config, catalog, names, partition, metrics)?);
                             metrics.partitions_held.inc();
-                            given.insert(owner)
+                            owner
                         }
                     };
                     let offset = m.offset();
@@ -526,9 +529,7 @@ pub fn count(
                 metrics,
                 stopping,
             );
-            metrics
-                .partitions_held
-                .set(i64::try_from(owners.len()).unwrap_or(i64::MAX));
+            set_held(metrics, &owners);
         }
         if last_maintenance.elapsed() >= MAINTENANCE_INTERVAL {
             last_maintenance = Instant::now();
@@ -540,6 +541,13 @@ pub fn count(
             return Ok(());
         }
     }
+}
+
+/// Sets `exposure_cluster_partitions_held` to the partitions counted here.
+fn set_held(metrics: &ClusterMetrics, owners: &HashMap<i32, Owner>) {
+    metrics
+        .partitions_held
+        .set(i64::try_from(owners.len()).unwrap_or(i64::MAX));
 }
 
 /// Flushes every partition that counted something since its last flush,
