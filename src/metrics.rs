@@ -161,6 +161,8 @@ pub struct ClusterMetrics {
     pub restore_seconds: Gauge,
     /// Changelog records the replica ignored as stale.
     pub stale_records: IntCounter,
+    /// Partitions counted here that another instance claimed, claimed back.
+    pub fenced: IntCounter,
     /// `exposure_kafka_consumer_lag`, `exposure_kafka_next_offset` and
     /// `exposure_kafka_connected`, which the cluster consumers report for
     /// the flow topics and the internal topics alike.
@@ -471,7 +473,11 @@ impl Metrics {
             ),
             stale_records: int_counter(
                 "exposure_cluster_stale_records_total",
-                "Changelog records ignored because a newer epoch of their partition was read already.",
+                "Changelog records ignored because a newer generation of their partition was read already.",
+            ),
+            fenced: int_counter(
+                "exposure_cluster_fenced_total",
+                "Partitions counted here that another instance claimed, claimed back here (what was not flushed is counted again).",
             ),
             kafka_lag: kafka_lag.clone(),
             kafka_next_offset: kafka_next_offset.clone(),

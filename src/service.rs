@@ -335,6 +335,7 @@ fn start_cluster(
         health,
     } = handles;
     let metrics = metrics.cluster.clone();
+    let claims = Arc::new(node::Claims::new(config.cluster.partitions));
     health.set_assigned(true);
     let config = Arc::new(config.clone());
     {
@@ -351,21 +352,22 @@ fn start_cluster(
         })?;
     }
     {
-        let (config, catalog, names, metrics, stop) = (
+        let (config, catalog, names, claims, metrics, stop) = (
             config.clone(),
             catalog.clone(),
             names.clone(),
+            claims.clone(),
             metrics.clone(),
             stop.clone(),
         );
         tasks.spawn_thread(CLUSTER_COUNT_TASK, move || {
-            node::count(&config, &catalog, &names, &metrics, &stop)
+            node::count(&config, &catalog, &names, &claims, &metrics, &stop)
         })?;
     }
     let (engine, health, names, stop) =
         (engine.clone(), health.clone(), names.clone(), stop.clone());
     tasks.spawn_thread(CLUSTER_REPLICA_TASK, move || {
-        node::replica(&config, &engine, &health, &names, &metrics, &stop)
+        node::replica(&config, &engine, &health, &names, &claims, &metrics, &stop)
     })?;
     Ok(())
 }

@@ -306,6 +306,41 @@ fn kill_9_sigterm_and_a_broker_outage_lose_and_double_nothing() {
 }
 
 #[test]
+fn an_instance_paused_past_its_session_and_resumed_loses_and_doubles_nothing() {
+    let _serial = one_at_a_time();
+    let (broker, flows, _, instances) = start_group(2);
+    let (records, expected) = workload(15, 16_000, 50);
+    let producing = produce_in_waves(&broker, &flows, records, 1_000, 100);
+    wait_until_consuming(&instances[0], "instance 0");
+    // Paused mid-stream, the first instance misses its session: the group
+    // gives its partitions to the second, which claims them. Resumed, the
+    // first still holds what it counted and flushes it before it hears
+    // that it lost them.
+    instances[0].pause();
+    let taker = &instances[1];
+    let deadline = Instant::now() + CONVERGE_WITHIN;
+    while taker.metric("exposure_cluster_partitions_held") != Some(f64::from(PARTITIONS)) {
+        assert!(
+            Instant::now() < deadline,
+            "the running instance never took every partition:\n{}",
+            taker.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    instances[0].resume();
+    producing.join().expect("every record produced");
+    let all: Vec<&Service> = instances.iter().collect();
+    wait_for_exact(&all, &expected, "after a pause past the session");
+    for service in &instances {
+        service.assert_totals_stay(
+            Duration::from_secs(1),
+            &expected,
+            "nothing counted twice later",
+        );
+    }
+}
+
+#[test]
 fn a_broken_cluster_section_is_refused_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     for (section, key) in [

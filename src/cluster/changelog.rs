@@ -12,39 +12,57 @@
 //! cell's value is absolute: applying it sets the cell, so a record read
 //! twice changes nothing.
 //!
-//! ## Epochs, markers and slots
+//! ## Generations, claims and fencing
 //!
-//! The counting instance writes the cells changed since its last flush,
-//! then a closing marker carrying the flush's epoch, the next offset of
-//! the routing partition to count, the partition's event clock and the
-//! highest source position applied per source partition
-//! ([`super::replay::Applied`]). A flush counts only once its marker is
-//! written: records after the last marker belong to a flush that may never
-//! close (the instance died), and are held back until a marker closes
-//! them.
+//! Each owner of a partition writes under a generation of its own, part of
+//! every key it writes. A new owner takes over in four steps:
+//!
+//! 1. it reads the partition to its end;
+//! 2. it writes a *claim* of the next generation (one above every
+//!    generation read) and reads on until it reads its own claim back;
+//! 3. it writes its whole state again, as one flush, under its generation;
+//! 4. once that flush is delivered, it deletes (with tombstones) every key
+//!    of an older generation that it read.
+//!
+//! The log's order decides: once a claim is read, every record of an older
+//! generation after it is stale and ignored, and the cells read since the
+//! last marker are dropped (their flush can no longer close). A previous
+//! owner that has not noticed it lost the partition (a zombie) therefore
+//! changes nothing for any reader. As it writes under keys of its own
+//! generation, compaction cannot drop the new owner's records in favour
+//! of its late ones either. A claim that loses a race (another claim of
+//! the same generation was read first) is refused, and its writer claims
+//! again above it.
+//!
+//! ## Markers and slots
+//!
+//! The owner writes the cells changed since its last flush, then a closing
+//! marker carrying the next offset of the routing partition to count, the
+//! partition's event clock and the highest source position applied per
+//! source partition ([`super::replay::Applied`]). A flush counts only once
+//! its marker is written: records after the last marker belong to a flush
+//! that may never close (the owner died), and are held back until a marker
+//! closes them.
 //!
 //! A crash mid-flush must not destroy the last closed value of a cell
-//! that compaction might then drop. So each cell has two keys, slots 0
-//! and 1, and a flush writes a cell in the slot that does not hold its
-//! last written value. A new owner rewrites, in its first flush, every
-//! cell of the unclosed flush it found, in the slot that flush used, with
-//! the value it restored. Hence, after any closed marker, the last record
-//! of each cell (either slot) up to it is valid, and a reader that applies
-//! the last record of each cell once a marker closes it holds exactly the
-//! state the marker's offsets describe.
-//!
-//! Epochs only grow: a new owner starts above every epoch it read, and a
-//! record of an epoch below the highest read (a previous owner that did
-//! not know it had lost the partition) is stale and ignored.
+//! that compaction might then drop. So within a generation each cell has
+//! two keys, slots 0 and 1, and a flush writes a cell in the slot that
+//! does not hold its last written value. After any closed marker, the
+//! last record of each cell (either slot) up to it is valid, and a reader
+//! that applies the last record of each cell once a marker closes it holds
+//! exactly the state the marker's offsets describe. The next owner
+//! rewrites everything under a new generation, so an unclosed flush's
+//! cells are never read again once it has.
 //!
 //! ## Records
 //!
 //! ```text
-//! key    kind u8 (1 fields, 2 day, 3 probes, 4 marker), then for a cell:
-//!        slot u8, and the endpoint (family u8 4/6, address, port u16 BE,
-//!        protocol number u8) and for a day its first hour u32 BE, or the
-//!        port slot u32 BE of probes
-//! value  version u8 = 1, epoch varint, then
+//! key    kind u8 (1 fields, 2 day, 3 probes, 4 marker, 5 claim),
+//!        generation varint, then for a cell: slot u8, and the endpoint
+//!        (family u8 4/6, address, port u16 BE, protocol number u8) and for
+//!        a day its first hour u32 BE, or the port slot u32 BE of probes
+//! value  empty: a tombstone (the key was rewritten under a newer
+//!        generation); else version u8 = 2, then
 //!        fields: held u8; if held: open u8, last seen s varint,
 //!                peers 65 bytes, label (u8 0/1, then varint length + UTF-8)
 //!        day:    the buckets (u32 LE count, 20 bytes each, as a checkpoint)
@@ -52,9 +70,10 @@
 //!        marker: next offset varint, clock ms zigzag varint, seen any u8,
 //!                source positions (count varint; topic, partition,
 //!                offset, index each)
+//!        claim:  the claimant's nonce u64 BE
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use smallvec::SmallVec;
@@ -68,12 +87,12 @@ use crate::state::series::day_start;
 use crate::state::{DayCell, Engine, Meta, MetaChange, Peers, Series};
 
 /// The only version written and read.
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 const FIELDS: u8 = 1;
 const DAY: u8 = 2;
 const PROBES: u8 = 3;
 const MARKER: u8 = 4;
-
+const CLAIM: u8 = 5;
 /// What a changelog record's key names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Cell {
@@ -98,7 +117,8 @@ pub enum Body {
 /// A flush's closing record.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Marker {
-    pub epoch: u64,
+    /// The generation of the owner that wrote it.
+    pub generation: u64,
     /// The next offset of the routing partition to count.
     pub next_offset: i64,
     /// The partition's event clock (UNIX ms) and whether it saw a flow.
@@ -108,26 +128,39 @@ pub struct Marker {
     pub applied: Vec<SourcePosition>,
 }
 
-/// One changelog record, read.
+/// One changelog record, read: its generation (from the key) and what it
+/// holds.
 #[derive(Clone, Debug)]
 pub enum Entry {
     Cell {
         cell: Cell,
         slot: bool,
-        epoch: u64,
+        generation: u64,
         body: Body,
     },
     Marker(Marker),
+    /// A new owner's claim of the partition: `nonce` tells the claimant
+    /// its own claim when it reads it back.
+    Claim {
+        generation: u64,
+        nonce: u64,
+    },
+    /// A deleted key (of an older generation than its writer's).
+    Tombstone,
 }
 
 /// Why a changelog record could not be read. The topic is written only by
-/// `exposure` itself, so any of these means another producer, a newer
+/// `exposure` itself, so any of these means another producer, another
 /// version, or a damaged record.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ChangelogError {
     #[error("changelog record key: {0}")]
     Key(&'static str),
-    #[error("changelog record version {0} is not 1 (written by a newer exposure?)")]
+    #[error(
+        "changelog record version {0} is not {VERSION} (written by another version of exposure; \
+         delete the changelog topic and let the instances restore it from the routing topic's \
+         retention, or run the version that wrote it)"
+    )]
     Version(u8),
     #[error("changelog record value: {0}")]
     Wire(#[from] WireError),
@@ -137,18 +170,20 @@ pub enum ChangelogError {
     Trailing(usize),
 }
 
-/// A changelog record as written: key and value.
+/// A changelog record as written: key and value (empty for a tombstone).
 pub type Record = (Vec<u8>, Vec<u8>);
 
-/// The key of `cell` in `slot`.
-pub fn cell_key(cell: &Cell, slot: bool) -> Vec<u8> {
-    let mut key = Vec::with_capacity(28);
+/// The key of `cell` in `slot`, in `generation`.
+pub fn cell_key(generation: u64, cell: &Cell, slot: bool) -> Vec<u8> {
+    let mut key = Vec::with_capacity(32);
     let kind = match cell {
         Cell::Fields(_) => FIELDS,
         Cell::Day(..) => DAY,
         Cell::Probes(_) => PROBES,
     };
-    key.extend_from_slice(&[kind, u8::from(slot)]);
+    key.push(kind);
+    put_varint(&mut key, generation);
+    key.push(u8::from(slot));
     match cell {
         Cell::Fields(endpoint) => put_endpoint(&mut key, endpoint),
         Cell::Day(endpoint, day) => {
@@ -160,9 +195,20 @@ pub fn cell_key(cell: &Cell, slot: bool) -> Vec<u8> {
     key
 }
 
-/// The key of every marker of a partition (compaction keeps the last).
-pub fn marker_key() -> Vec<u8> {
-    vec![MARKER]
+/// The key of every marker of a generation (compaction keeps the last).
+pub fn marker_key(generation: u64) -> Vec<u8> {
+    let mut key = vec![MARKER];
+    put_varint(&mut key, generation);
+    key
+}
+
+/// The record of a claim of `generation`.
+pub fn claim_record(generation: u64, nonce: u64) -> Record {
+    let mut key = vec![CLAIM];
+    put_varint(&mut key, generation);
+    let mut value = vec![VERSION];
+    value.extend_from_slice(&nonce.to_be_bytes());
+    (key, value)
 }
 
 fn put_endpoint(out: &mut Vec<u8>, endpoint: &Endpoint) {
@@ -181,9 +227,8 @@ fn put_endpoint(out: &mut Vec<u8>, endpoint: &Endpoint) {
 }
 
 /// The value of a cell's record.
-pub fn cell_value(epoch: u64, body: &Body) -> Vec<u8> {
+pub fn cell_value(body: &Body) -> Vec<u8> {
     let mut out = vec![VERSION];
-    put_varint(&mut out, epoch);
     match body {
         Body::Fields(None) => out.push(0),
         Body::Fields(Some(meta)) => {
@@ -204,10 +249,9 @@ pub fn cell_value(epoch: u64, body: &Body) -> Vec<u8> {
     out
 }
 
-/// The value of a marker's record.
+/// The value of a marker's record (its generation is in its key).
 pub fn marker_value(marker: &Marker) -> Vec<u8> {
     let mut out = vec![VERSION];
-    put_varint(&mut out, marker.epoch);
     put_varint(&mut out, marker.next_offset.max(0) as u64);
     put_varint(&mut out, zigzag(marker.clock_ms));
     out.push(u8::from(marker.seen_any));
@@ -221,59 +265,79 @@ pub fn marker_value(marker: &Marker) -> Vec<u8> {
     out
 }
 
+/// The generation a changelog key names.
+pub fn key_generation(key: &[u8]) -> Result<u64, ChangelogError> {
+    let mut k = Wire::new(key);
+    k.u8("kind")?;
+    Ok(k.varint("generation")?)
+}
+
 /// Reads a changelog record.
 pub fn decode(key: &[u8], value: &[u8]) -> Result<Entry, ChangelogError> {
-    let (&kind, rest) = key.split_first().ok_or(ChangelogError::Key("empty"))?;
+    let mut k = Wire::new(key);
+    let kind = k.u8("kind").map_err(|_| ChangelogError::Key("empty"))?;
+    if !(FIELDS..=CLAIM).contains(&kind) {
+        return Err(ChangelogError::Key("unknown kind"));
+    }
+    let generation = k.varint("generation")?;
+    if value.is_empty() {
+        return Ok(Entry::Tombstone);
+    }
     let mut v = Wire::new(value);
     let version = v.u8("version")?;
     if version != VERSION {
         return Err(ChangelogError::Version(version));
     }
-    let epoch = v.varint("epoch")?;
-    let entry = if kind == MARKER {
-        if !rest.is_empty() {
-            return Err(ChangelogError::Key("marker key longer than its kind"));
-        }
-        Entry::Marker(read_marker(epoch, &mut v)?)
-    } else {
-        let mut k = Wire::new(rest);
-        let slot = match k.u8("slot")? {
-            0 => false,
-            1 => true,
-            _ => return Err(ChangelogError::Key("slot is not 0 or 1")),
-        };
-        let cell = match kind {
-            FIELDS => Cell::Fields(read_endpoint(&mut k)?),
-            DAY => {
-                let endpoint = read_endpoint(&mut k)?;
-                let day = u32::from_be_bytes(k.take::<4>("day")?);
-                if day_start(day) != day {
-                    return Err(ChangelogError::Key("day is not the first hour of a day"));
-                }
-                Cell::Day(endpoint, day)
+    let entry = match kind {
+        MARKER | CLAIM => {
+            if k.left() != 0 {
+                return Err(ChangelogError::Key("longer than its generation"));
             }
-            PROBES => {
-                let slot = u32::from_be_bytes(k.take::<4>("port slot")?);
-                if !crate::state::is_port_slot(slot) {
-                    return Err(ChangelogError::Key("port slot out of range"));
-                }
-                Cell::Probes(slot)
+            if kind == MARKER {
+                Entry::Marker(read_marker(generation, &mut v)?)
+            } else {
+                let nonce = u64::from_be_bytes(v.take::<8>("nonce")?);
+                Entry::Claim { generation, nonce }
             }
-            _ => return Err(ChangelogError::Key("unknown kind")),
-        };
-        if k.left() != 0 {
-            return Err(ChangelogError::Key("longer than its cell"));
         }
-        let body = match cell {
-            Cell::Fields(_) => Body::Fields(read_fields(&mut v)?),
-            Cell::Day(_, day) => Body::Day(read_day(day, &mut v)?),
-            Cell::Probes(_) => Body::Probes(v.varint("probes")?),
-        };
-        Entry::Cell {
-            cell,
-            slot,
-            epoch,
-            body,
+        _ => {
+            let slot = match k.u8("slot")? {
+                0 => false,
+                1 => true,
+                _ => return Err(ChangelogError::Key("slot is not 0 or 1")),
+            };
+            let cell = match kind {
+                FIELDS => Cell::Fields(read_endpoint(&mut k)?),
+                DAY => {
+                    let endpoint = read_endpoint(&mut k)?;
+                    let day = u32::from_be_bytes(k.take::<4>("day")?);
+                    if day_start(day) != day {
+                        return Err(ChangelogError::Key("day is not the first hour of a day"));
+                    }
+                    Cell::Day(endpoint, day)
+                }
+                _ => {
+                    let slot = u32::from_be_bytes(k.take::<4>("port slot")?);
+                    if !crate::state::is_port_slot(slot) {
+                        return Err(ChangelogError::Key("port slot out of range"));
+                    }
+                    Cell::Probes(slot)
+                }
+            };
+            if k.left() != 0 {
+                return Err(ChangelogError::Key("longer than its cell"));
+            }
+            let body = match cell {
+                Cell::Fields(_) => Body::Fields(read_fields(&mut v)?),
+                Cell::Day(_, day) => Body::Day(read_day(day, &mut v)?),
+                Cell::Probes(_) => Body::Probes(v.varint("probes")?),
+            };
+            Entry::Cell {
+                cell,
+                slot,
+                generation,
+                body,
+            }
         }
     };
     if v.left() != 0 {
@@ -326,7 +390,7 @@ fn read_day(day: u32, v: &mut Wire) -> Result<Series, ChangelogError> {
     Ok(buckets)
 }
 
-fn read_marker(epoch: u64, v: &mut Wire) -> Result<Marker, ChangelogError> {
+fn read_marker(generation: u64, v: &mut Wire) -> Result<Marker, ChangelogError> {
     let next_offset = i64::try_from(v.varint("next offset")?)
         .map_err(|_| WireError::OutOfRange("next offset"))?;
     let clock_ms = unzigzag(v.varint("clock")?);
@@ -349,7 +413,7 @@ fn read_marker(epoch: u64, v: &mut Wire) -> Result<Marker, ChangelogError> {
         });
     }
     Ok(Marker {
-        epoch,
+        generation,
         next_offset,
         clock_ms,
         seen_any,
@@ -361,37 +425,18 @@ fn read_marker(epoch: u64, v: &mut Wire) -> Result<Marker, ChangelogError> {
 /// and the next flush's records.
 #[derive(Debug)]
 pub struct Flusher {
-    epoch: u64,
+    generation: u64,
     /// Endpoints with flows applied since the last flush, and the days
     /// those flows fell in.
     dirty: HashMap<Endpoint, SmallVec<[u32; 2]>>,
-    /// Cells of an unclosed flush found at restore, with the slot it wrote
-    /// them in: the first flush writes them there again.
-    abandoned: Vec<(Cell, bool)>,
     /// Probes per port slot as last written, and the slot written.
     probes: HashMap<u32, (u64, bool)>,
 }
 
-impl Default for Flusher {
-    fn default() -> Self {
-        Flusher {
-            epoch: 1,
-            dirty: HashMap::new(),
-            abandoned: Vec::new(),
-            probes: HashMap::new(),
-        }
-    }
-}
-
 impl Flusher {
-    /// A flusher for a partition nobody counted before.
-    pub fn new() -> Self {
-        Flusher::default()
-    }
-
-    /// The epoch of the next flush.
-    pub fn epoch(&self) -> u64 {
-        self.epoch
+    /// The generation this flusher writes under.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// Notes that a flow falling in `hour` was applied to `endpoint`.
@@ -401,6 +446,15 @@ impl Flusher {
         if !days.contains(&day) {
             days.push(day);
         }
+    }
+
+    /// Notes every cell `engine` holds as changed, so that the next flush
+    /// writes the whole state.
+    fn touch_all(&mut self, engine: &Engine) {
+        engine.for_each(|endpoint, state| {
+            self.dirty.insert(*endpoint, state.series.days().collect());
+        });
+        self.probes.clear();
     }
 
     /// Appends the records of one flush to `out`: the cells changed in
@@ -417,57 +471,15 @@ impl Flusher {
         applied: &Applied,
         out: &mut Vec<Record>,
     ) -> Marker {
-        let epoch = self.epoch;
+        let generation = self.generation;
         let mut cell = |cell: Cell, slot: bool, body: Body| {
-            out.push((cell_key(&cell, slot), cell_value(epoch, &body)));
+            out.push((cell_key(generation, &cell, slot), cell_value(&body)));
         };
-        // Cells of an abandoned flush go back where it wrote them: their
-        // slots are set to the other one, so the writes below flip onto it.
-        let mut forced: HashMap<Cell, bool> = HashMap::new();
-        for (abandoned, slot) in std::mem::take(&mut self.abandoned) {
-            match abandoned {
-                Cell::Fields(endpoint) => {
-                    engine.note_slots(&endpoint, Some(!slot), &[]);
-                    self.dirty.entry(endpoint).or_default();
-                }
-                Cell::Day(endpoint, day) => {
-                    engine.note_slots(&endpoint, None, &[(day, !slot)]);
-                    self.touched(endpoint, day);
-                }
-                Cell::Probes(port) => {
-                    let written = self.probes.entry(port).or_insert((u64::MAX, false));
-                    written.0 = u64::MAX;
-                    written.1 = !slot;
-                }
-            }
-            forced.insert(abandoned, slot);
-        }
         for (endpoint, days) in self.dirty.drain() {
-            match engine.cells_to_write(&endpoint, &days) {
-                Some(((meta, slot), cells)) => {
-                    cell(Cell::Fields(endpoint), slot, Body::Fields(Some(meta)));
-                    for DayCell { day, buckets, slot } in cells {
-                        let here = Cell::Day(endpoint, day);
-                        // A day with no bucket keeps no slot: write it
-                        // where an abandoned flush put it.
-                        let slot = match forced.get(&here) {
-                            Some(&forced) if buckets.is_empty() => forced,
-                            _ => slot,
-                        };
-                        cell(here, slot, Body::Day(buckets));
-                    }
-                }
-                None => {
-                    let fields = Cell::Fields(endpoint);
-                    if let Some(&slot) = forced.get(&fields) {
-                        cell(fields, slot, Body::Fields(None));
-                    }
-                    for &day in &days {
-                        let here = Cell::Day(endpoint, day);
-                        if let Some(&slot) = forced.get(&here) {
-                            cell(here, slot, Body::Day(Series::default()));
-                        }
-                    }
+            if let Some(((meta, slot), cells)) = engine.cells_to_write(&endpoint, &days) {
+                cell(Cell::Fields(endpoint), slot, Body::Fields(Some(meta)));
+                for DayCell { day, buckets, slot } in cells {
+                    cell(Cell::Day(endpoint, day), slot, Body::Day(buckets));
                 }
             }
         }
@@ -479,79 +491,127 @@ impl Flusher {
                 cell(Cell::Probes(port), written.1, Body::Probes(n));
             }
         }
-        // A forced probes cell whose count fell to nothing.
-        for (port, written) in self.probes.iter_mut() {
-            if written.0 == u64::MAX {
-                written.1 = !written.1;
-                written.0 = 0;
-                cell(Cell::Probes(*port), written.1, Body::Probes(0));
-            }
-        }
         let (clock_ms, seen_any) = engine.event_clock();
         let marker = Marker {
-            epoch,
+            generation,
             next_offset,
             clock_ms,
             seen_any,
             applied: applied.positions().collect(),
         };
-        out.push((marker_key(), marker_value(&marker)));
-        self.epoch += 1;
+        out.push((marker_key(generation), marker_value(&marker)));
         marker
     }
+}
+
+/// What reading one changelog record did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Read {
+    /// A cell, held until a marker closes it.
+    Held,
+    /// A marker: the cells it closes were applied.
+    Closed,
+    /// A claim, refused when a claim of its generation or a newer one, or
+    /// a record of a newer generation, was read before it.
+    Claim { nonce: u64, accepted: bool },
+    /// A cell or marker of an older generation than one read: ignored.
+    Stale,
+    /// A tombstone: nothing to apply.
+    Deleted,
 }
 
 /// Reads one changelog partition in offset order into an engine: the
 /// restore of a new owner, and the replica every instance keeps.
 #[derive(Debug, Default)]
 pub struct Reader {
-    highest_epoch: u64,
+    /// The newest generation read, claimed or written.
+    generation: u64,
     /// Cells read since the last marker: the last record of each.
     pending: HashMap<Cell, (bool, Body)>,
     /// Probes per port slot as applied, and their slot.
     probes: HashMap<u32, (u64, bool)>,
     marker: Option<Marker>,
     stale: u64,
+    /// A restoring owner's: every key read and not deleted since.
+    keys: Option<HashSet<Vec<u8>>>,
 }
 
 impl Reader {
+    /// A replica's reader.
     pub fn new() -> Self {
         Reader::default()
     }
 
+    /// A restoring owner's reader: it also keeps the keys it reads, to
+    /// delete them once its own generation holds their state
+    /// ([`Reader::obsolete`]).
+    pub fn for_restore() -> Self {
+        Reader {
+            keys: Some(HashSet::new()),
+            ..Reader::default()
+        }
+    }
+
     /// Reads one record; on a marker, applies to `engine` the cells it
-    /// closes and returns their epoch. A stale record (of an epoch below
-    /// one read already) is counted and ignored.
+    /// closes. A stale record (of a generation below one read) is counted
+    /// and ignored.
     pub fn read(
         &mut self,
         engine: &Engine,
         key: &[u8],
         value: &[u8],
-    ) -> Result<Option<u64>, ChangelogError> {
+    ) -> Result<Read, ChangelogError> {
         let entry = decode(key, value)?;
-        let epoch = match &entry {
-            Entry::Cell { epoch, .. } => *epoch,
-            Entry::Marker(marker) => marker.epoch,
-        };
-        if epoch < self.highest_epoch {
-            self.stale += 1;
-            return Ok(None);
+        if let Some(keys) = self.keys.as_mut() {
+            if matches!(entry, Entry::Tombstone) {
+                keys.remove(key);
+            } else if !keys.contains(key) {
+                keys.insert(key.to_vec());
+            }
         }
-        self.highest_epoch = epoch;
+        let generation = match &entry {
+            Entry::Tombstone => return Ok(Read::Deleted),
+            &Entry::Claim { generation, nonce } => {
+                let accepted = generation > self.generation;
+                if accepted {
+                    self.begin(generation);
+                } else {
+                    self.stale += 1;
+                }
+                return Ok(Read::Claim { nonce, accepted });
+            }
+            Entry::Cell { generation, .. } => *generation,
+            Entry::Marker(marker) => marker.generation,
+        };
+        if generation < self.generation {
+            self.stale += 1;
+            return Ok(Read::Stale);
+        }
+        if generation > self.generation {
+            self.begin(generation);
+        }
         match entry {
             Entry::Cell {
                 cell, slot, body, ..
             } => {
                 self.pending.insert(cell, (slot, body));
-                Ok(None)
+                Ok(Read::Held)
             }
             Entry::Marker(marker) => {
                 self.apply(engine);
                 engine.mirror_clock(marker.clock_ms, marker.seen_any);
                 self.marker = Some(marker);
-                Ok(Some(epoch))
+                Ok(Read::Closed)
             }
+            Entry::Claim { .. } | Entry::Tombstone => unreachable!("returned above"),
         }
+    }
+
+    /// Moves to a newer generation: the cells the older one left unclosed
+    /// can no longer close.
+    fn begin(&mut self, generation: u64) {
+        self.generation = generation;
+        self.pending.clear();
     }
 
     fn apply(&mut self, engine: &Engine) {
@@ -584,6 +644,16 @@ impl Reader {
         }
     }
 
+    /// The newest generation read.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The record of a claim of the next generation, above every one read.
+    pub fn claim(&self, nonce: u64) -> Record {
+        claim_record(self.generation + 1, nonce)
+    }
+
     /// The last marker read: where counting resumes.
     pub fn marker(&self) -> Option<&Marker> {
         self.marker.as_ref()
@@ -599,19 +669,30 @@ impl Reader {
         self.pending.len()
     }
 
-    /// The flusher of the owner that restored the partition with this
-    /// reader: above every epoch read, rewriting the unclosed cells.
-    pub fn into_flusher(self) -> Flusher {
-        Flusher {
-            epoch: self.highest_epoch + 1,
+    /// Tombstones for every key read (and not deleted since) of an older
+    /// generation than the newest read: a restoring owner's, once it has
+    /// rewritten their state under its claimed generation. None for a
+    /// replica's reader.
+    pub fn obsolete(&self) -> Vec<Record> {
+        self.keys
+            .iter()
+            .flatten()
+            .filter(|key| key_generation(key).is_ok_and(|g| g < self.generation))
+            .map(|key| (key.clone(), Vec::new()))
+            .collect()
+    }
+
+    /// The flusher of the owner whose claim this reader read last: its
+    /// first flush writes the whole state of `engine` (which this reader
+    /// restored) under the claimed generation.
+    pub fn into_flusher(self, engine: &Engine) -> Flusher {
+        let mut flusher = Flusher {
+            generation: self.generation,
             dirty: HashMap::new(),
-            abandoned: self
-                .pending
-                .into_iter()
-                .map(|(cell, (slot, _))| (cell, slot))
-                .collect(),
-            probes: self.probes,
-        }
+            probes: HashMap::new(),
+        };
+        flusher.touch_all(engine);
+        flusher
     }
 }
 

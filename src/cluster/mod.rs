@@ -8,8 +8,9 @@
 //! - [`replay`]: the counting side's guard that drops a routed flow it has
 //!   applied already;
 //! - [`changelog`]: the counting side's state of a partition as cells in
-//!   the changelog topic, flushed in epochs closed by a marker, and read
-//!   back by a restoring owner or a replica;
+//!   the changelog topic, under the generation of the owner that claimed
+//!   it, flushed in batches closed by a marker, and read back by a
+//!   restoring owner or a replica;
 //! - `context`: the cluster consumers' callbacks (lag, connection,
 //!   partitions given and taken).
 

@@ -10,8 +10,9 @@
 //!   routed records are delivered; a record routed again after a crash or
 //!   a rebalance is a replay the counting side drops.
 //! - **count** consumes `<group_id>-by-asset` in group `<group_id>-count`.
-//!   A partition it is given is restored at once from its changelog
-//!   partition ([`super::changelog::Reader`]), then counted on from the
+//!   A partition it is given is taken over at once: restored from its
+//!   changelog partition ([`super::changelog::Reader`]), claimed under a
+//!   new generation and written again under it, then counted on from the
 //!   offset the last closed flush names; every `cluster.commit_interval`
 //!   the cells that changed go to `<group_id>-changelog` (same partition)
 //!   with a closing marker, and only then are the offsets committed.
@@ -20,8 +21,8 @@
 //!   Until it has read every partition to the end seen at start, queries
 //!   are refused naming the partitions it lacks.
 
-use std::collections::hash_map::Entry;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -37,7 +38,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::changelog::{Flusher, Reader, Record};
+use super::changelog::{Flusher, Read, Reader, Record};
 use super::context::{Context, Move, STATISTICS_INTERVAL_MS};
 use super::replay::Applied;
 use super::routed::{self, SourcePosition};
@@ -58,8 +59,39 @@ const METADATA_TIMEOUT: Duration = Duration::from_secs(15);
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the restore of one partition may take.
 const RESTORE_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long a partition whose take-over failed waits before the next try.
+const TAKE_OVER_RETRY: Duration = Duration::from_secs(2);
+/// How many claims in a row, each beaten by another claim of its
+/// generation, a new owner writes before it gives up.
+const CLAIM_ATTEMPTS: u32 = 5;
 /// How often the counted partitions' state is compacted and expired.
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// The newest generation the replica has read of each changelog
+/// partition: how the count thread learns that another instance claimed
+/// a partition it counts (`super::changelog`, "Generations, claims and
+/// fencing").
+#[derive(Debug)]
+pub struct Claims(Vec<AtomicU64>);
+
+impl Claims {
+    pub fn new(partitions: u32) -> Self {
+        Claims((0..partitions).map(|_| AtomicU64::new(0)).collect())
+    }
+
+    fn set(&self, partition: i32, generation: u64) {
+        if let Some(g) = usize::try_from(partition).ok().and_then(|p| self.0.get(p)) {
+            g.store(generation, Ordering::Release);
+        }
+    }
+
+    fn get(&self, partition: i32) -> u64 {
+        usize::try_from(partition)
+            .ok()
+            .and_then(|p| self.0.get(p))
+            .map_or(0, |g| g.load(Ordering::Acquire))
+    }
+}
 
 /// The internal topics and group of a cluster.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -417,6 +449,7 @@ pub fn count(
     config: &Config,
     catalog: &Arc<Catalog>,
     names: &Names,
+    claims: &Claims,
     metrics: &ClusterMetrics,
     stop: &CancellationToken,
 ) -> anyhow::Result<()> {
@@ -439,6 +472,25 @@ pub fn count(
     let mut last_flush = Instant::now();
     let mut last_maintenance = Instant::now();
     let mut records: Vec<Record> = Vec::new();
+    // Partitions given whose take-over failed, and when it last did.
+    let mut untaken: HashMap<i32, Instant> = HashMap::new();
+    let take_over =
+        |owners: &mut HashMap<i32, Owner>, untaken: &mut HashMap<i32, Instant>, partition: i32| {
+            match restore(config, catalog, names, partition, &producer, metrics) {
+                Ok(owner) => {
+                    untaken.remove(&partition);
+                    owners.insert(partition, owner);
+                }
+                Err(e) => {
+                    warn!(
+                    partition,
+                    error = format!("{e:#}"),
+                    "cluster count: partition not taken over; tried again in {TAKE_OVER_RETRY:?}"
+                );
+                    untaken.insert(partition, Instant::now());
+                }
+            }
+        };
     loop {
         let stopping = stop.is_cancelled();
         let polled = (!stopping).then(|| consumer.poll(POLL)).flatten();
@@ -447,11 +499,12 @@ pub fn count(
         for &moved in &moves {
             match moved {
                 Move::Assigned(partition) => {
-                    if let Entry::Vacant(given) = owners.entry(partition) {
-                        given.insert(restore(config, catalog, names, partition, metrics)?);
+                    if !owners.contains_key(&partition) {
+                        take_over(&mut owners, &mut untaken, partition);
                     }
                 }
                 Move::Revoked(partition) => {
+                    untaken.remove(&partition);
                     if owners.remove(&partition).is_some() {
                         info!(partition, "cluster count: partition moved away");
                     }
@@ -465,15 +518,18 @@ pub fn count(
             match polled {
                 Ok(m) => {
                     let partition = m.partition();
-                    let owner = match owners.entry(partition) {
-                        Entry::Occupied(held) => held.into_mut(),
-                        // Forgotten after a failed flush: restored again.
-                        Entry::Vacant(given) => {
-                            let owner =
-                                given.insert(restore(config, catalog, names, partition, metrics)?);
-                            metrics.partitions_held.inc();
-                            owner
-                        }
+                    // Forgotten after a failed flush: taken over again, and
+                    // the record read again from where the changelog says.
+                    if !owners.contains_key(&partition)
+                        && untaken
+                            .get(&partition)
+                            .is_none_or(|at| at.elapsed() >= TAKE_OVER_RETRY)
+                    {
+                        take_over(&mut owners, &mut untaken, partition);
+                        set_held(metrics, &owners);
+                    }
+                    let Some(owner) = owners.get_mut(&partition) else {
+                        continue;
                     };
                     let offset = m.offset();
                     if !owner.started || offset > owner.next {
@@ -520,6 +576,37 @@ pub fn count(
         }
         if stopping || last_flush.elapsed() >= config.cluster.commit_interval {
             last_flush = Instant::now();
+            let due: Vec<i32> = untaken
+                .iter()
+                .filter(|(_, at)| at.elapsed() >= TAKE_OVER_RETRY)
+                .map(|(&partition, _)| partition)
+                .collect();
+            // A partition another instance claimed (one that did not know
+            // it had lost it, or that heard of its assignment late) is
+            // claimed back while it is still given here.
+            let fenced: Vec<(i32, u64, u64)> = owners
+                .iter()
+                .map(|(&partition, owner)| {
+                    (partition, owner.flusher.generation(), claims.get(partition))
+                })
+                .filter(|&(_, ours, newest)| newest > ours)
+                .collect();
+            for &(partition, ours, newest) in &fenced {
+                warn!(
+                    partition,
+                    ours,
+                    newest,
+                    "cluster count: partition claimed by another instance; claiming it back"
+                );
+                metrics.fenced.inc();
+                owners.remove(&partition);
+            }
+            let due = due.into_iter().chain(fenced.into_iter().map(|(p, ..)| p));
+            for partition in due {
+                if !stopping {
+                    take_over(&mut owners, &mut untaken, partition);
+                }
+            }
             flush(
                 &consumer,
                 &producer,
@@ -630,73 +717,142 @@ fn changelog_offsets<C: ConsumerContext>(
         })
 }
 
-/// Restores a routing partition's state from its changelog partition.
+/// Takes a routing partition over: restores its state from its changelog
+/// partition, claims it under a new generation and writes that state again
+/// under it, then deletes the keys of the older generations
+/// (`super::changelog`, "Generations, claims and fencing").
 fn restore(
     config: &Config,
     catalog: &Arc<Catalog>,
     names: &Names,
     partition: i32,
+    producer: &BaseProducer<Deliveries>,
     metrics: &ClusterMetrics,
 ) -> anyhow::Result<Owner> {
     let started = Instant::now();
+    let what = || format!("restoring {} partition {partition}", names.changelog);
     let engine = Engine::from_config(config, catalog.clone());
     let consumer: BaseConsumer = reader_config(&config.kafka, names, "restore")
         .create()
         .context("creating the restore consumer")?;
     let (low, high) = changelog_offsets(&consumer, names, partition)?;
-    let mut reader = Reader::new();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(&names.changelog, partition, Offset::Beginning)?;
+    consumer.assign(&tpl)?;
+    let mut reader = Reader::for_restore();
     let mut read = 0u64;
-    if high > low {
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&names.changelog, partition, Offset::Beginning)?;
-        consumer.assign(&tpl)?;
-        let mut at = low;
-        let deadline = Instant::now() + RESTORE_TIMEOUT;
-        while at < high {
+    let deadline = Instant::now() + RESTORE_TIMEOUT;
+    let mut next_record = |reader: &mut Reader| -> anyhow::Result<(i64, Option<Read>)> {
+        loop {
             anyhow::ensure!(
                 Instant::now() < deadline,
-                "restoring {} partition {partition}: offset {high} not reached within {RESTORE_TIMEOUT:?} (at {at})",
-                names.changelog
+                "{}: not done within {RESTORE_TIMEOUT:?}",
+                what()
             );
             let Some(polled) = consumer.poll(POLL) else {
                 continue;
             };
-            let m = polled
-                .with_context(|| format!("restoring {} partition {partition}", names.changelog))?;
-            at = m.offset() + 1;
+            let m = polled.with_context(what)?;
             read += 1;
-            if let Err(e) = reader.read(
-                &engine,
-                m.key().unwrap_or_default(),
-                m.payload().unwrap_or_default(),
-            ) {
-                warn!(partition, offset = m.offset(), error = %e, "cluster restore: changelog record skipped");
-            }
+            let key = m.key().unwrap_or_default();
+            return match reader.read(&engine, key, m.payload().unwrap_or_default()) {
+                Ok(heard) => Ok((m.offset(), Some(heard))),
+                Err(e) => {
+                    warn!(partition, offset = m.offset(), error = %e, "cluster restore: changelog record skipped");
+                    Ok((m.offset(), None))
+                }
+            };
         }
+    };
+    let mut at = low;
+    while at < high {
+        at = next_record(&mut reader)?.0 + 1;
+    }
+    for attempt in 1.. {
+        let nonce: u64 = rand::random();
+        let claim = reader.claim(nonce);
+        write(producer, names, partition, std::slice::from_ref(&claim))
+            .with_context(|| format!("{}: writing its claim", what()))?;
+        let accepted = loop {
+            if let (_, Some(Read::Claim { nonce: n, accepted })) = next_record(&mut reader)? {
+                if n == nonce {
+                    break accepted;
+                }
+            }
+        };
+        if accepted {
+            break;
+        }
+        anyhow::ensure!(
+            attempt < CLAIM_ATTEMPTS,
+            "{}: {CLAIM_ATTEMPTS} claims in a row were beaten by other claims",
+            what()
+        );
     }
     let (next, applied) = match reader.marker() {
         Some(marker) => (marker.next_offset, Applied::resume(marker.applied.clone())),
         None => (0, Applied::default()),
     };
+    // What is past retention is not written again, and its keys go with
+    // the older generations'.
+    engine.maintain(wall_now_ms());
+    let (generation, stale, obsolete) = (reader.generation(), reader.stale(), reader.obsolete());
+    let mut flusher = reader.into_flusher(&engine);
+    let mut rewrite = Vec::new();
+    flusher.flush(&engine, next, &applied, &mut rewrite);
+    write(producer, names, partition, &rewrite).with_context(|| {
+        format!(
+            "{}: writing its state under generation {generation}",
+            what()
+        )
+    })?;
+    write(producer, names, partition, &obsolete)
+        .with_context(|| format!("{}: deleting the older generations' keys", what()))?;
     metrics.restores.inc();
     metrics.restore_seconds.set(started.elapsed().as_secs_f64());
     info!(
         partition,
+        generation,
         records = read,
-        unclosed = reader.unclosed(),
+        stale,
+        rewritten = rewrite.len(),
+        deleted = obsolete.len(),
         endpoints = engine.open_endpoints() + engine.pending_endpoints(),
         next_offset = next,
         elapsed = ?started.elapsed(),
-        "cluster count: partition restored from the changelog"
+        "cluster count: partition taken over from the changelog"
     );
     Ok(Owner {
         engine,
         applied,
-        flusher: reader.into_flusher(),
+        flusher,
         next,
         flushed: next,
         started: false,
     })
+}
+
+/// Writes `records` (an empty value is a tombstone) to a changelog
+/// partition and waits until they are delivered.
+fn write(
+    producer: &BaseProducer<Deliveries>,
+    names: &Names,
+    partition: i32,
+    records: &[Record],
+) -> anyhow::Result<()> {
+    for (key, value) in records {
+        let record = BaseRecord::to(&names.changelog)
+            .partition(partition)
+            .key(&key[..]);
+        let record = if value.is_empty() {
+            record
+        } else {
+            record.payload(&value[..])
+        };
+        send(producer, record)?;
+    }
+    anyhow::ensure!(delivered(producer, "count"), "not delivered");
+    Ok(())
 }
 
 /// The replica thread: until `stop`, reads every changelog partition into
@@ -707,6 +863,7 @@ pub fn replica(
     engine: &Engine,
     health: &Health,
     names: &Names,
+    claims: &Claims,
     metrics: &ClusterMetrics,
     stop: &CancellationToken,
 ) -> anyhow::Result<()> {
@@ -761,6 +918,7 @@ pub fn replica(
             warn!(partition, offset = m.offset(), error = %e, "cluster replica: changelog record skipped");
         }
         metrics.stale_records.inc_by(reader.stale() - stale);
+        claims.set(partition, reader.generation());
         if ends
             .get(&partition)
             .is_some_and(|&end| m.offset() + 1 >= end)

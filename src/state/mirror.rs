@@ -82,20 +82,6 @@ impl Engine {
         Some((meta, cells))
     }
 
-    /// Notes that the cells given were written in the slots given, whatever
-    /// slot they were in (the rewrite of an abandoned flush's cells).
-    pub fn note_slots(&self, endpoint: &Endpoint, meta_slot: Option<bool>, days: &[(u32, bool)]) {
-        let Some(mut state) = self.endpoints.get_mut(endpoint) else {
-            return;
-        };
-        if let Some(slot) = meta_slot {
-            state.meta_slot = slot;
-        }
-        for &(day, slot) in days {
-            state.series.set_day_slot(day, slot);
-        }
-    }
-
     /// Sets the endpoint's fields and the buckets of the days given as a
     /// changelog holds them. An endpoint whose buckets arrive before its
     /// fields is held as pending until they do. The bounds on endpoints

@@ -174,22 +174,33 @@ default_qps = 0
     /// Sends SIGTERM and waits; returns the exit code and how long it took.
     pub fn terminate(&mut self) -> (Option<i32>, Duration) {
         let started = Instant::now();
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        self.signal("TERM");
         let code = self.wait_exit(Duration::from_secs(30), "SIGTERM");
         (code, started.elapsed())
     }
 
     /// Sends SIGHUP (the service re-reads `changes.expected`).
     pub fn hangup(&self) {
+        self.signal("HUP");
+    }
+
+    /// Stops the process with SIGSTOP: every thread halts, as in a long
+    /// pause of its machine, until [`Service::resume`].
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    /// Lets a paused process go on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, name: &str) {
         let status = Command::new("kill")
-            .args(["-HUP", &self.child.id().to_string()])
+            .args([&format!("-{name}"), &self.child.id().to_string()])
             .status()
             .unwrap();
-        assert!(status.success());
+        assert!(status.success(), "kill -{name}");
     }
 
     /// Whether the process is still running.
