@@ -727,7 +727,7 @@ fn restore(endpoints: usize, args: &Args, cores: usize) -> anyhow::Result<()> {
     let line = b
         .log()
         .lines()
-        .rfind(|l| l.contains("partition restored from the changelog"))
+        .rfind(|l| l.contains("partition taken over from the changelog"))
         .unwrap_or("")
         .to_owned();
     println!(

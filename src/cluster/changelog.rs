@@ -533,7 +533,7 @@ pub struct Reader {
     marker: Option<Marker>,
     stale: u64,
     /// A restoring owner's: every key read and not deleted since.
-    keys: Option<HashSet<Vec<u8>>>,
+    keys: Option<HashSet<Box<[u8]>, ahash::RandomState>>,
 }
 
 impl Reader {
@@ -547,7 +547,7 @@ impl Reader {
     /// ([`Reader::obsolete`]).
     pub fn for_restore() -> Self {
         Reader {
-            keys: Some(HashSet::new()),
+            keys: Some(HashSet::default()),
             ..Reader::default()
         }
     }
@@ -566,7 +566,7 @@ impl Reader {
             if matches!(entry, Entry::Tombstone) {
                 keys.remove(key);
             } else if !keys.contains(key) {
-                keys.insert(key.to_vec());
+                keys.insert(key.into());
             }
         }
         let generation = match &entry {
@@ -678,7 +678,7 @@ impl Reader {
             .iter()
             .flatten()
             .filter(|key| key_generation(key).is_ok_and(|g| g < self.generation))
-            .map(|key| (key.clone(), Vec::new()))
+            .map(|key| (key.to_vec(), Vec::new()))
             .collect()
     }
 

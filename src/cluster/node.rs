@@ -768,6 +768,7 @@ fn restore(
     while at < high {
         at = next_record(&mut reader)?.0 + 1;
     }
+    let read_in = started.elapsed();
     for attempt in 1.. {
         let nonce: u64 = rand::random();
         let claim = reader.claim(nonce);
@@ -797,6 +798,7 @@ fn restore(
     // the older generations'.
     engine.maintain(wall_now_ms());
     let (generation, stale, obsolete) = (reader.generation(), reader.stale(), reader.obsolete());
+    let claimed_in = started.elapsed() - read_in;
     let mut flusher = reader.into_flusher(&engine);
     let mut rewrite = Vec::new();
     flusher.flush(&engine, next, &applied, &mut rewrite);
@@ -806,6 +808,7 @@ fn restore(
             what()
         )
     })?;
+    let rewritten_in = started.elapsed() - read_in - claimed_in;
     write(producer, names, partition, &obsolete)
         .with_context(|| format!("{}: deleting the older generations' keys", what()))?;
     metrics.restores.inc();
@@ -820,6 +823,9 @@ fn restore(
         endpoints = engine.open_endpoints() + engine.pending_endpoints(),
         next_offset = next,
         elapsed = ?started.elapsed(),
+        ?read_in,
+        ?claimed_in,
+        ?rewritten_in,
         "cluster count: partition taken over from the changelog"
     );
     Ok(Owner {
