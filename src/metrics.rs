@@ -161,7 +161,7 @@ pub struct ClusterMetrics {
     pub restore_seconds: Gauge,
     /// Changelog records the replica ignored as stale.
     pub stale_records: IntCounter,
-    /// Partitions counted here that another instance claimed, claimed back.
+    /// Partitions counted here that another instance took over, claimed back.
     pub fenced: IntCounter,
     /// `exposure_kafka_consumer_lag`, `exposure_kafka_next_offset` and
     /// `exposure_kafka_connected`, which the cluster consumers report for
@@ -465,11 +465,11 @@ impl Metrics {
             flushes,
             restores: int_counter(
                 "exposure_cluster_restores_total",
-                "Partitions restored from the changelog before being counted here.",
+                "Partitions taken over from the changelog before being counted here.",
             ),
             restore_seconds: gauge(
                 "exposure_cluster_restore_duration_seconds",
-                "How long the last restore of a partition from the changelog took.",
+                "How long the last take-over of a partition took: reading the changelog, claiming, writing the state again and deleting the older keys.",
             ),
             stale_records: int_counter(
                 "exposure_cluster_stale_records_total",
@@ -477,7 +477,7 @@ impl Metrics {
             ),
             fenced: int_counter(
                 "exposure_cluster_fenced_total",
-                "Partitions counted here that another instance claimed, claimed back here (what was not flushed is counted again).",
+                "Partitions counted here that another instance took over while the group still gave them here, claimed back (counted again from the last closed flush).",
             ),
             kafka_lag: kafka_lag.clone(),
             kafka_next_offset: kafka_next_offset.clone(),

@@ -19,20 +19,26 @@
 //!
 //! 1. it reads the partition to its end;
 //! 2. it writes a *claim* of the next generation (one above every
-//!    generation read) and reads on until it reads its own claim back;
-//! 3. it writes its whole state again, as one flush, under its generation;
+//!    generation read or claimed) and reads on until it reads its own claim
+//!    back. A claim is refused if a claim of its generation or a newer one
+//!    was read first, and its writer claims again above it. Claims change
+//!    nothing for readers: they give each generation a single writer;
+//! 3. it writes its whole state again, as one flush, under its generation.
+//!    When that flush's marker is read, the generation becomes the one
+//!    readers apply: its cells replace the partition's whole state (the
+//!    endpoints, days and probes it does not hold go), and every record of
+//!    an older generation after it is stale and ignored;
 //! 4. once that flush is delivered, it deletes (with tombstones) every key
 //!    of an older generation that it read.
 //!
-//! The log's order decides: once a claim is read, every record of an older
-//! generation after it is stale and ignored, and the cells read since the
-//! last marker are dropped (their flush can no longer close). A previous
-//! owner that has not noticed it lost the partition (a zombie) therefore
-//! changes nothing for any reader. As it writes under keys of its own
-//! generation, compaction cannot drop the new owner's records in favour
-//! of its late ones either. A claim that loses a race (another claim of
-//! the same generation was read first) is refused, and its writer claims
-//! again above it.
+//! Until step 3 closes, the previous owner's flushes still count: a new
+//! owner that dies after claiming loses nothing, and if the previous owner
+//! (not knowing it lost the partition, a zombie) flushes on meanwhile, the
+//! new owner's state replaces what those flushes added, and it counts
+//! those flows again from its marker's offsets. As every owner writes
+//! under keys of its own generation, compaction drops only records that a
+//! newer record of the same generation, or a newer generation's whole
+//! state, has replaced.
 //!
 //! ## Markers and slots
 //!
@@ -52,13 +58,14 @@
 //! that applies the last record of each cell once a marker closes it holds
 //! exactly the state the marker's offsets describe. The next owner
 //! rewrites everything under a new generation, so an unclosed flush's
-//! cells are never read again once it has.
+//! cells are never applied once its first flush has closed.
 //!
 //! ## Records
 //!
 //! ```text
 //! key    kind u8 (1 fields, 2 day, 3 probes, 4 marker, 5 claim),
-//!        generation varint, then for a cell: slot u8, and the endpoint
+//!        generation varint, then for a claim the claimant's nonce u64 BE,
+//!        for a cell: slot u8, and the endpoint
 //!        (family u8 4/6, address, port u16 BE, protocol number u8) and for
 //!        a day its first hour u32 BE, or the port slot u32 BE of probes
 //! value  empty: a tombstone (the key was rewritten under a newer
@@ -70,7 +77,7 @@
 //!        marker: next offset varint, clock ms zigzag varint, seen any u8,
 //!                source positions (count varint; topic, partition,
 //!                offset, index each)
-//!        claim:  the claimant's nonce u64 BE
+//!        claim:  nothing more
 //! ```
 
 use std::collections::{HashMap, HashSet};
@@ -206,9 +213,8 @@ pub fn marker_key(generation: u64) -> Vec<u8> {
 pub fn claim_record(generation: u64, nonce: u64) -> Record {
     let mut key = vec![CLAIM];
     put_varint(&mut key, generation);
-    let mut value = vec![VERSION];
-    value.extend_from_slice(&nonce.to_be_bytes());
-    (key, value)
+    key.extend_from_slice(&nonce.to_be_bytes());
+    (key, vec![VERSION])
 }
 
 fn put_endpoint(out: &mut Vec<u8>, endpoint: &Endpoint) {
@@ -289,16 +295,18 @@ pub fn decode(key: &[u8], value: &[u8]) -> Result<Entry, ChangelogError> {
         return Err(ChangelogError::Version(version));
     }
     let entry = match kind {
-        MARKER | CLAIM => {
+        MARKER => {
             if k.left() != 0 {
                 return Err(ChangelogError::Key("longer than its generation"));
             }
-            if kind == MARKER {
-                Entry::Marker(read_marker(generation, &mut v)?)
-            } else {
-                let nonce = u64::from_be_bytes(v.take::<8>("nonce")?);
-                Entry::Claim { generation, nonce }
+            Entry::Marker(read_marker(generation, &mut v)?)
+        }
+        CLAIM => {
+            let nonce = u64::from_be_bytes(k.take::<8>("nonce")?);
+            if k.left() != 0 {
+                return Err(ChangelogError::Key("longer than its nonce"));
             }
+            Entry::Claim { generation, nonce }
         }
         _ => {
             let slot = match k.u8("slot")? {
@@ -509,27 +517,40 @@ impl Flusher {
 pub enum Read {
     /// A cell, held until a marker closes it.
     Held,
-    /// A marker: the cells it closes were applied.
+    /// A marker: the cells it closes were applied (for a generation's
+    /// first, in place of the partition's whole state).
     Closed,
-    /// A claim, refused when a claim of its generation or a newer one, or
-    /// a record of a newer generation, was read before it.
+    /// A claim, refused when a claim or a record of its generation or a
+    /// newer one was read before it.
     Claim { nonce: u64, accepted: bool },
-    /// A cell or marker of an older generation than one read: ignored.
+    /// A cell or marker of a generation older than the one applied:
+    /// ignored.
     Stale,
     /// A tombstone: nothing to apply.
     Deleted,
 }
 
+/// Cells read and not yet closed by a marker: the last record of each.
+type Pending = HashMap<Cell, (bool, Body)>;
+
 /// Reads one changelog partition in offset order into an engine: the
 /// restore of a new owner, and the replica every instance keeps.
 #[derive(Debug, Default)]
 pub struct Reader {
-    /// The newest generation read, claimed or written.
-    generation: u64,
-    /// Cells read since the last marker: the last record of each.
-    pending: HashMap<Cell, (bool, Body)>,
+    /// The generation whose flushes are applied: the newest whose first
+    /// flush (its owner's whole state) has closed.
+    current: u64,
+    /// The newest generation claimed or written.
+    newest: u64,
+    /// The current generation's cells since its last marker.
+    pending: Pending,
+    /// Newer generations' cells, before their first marker: each its
+    /// owner's whole state, replacing the partition's when it closes.
+    rewrites: HashMap<u64, Pending>,
     /// Probes per port slot as applied, and their slot.
     probes: HashMap<u32, (u64, bool)>,
+    /// The endpoints applied from this partition.
+    endpoints: HashSet<Endpoint, ahash::RandomState>,
     marker: Option<Marker>,
     stale: u64,
     /// A restoring owner's: every key read and not deleted since.
@@ -553,8 +574,8 @@ impl Reader {
     }
 
     /// Reads one record; on a marker, applies to `engine` the cells it
-    /// closes. A stale record (of a generation below one read) is counted
-    /// and ignored.
+    /// closes. A stale record (of a generation older than the one
+    /// applied) is counted and ignored.
     pub fn read(
         &mut self,
         engine: &Engine,
@@ -572,9 +593,9 @@ impl Reader {
         let generation = match &entry {
             Entry::Tombstone => return Ok(Read::Deleted),
             &Entry::Claim { generation, nonce } => {
-                let accepted = generation > self.generation;
+                let accepted = generation > self.newest;
                 if accepted {
-                    self.begin(generation);
+                    self.newest = generation;
                 } else {
                     self.stale += 1;
                 }
@@ -583,22 +604,29 @@ impl Reader {
             Entry::Cell { generation, .. } => *generation,
             Entry::Marker(marker) => marker.generation,
         };
-        if generation < self.generation {
+        if generation < self.current {
             self.stale += 1;
             return Ok(Read::Stale);
         }
-        if generation > self.generation {
-            self.begin(generation);
-        }
+        self.newest = self.newest.max(generation);
         match entry {
             Entry::Cell {
                 cell, slot, body, ..
             } => {
-                self.pending.insert(cell, (slot, body));
+                let pending = if generation == self.current {
+                    &mut self.pending
+                } else {
+                    self.rewrites.entry(generation).or_default()
+                };
+                pending.insert(cell, (slot, body));
                 Ok(Read::Held)
             }
             Entry::Marker(marker) => {
-                self.apply(engine);
+                let whole = generation > self.current;
+                if whole {
+                    self.replace(generation);
+                }
+                self.apply(engine, whole);
                 engine.mirror_clock(marker.clock_ms, marker.seen_any);
                 self.marker = Some(marker);
                 Ok(Read::Closed)
@@ -607,14 +635,30 @@ impl Reader {
         }
     }
 
-    /// Moves to a newer generation: the cells the older one left unclosed
-    /// can no longer close.
-    fn begin(&mut self, generation: u64) {
-        self.generation = generation;
-        self.pending.clear();
+    /// Makes `generation` the one applied: its cells, read since it
+    /// began, are its owner's whole state, so what the partition holds
+    /// beyond them goes. The older generation's unclosed cells can no
+    /// longer close.
+    fn replace(&mut self, generation: u64) {
+        self.current = generation;
+        self.pending = self.rewrites.remove(&generation).unwrap_or_default();
+        self.rewrites.retain(|&g, _| g > generation);
+        let pending = &mut self.pending;
+        for endpoint in &self.endpoints {
+            pending
+                .entry(Cell::Fields(*endpoint))
+                .or_insert((false, Body::Fields(None)));
+        }
+        for &port in self.probes.keys() {
+            pending
+                .entry(Cell::Probes(port))
+                .or_insert((false, Body::Probes(0)));
+        }
     }
 
-    fn apply(&mut self, engine: &Engine) {
+    /// Applies the pending cells to `engine`; `whole`: they are the
+    /// partition's whole state, each endpoint's days all it holds.
+    fn apply(&mut self, engine: &Engine, whole: bool) {
         let mut endpoints: HashMap<Endpoint, (MetaChange, Vec<DayCell>)> = HashMap::new();
         for (cell, (slot, body)) in self.pending.drain() {
             match (cell, body) {
@@ -633,25 +677,34 @@ impl Reader {
                     .1
                     .push(DayCell { day, buckets, slot }),
                 (Cell::Probes(port), Body::Probes(n)) => {
-                    let before = self.probes.insert(port, (n, slot)).map_or(0, |(n, _)| n);
+                    let before = match n {
+                        0 => self.probes.remove(&port),
+                        _ => self.probes.insert(port, (n, slot)),
+                    };
+                    let before = before.map_or(0, |(n, _)| n);
                     engine.mirror_probes(port, n as i64 - before as i64);
                 }
                 _ => unreachable!("decode pairs each cell with its body"),
             }
         }
         for (endpoint, (meta, days)) in endpoints {
-            engine.mirror(endpoint, meta, &days);
+            if matches!(meta, MetaChange::Remove) {
+                self.endpoints.remove(&endpoint);
+            } else {
+                self.endpoints.insert(endpoint);
+            }
+            engine.mirror(endpoint, meta, &days, whole);
         }
     }
 
-    /// The newest generation read.
+    /// The generation applied.
     pub fn generation(&self) -> u64 {
-        self.generation
+        self.current
     }
 
     /// The record of a claim of the next generation, above every one read.
     pub fn claim(&self, nonce: u64) -> Record {
-        claim_record(self.generation + 1, nonce)
+        claim_record(self.newest + 1, nonce)
     }
 
     /// The last marker read: where counting resumes.
@@ -666,28 +719,28 @@ impl Reader {
 
     /// Cells read that no marker closed (yet).
     pub fn unclosed(&self) -> usize {
-        self.pending.len()
+        self.pending.len() + self.rewrites.values().map(HashMap::len).sum::<usize>()
     }
 
-    /// Tombstones for every key read (and not deleted since) of an older
-    /// generation than the newest read: a restoring owner's, once it has
-    /// rewritten their state under its claimed generation. None for a
-    /// replica's reader.
+    /// Tombstones for every key read (and not deleted since) of a
+    /// generation older than the newest read: a restoring owner's, once
+    /// it has rewritten their state under its claimed generation. None
+    /// for a replica's reader.
     pub fn obsolete(&self) -> Vec<Record> {
         self.keys
             .iter()
             .flatten()
-            .filter(|key| key_generation(key).is_ok_and(|g| g < self.generation))
+            .filter(|key| key_generation(key).is_ok_and(|g| g < self.newest))
             .map(|key| (key.to_vec(), Vec::new()))
             .collect()
     }
 
-    /// The flusher of the owner whose claim this reader read last: its
-    /// first flush writes the whole state of `engine` (which this reader
-    /// restored) under the claimed generation.
+    /// The flusher of the owner whose accepted claim this reader read
+    /// last: its first flush writes the whole state of `engine` (which
+    /// this reader restored) under the claimed generation.
     pub fn into_flusher(self, engine: &Engine) -> Flusher {
         let mut flusher = Flusher {
-            generation: self.generation,
+            generation: self.newest,
             dirty: HashMap::new(),
             probes: HashMap::new(),
         };

@@ -36,7 +36,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, Prod
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::changelog::{Flusher, Read, Reader, Record};
 use super::context::{Context, Move, STATISTICS_INTERVAL_MS};
@@ -474,23 +474,32 @@ pub fn count(
     let mut records: Vec<Record> = Vec::new();
     // Partitions given whose take-over failed, and when it last did.
     let mut untaken: HashMap<i32, Instant> = HashMap::new();
-    let take_over =
-        |owners: &mut HashMap<i32, Owner>, untaken: &mut HashMap<i32, Instant>, partition: i32| {
-            match restore(config, catalog, names, partition, &producer, metrics) {
-                Ok(owner) => {
-                    untaken.remove(&partition);
-                    owners.insert(partition, owner);
+    let take_over = |owners: &mut HashMap<i32, Owner>,
+                     untaken: &mut HashMap<i32, Instant>,
+                     partition: i32| {
+        match restore(config, catalog, names, partition, &producer, metrics) {
+            Ok(owner) => {
+                // Counting resumes where the last closed flush says,
+                // whether or not a record comes: the consumer may stand
+                // past it (a partition taken back, or one whose last
+                // owner committed flushes that a claim had made stale).
+                let at = Offset::Offset(owner.next);
+                if let Err(e) = consumer.seek(&names.by_asset, partition, at, METADATA_TIMEOUT) {
+                    debug!(partition, error = %e, "cluster count: seek after the take-over deferred to the first record");
                 }
-                Err(e) => {
-                    warn!(
+                untaken.remove(&partition);
+                owners.insert(partition, owner);
+            }
+            Err(e) => {
+                warn!(
                     partition,
                     error = format!("{e:#}"),
                     "cluster count: partition not taken over; tried again in {TAKE_OVER_RETRY:?}"
                 );
-                    untaken.insert(partition, Instant::now());
-                }
+                untaken.insert(partition, Instant::now());
             }
-        };
+        }
+    };
     loop {
         let stopping = stop.is_cancelled();
         let polled = (!stopping).then(|| consumer.poll(POLL)).flatten();
@@ -518,8 +527,9 @@ pub fn count(
             match polled {
                 Ok(m) => {
                     let partition = m.partition();
-                    // Forgotten after a failed flush: taken over again, and
-                    // the record read again from where the changelog says.
+                    // Not taken over yet (the last try failed): tried again
+                    // when due, and the record read again from where the
+                    // changelog says.
                     if !owners.contains_key(&partition)
                         && untaken
                             .get(&partition)
@@ -607,7 +617,7 @@ pub fn count(
                     take_over(&mut owners, &mut untaken, partition);
                 }
             }
-            flush(
+            let failed = flush(
                 &consumer,
                 &producer,
                 names,
@@ -615,6 +625,11 @@ pub fn count(
                 &mut records,
                 metrics,
                 stopping,
+            );
+            untaken.extend(
+                failed
+                    .into_iter()
+                    .map(|partition| (partition, Instant::now())),
             );
             set_held(metrics, &owners);
         }
@@ -639,7 +654,7 @@ fn set_held(metrics: &ClusterMetrics, owners: &HashMap<i32, Owner>) {
 
 /// Flushes every partition that counted something since its last flush,
 /// then commits their offsets. A partition whose flush was not delivered
-/// is forgotten, to be restored from the changelog at its next record.
+/// is forgotten and returned, to be taken over again from the changelog.
 fn flush(
     consumer: &BaseConsumer<Context>,
     producer: &BaseProducer<Deliveries>,
@@ -648,7 +663,7 @@ fn flush(
     records: &mut Vec<Record>,
     metrics: &ClusterMetrics,
     sync: bool,
-) {
+) -> Vec<i32> {
     let mut flushed = Vec::new();
     for (&partition, owner) in owners.iter_mut() {
         if owner.next == owner.flushed {
@@ -671,14 +686,14 @@ fn flush(
         flushed.push(partition);
     }
     if flushed.is_empty() {
-        return;
+        return flushed;
     }
     if !delivered(producer, "changelog") {
         for partition in &flushed {
             owners.remove(partition);
         }
         metrics.flushes.with_label_values(&["failed"]).inc();
-        return;
+        return flushed;
     }
     metrics.flushes.with_label_values(&["ok"]).inc();
     let mut next = HashMap::new();
@@ -688,6 +703,7 @@ fn flush(
         next.insert((names.by_asset.clone(), partition), owner.next);
     }
     commit(consumer, &next, sync);
+    Vec::new()
 }
 
 /// The settings of a consumer that reads assigned partitions and commits
@@ -797,9 +813,10 @@ fn restore(
     // What is past retention is not written again, and its keys go with
     // the older generations'.
     engine.maintain(wall_now_ms());
-    let (generation, stale, obsolete) = (reader.generation(), reader.stale(), reader.obsolete());
+    let (stale, obsolete) = (reader.stale(), reader.obsolete());
     let claimed_in = started.elapsed() - read_in;
     let mut flusher = reader.into_flusher(&engine);
+    let generation = flusher.generation();
     let mut rewrite = Vec::new();
     flusher.flush(&engine, next, &applied, &mut rewrite);
     write(producer, names, partition, &rewrite).with_context(|| {

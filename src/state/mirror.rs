@@ -83,10 +83,12 @@ impl Engine {
     }
 
     /// Sets the endpoint's fields and the buckets of the days given as a
-    /// changelog holds them. An endpoint whose buckets arrive before its
-    /// fields is held as pending until they do. The bounds on endpoints
-    /// held do not apply: a mirror holds what its counting instance held.
-    pub fn mirror(&self, endpoint: Endpoint, meta: MetaChange, days: &[DayCell]) {
+    /// changelog holds them; `whole`: the days given are every day it
+    /// holds, and the buckets of others go. An endpoint whose buckets
+    /// arrive before its fields is held as pending until they do. The
+    /// bounds on endpoints held do not apply: a mirror holds what its
+    /// counting instance held.
+    pub fn mirror(&self, endpoint: Endpoint, meta: MetaChange, days: &[DayCell], whole: bool) {
         let mut entry = match self.endpoints.entry(endpoint) {
             dashmap::Entry::Occupied(entry) => entry,
             dashmap::Entry::Vacant(vacant) => {
@@ -121,6 +123,16 @@ impl Engine {
                 self.held.pending.fetch_sub(1, Ordering::AcqRel);
                 entry.remove();
                 return;
+            }
+        }
+        if whole {
+            let gone: Vec<u32> = state
+                .series
+                .days()
+                .filter(|day| !days.iter().any(|cell| cell.day == *day))
+                .collect();
+            for day in gone {
+                state.series.replace_day(day, &Series::default(), false);
             }
         }
         for cell in days {

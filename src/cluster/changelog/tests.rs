@@ -255,13 +255,18 @@ enum Step {
     CrashMidFlush(usize),
     /// The owner dies between flushes; a new owner takes over.
     Crash,
-    /// A new owner takes over but dies after writing this many of its
-    /// records (claim, state, tombstones); another one takes over.
-    CrashMidTakeOver(usize),
-    /// The owner loses the partition without noticing: a new owner takes
-    /// over, and the old one lives on as a zombie (in place of any
-    /// earlier zombie).
-    Zombie,
+    /// A new owner takes over. `zombie`: the owner loses the partition
+    /// without noticing and lives on as a zombie (in place of any earlier
+    /// zombie); else it died. Between the new owner's claim and its first
+    /// flush the zombie counts `window` records and flushes, and the broker
+    /// compacts if `compact`. `cut`: the new owner dies after writing this
+    /// many of its records (state, tombstones), and another takes over.
+    TakeOver {
+        zombie: bool,
+        window: Option<usize>,
+        compact: bool,
+        cut: Option<usize>,
+    },
     /// The zombie counts up to this many routed records and flushes.
     ZombieFlush(usize),
     /// A new owner takes over, but a rival claim of the same generation
@@ -278,8 +283,18 @@ fn steps() -> impl Strategy<Value = Vec<Step>> {
         3 => Just(Step::Flush),
         1 => (0..30usize).prop_map(Step::CrashMidFlush),
         1 => Just(Step::Crash),
-        1 => (0..60usize).prop_map(Step::CrashMidTakeOver),
-        1 => Just(Step::Zombie),
+        3 => (
+            any::<bool>(),
+            prop::option::of(0..30usize),
+            any::<bool>(),
+            prop::option::weighted(0.3, 0..60usize)
+        )
+            .prop_map(|(zombie, window, compact, cut)| Step::TakeOver {
+                zombie,
+                window,
+                compact,
+                cut,
+            }),
         2 => (1..40usize).prop_map(Step::ZombieFlush),
         1 => Just(Step::RivalClaim),
         1 => Just(Step::Compact),
@@ -351,12 +366,9 @@ impl Log {
 }
 
 impl Owner {
-    /// Takes the partition over as a new owner does (`node::restore`):
-    /// reads the log, claims the partition (again, if a `rival` claim
-    /// beats its first), and returns itself with the records it writes
-    /// after its claim: its whole state, then the tombstones of the older
-    /// keys.
-    fn take_over(log: &mut Log, rival: bool) -> (Owner, Vec<Record>) {
+    /// Claims the partition as a new owner does (`node::restore`): reads
+    /// the log and claims it (again, if a `rival` claim beats its first).
+    fn claim(log: &mut Log, rival: bool) -> (Engine, Reader) {
         let engine = testkit::engine();
         let mut reader = Reader::for_restore();
         for (key, value) in &log.stored {
@@ -389,9 +401,15 @@ impl Owner {
             assert_eq!(accepted, !(rival && first), "{heard:?}");
             first = false;
             if accepted {
-                break;
+                return (engine, reader);
             }
         }
+    }
+
+    /// The owner that claimed with `reader`, and the records it writes
+    /// after its claim: its whole state, then the tombstones of the older
+    /// keys.
+    fn finish(engine: Engine, reader: Reader) -> (Owner, Vec<Record>) {
         let (next, applied) = reader.marker().map_or((0, Applied::default()), |m| {
             (m.next_offset as usize, Applied::resume(m.applied.clone()))
         });
@@ -406,6 +424,11 @@ impl Owner {
         let mut records = owner.flush();
         records.extend(obsolete);
         (owner, records)
+    }
+
+    fn take_over(log: &mut Log, rival: bool) -> (Owner, Vec<Record>) {
+        let (engine, reader) = Owner::claim(log, rival);
+        Owner::finish(engine, reader)
     }
 
     /// Takes the partition over and writes every record of it.
@@ -473,16 +496,41 @@ fn count_partition(routed: &[Vec<u8>], steps: &[Step]) -> (Vec<Record>, Vec<Reco
                 owner = Owner::take_over_whole(&mut log);
             }
             Step::Crash => owner = Owner::take_over_whole(&mut log),
-            Step::CrashMidTakeOver(k) => {
-                let (_, mut records) = Owner::take_over(&mut log, false);
-                records.truncate(*k);
-                log.append(records);
-                owner = Owner::take_over_whole(&mut log);
-            }
-            Step::Zombie => {
-                let (new, records) = Owner::take_over(&mut log, false);
-                zombie = Some(std::mem::replace(&mut owner, new));
-                log.append(records);
+            &Step::TakeOver {
+                zombie: lives_on,
+                window,
+                compact: compacts,
+                cut,
+            } => {
+                let (engine, reader) = Owner::claim(&mut log, false);
+                if let Some(n) = window {
+                    // The owner that lost the partition, if it lives on,
+                    // else an earlier zombie.
+                    let late = if lives_on {
+                        Some(&mut owner)
+                    } else {
+                        zombie.as_mut()
+                    };
+                    if let Some(late) = late {
+                        late.count(routed, n);
+                        log.append(late.flush());
+                    }
+                }
+                if compacts {
+                    log.stored = compact(&log.stored);
+                }
+                let (new, mut records) = Owner::finish(engine, reader);
+                let old = std::mem::replace(&mut owner, new);
+                if lives_on {
+                    zombie = Some(old);
+                }
+                if let Some(k) = cut {
+                    records.truncate(k);
+                    log.append(records);
+                    owner = Owner::take_over_whole(&mut log);
+                } else {
+                    log.append(records);
+                }
             }
             Step::ZombieFlush(n) => {
                 if let Some(zombie) = zombie.as_mut() {
@@ -645,19 +693,38 @@ fn flush_of_one(generation: u64, e: Endpoint, peer: &str) -> Vec<Record> {
     ]
 }
 
+/// The endpoints an engine holds, sorted.
+fn held(engine: &Engine) -> Vec<Endpoint> {
+    let mut held = Vec::new();
+    engine.for_each(|endpoint, _| held.push(*endpoint));
+    held.sort_by_key(|e| format!("{e:?}"));
+    held
+}
+
+/// Reads `log` with a restoring owner's reader.
+fn restored(log: &[Record]) -> (Engine, Reader) {
+    let engine = testkit::engine();
+    let mut reader = Reader::for_restore();
+    for (key, value) in log {
+        reader.read(&engine, key, value).unwrap();
+    }
+    (engine, reader)
+}
+
 #[test]
-fn after_a_claim_the_previous_owners_flushes_are_ignored_even_when_it_flushes_on() {
-    let e = endpoint("203.0.113.5", 22);
+fn a_new_generations_first_flush_replaces_the_state_and_fences_the_previous_owner() {
+    let (e, f) = (endpoint("203.0.113.5", 22), endpoint("203.0.113.6", 22));
     let engine = testkit::engine();
     let mut reader = Reader::new();
-    // Generation 1 counts; its next flush is cut by generation 2's claim.
+    // Generation 1 counts e; generation 2 claims; the previous owner, not
+    // knowing, counts f and flushes before generation 2's first flush.
     let mut log = flush_of_one(1, e, "198.51.100.8");
-    let unclosed = flush_of_one(1, e, "198.51.100.9");
-    log.push(unclosed[0].clone());
     log.push(claim_record(2, 77));
-    // The zombie closes its flush and writes another, all after the claim.
-    log.push(unclosed[1].clone());
-    log.extend(flush_of_one(1, e, "198.51.100.10"));
+    log.extend(flush_of_one(1, f, "198.51.100.9"));
+    // Generation 2 restored what the log held up to its claim: e alone.
+    log.extend(flush_of_one(2, e, "198.51.100.8"));
+    // The previous owner flushes on.
+    log.extend(flush_of_one(1, f, "198.51.100.10"));
     let heard: Vec<Read> = log
         .iter()
         .map(|(k, v)| reader.read(&engine, k, v).unwrap())
@@ -667,20 +734,62 @@ fn after_a_claim_the_previous_owners_flushes_are_ignored_even_when_it_flushes_on
         [
             Read::Held,
             Read::Closed,
-            Read::Held,
             Read::Claim {
                 nonce: 77,
                 accepted: true
             },
-            Read::Stale,
+            Read::Held,
+            Read::Closed,
+            Read::Held,
+            Read::Closed,
             Read::Stale,
             Read::Stale,
         ]
     );
-    assert_eq!(reader.unclosed(), 0, "the cut flush can never close");
-    let mut peers = None;
-    engine.for_each(|_, s| peers = Some(s.peers.estimate()));
-    assert_eq!(peers, Some(2), "the first flush only: its peer and meta's");
+    assert_eq!(held(&engine), [e], "f went with the first flush of 2");
+    assert_eq!((reader.generation(), reader.unclosed()), (2, 0));
+}
+
+#[test]
+fn a_claim_whose_owner_died_before_its_first_flush_leaves_the_previous_state_whole() {
+    let (e, f) = (endpoint("203.0.113.5", 22), endpoint("203.0.113.6", 22));
+    // Generation 2 claims and dies; the previous owner flushes once more,
+    // over the keys of its closed flush.
+    let mut log = flush_of_one(1, e, "198.51.100.8");
+    log.push(claim_record(2, 5));
+    let mut late = flush_of_one(1, e, "198.51.100.9");
+    late.extend(flush_of_one(1, f, "198.51.100.9"));
+    log.extend(late);
+    let (all_along, read) = restored(&log);
+    let (compacted, read_compacted) = restored(&compact(&log));
+    assert_eq!(held(&all_along), [e, f]);
+    assert_eq!(held(&compacted), [e, f], "compaction kept a closed state");
+    assert_eq!(read.marker(), read_compacted.marker());
+    assert!(read_compacted.marker().is_some());
+    assert_eq!(read_compacted.claim(1).0, claim_record(3, 1).0);
+}
+
+#[test]
+fn a_beaten_claim_keeps_the_winning_claim_through_compaction() {
+    let (e, f) = (endpoint("203.0.113.5", 22), endpoint("203.0.113.6", 22));
+    let mut log = flush_of_one(1, e, "198.51.100.8");
+    // B and C read the same log; B's claim is written first.
+    let (_, b) = restored(&log);
+    let (b_claim, c_claim) = (b.claim(1), b.claim(2));
+    log.push(b_claim);
+    // The previous owner flushes f; B reads on to its claim, and writes
+    // its state (e only) under generation 2, then dies before deleting.
+    let (b_engine, b_reader) = restored(&log);
+    log.extend(flush_of_one(1, f, "198.51.100.9"));
+    let mut flusher = b_reader.into_flusher(&b_engine);
+    let mut rewrite = Vec::new();
+    flusher.flush(&b_engine, 0, &Applied::default(), &mut rewrite);
+    log.extend(rewrite);
+    log.push(c_claim);
+    let (all_along, _) = restored(&log);
+    let (compacted, _) = restored(&compact(&log));
+    assert_eq!(held(&all_along), [e]);
+    assert_eq!(held(&compacted), [e]);
 }
 
 #[test]
@@ -689,7 +798,10 @@ fn a_new_owner_writes_its_whole_state_under_its_generation_and_deletes_the_older
     let engine = testkit::engine();
     let mut reader = Reader::for_restore();
     let mut log = flush_of_one(1, e, "198.51.100.8");
-    log.extend(flush_of_one(2, f, "198.51.100.9"));
+    // Generation 2's first flush: its whole state, e and f.
+    let mut second = flush_of_one(2, f, "198.51.100.9");
+    second.insert(0, flush_of_one(2, e, "198.51.100.8").remove(0));
+    log.extend(second);
     // A key deleted already is not deleted again.
     log.push((log[0].0.clone(), Vec::new()));
     log.push(claim_record(3, 5));
@@ -698,11 +810,10 @@ fn a_new_owner_writes_its_whole_state_under_its_generation_and_deletes_the_older
     }
     let mut obsolete = reader.obsolete();
     obsolete.sort();
-    let mut expected = vec![
-        (log[1].0.clone(), Vec::new()),
-        (log[2].0.clone(), Vec::new()),
-        (log[3].0.clone(), Vec::new()),
-    ];
+    let mut expected: Vec<Record> = log[1..5]
+        .iter()
+        .map(|(key, _)| (key.clone(), Vec::new()))
+        .collect();
     expected.sort();
     assert_eq!(obsolete, expected, "generations 1 and 2, not the claim");
     let mut flusher = reader.into_flusher(&engine);
