@@ -260,6 +260,11 @@ impl ProducerContext for Deliveries {
 fn producer(kafka: &KafkaConfig, what: &str) -> anyhow::Result<BaseProducer<Deliveries>> {
     client_config(kafka)
         .set("enable.idempotence", "true")
+        // A record never times out in the queue: one that did would leave
+        // a gap that later records close over (a routed flow then dropped
+        // as a replay, a flush's marker closing missing cells). A broker
+        // away for long holds the records until it is back.
+        .set("message.timeout.ms", "0")
         .set("linger.ms", "5")
         .set("allow.auto.create.topics", "false")
         .create_with_context(Deliveries::default())
@@ -290,20 +295,38 @@ fn send(
 
 /// Waits until everything queued is delivered; whether it all was.
 fn delivered(producer: &BaseProducer<Deliveries>, what: &str) -> bool {
-    let flushed = producer.flush(DELIVERY_TIMEOUT);
-    match (flushed, producer.context().take_failure()) {
-        (Ok(()), None) => true,
-        (Err(e), _) => {
+    match delivery(producer) {
+        Delivery::Done => true,
+        Delivery::Pending(e) => {
             warn!(error = %e, "cluster {what}: records not delivered within {DELIVERY_TIMEOUT:?}; tried again later");
             false
         }
-        (_, Some(failure)) => {
+        Delivery::Failed(failure) => {
             warn!(
                 failure,
                 "cluster {what}: a record was not delivered; tried again later"
             );
             false
         }
+    }
+}
+
+/// How the records queued so far fared.
+enum Delivery {
+    Done,
+    /// Still queued after [`DELIVERY_TIMEOUT`] (the broker is away).
+    Pending(rdkafka::error::KafkaError),
+    /// A record failed for good: the records after it may have landed.
+    Failed(String),
+}
+
+/// Waits until everything queued is delivered, or [`DELIVERY_TIMEOUT`].
+fn delivery(producer: &BaseProducer<Deliveries>) -> Delivery {
+    let flushed = producer.flush(DELIVERY_TIMEOUT);
+    match (flushed, producer.context().take_failure()) {
+        (_, Some(failure)) => Delivery::Failed(failure),
+        (Err(e), None) => Delivery::Pending(e),
+        (Ok(()), None) => Delivery::Done,
     }
 }
 
@@ -390,9 +413,23 @@ pub fn route(
         producer.poll(Duration::ZERO);
         if stopping || last_commit.elapsed() >= config.cluster.commit_interval {
             last_commit = Instant::now();
-            if !next.is_empty() && delivered(&producer, "route") {
-                commit(&consumer, &next, stopping);
-                next.clear();
+            if !next.is_empty() {
+                match delivery(&producer) {
+                    Delivery::Done => {
+                        commit(&consumer, &next, stopping);
+                        next.clear();
+                    }
+                    Delivery::Pending(e) => {
+                        warn!(error = %e, "cluster route: routed flows not delivered within {DELIVERY_TIMEOUT:?}; offsets committed once they are");
+                    }
+                    // Committing later would skip the lost flows, and
+                    // sending them again now would put them after flows
+                    // that follow them (dropped as replays): start over
+                    // from the last commit instead.
+                    Delivery::Failed(failure) => anyhow::bail!(
+                        "cluster route: a routed flow was not delivered ({failure}); the instance stops so that its flow partitions are routed again from their last committed offsets"
+                    ),
+                }
             }
         }
         if stopping {
@@ -664,7 +701,7 @@ fn flush(
     metrics: &ClusterMetrics,
     sync: bool,
 ) -> Vec<i32> {
-    let mut flushed = Vec::new();
+    let (mut flushed, mut unqueued) = (Vec::new(), Vec::new());
     for (&partition, owner) in owners.iter_mut() {
         if owner.next == owner.flushed {
             continue;
@@ -680,19 +717,29 @@ fn flush(
                 .payload(&value[..]);
             if let Err(e) = send(producer, record) {
                 warn!(partition, error = %e, "cluster count: flush not queued");
+                unqueued.push(partition);
                 break;
             }
         }
         flushed.push(partition);
     }
+    // A flush cut short never closes: its partition is taken over again.
+    for partition in &unqueued {
+        owners.remove(partition);
+        flushed.retain(|p| p != partition);
+    }
+    if !unqueued.is_empty() {
+        metrics.flushes.with_label_values(&["failed"]).inc();
+    }
     if flushed.is_empty() {
-        return flushed;
+        return unqueued;
     }
     if !delivered(producer, "changelog") {
         for partition in &flushed {
             owners.remove(partition);
         }
         metrics.flushes.with_label_values(&["failed"]).inc();
+        flushed.extend(unqueued);
         return flushed;
     }
     metrics.flushes.with_label_values(&["ok"]).inc();
@@ -703,7 +750,7 @@ fn flush(
         next.insert((names.by_asset.clone(), partition), owner.next);
     }
     commit(consumer, &next, sync);
-    Vec::new()
+    unqueued
 }
 
 /// The settings of a consumer that reads assigned partitions and commits
