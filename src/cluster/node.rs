@@ -61,35 +61,52 @@ const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 const RESTORE_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long a partition whose take-over failed waits before the next try.
 const TAKE_OVER_RETRY: Duration = Duration::from_secs(2);
+/// How long the instance that took over a partition still given here
+/// must have written no flush of it before the partition is claimed back.
+const CLAIM_BACK_QUIET: Duration = Duration::from_secs(3);
 /// How many claims in a row, each beaten by another claim of its
 /// generation, a new owner writes before it gives up.
 const CLAIM_ATTEMPTS: u32 = 5;
 /// How often the counted partitions' state is compacted and expired.
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(60);
 
-/// The newest generation the replica has read of each changelog
-/// partition: how the count thread learns that another instance claimed
-/// a partition it counts (`super::changelog`, "Generations, claims and
-/// fencing").
+/// The generation the replica applies for each changelog partition, and
+/// when it last read a flush of it closing: how the count thread learns
+/// that another instance took over a partition it counts, and whether
+/// that instance is still flushing (`super::changelog`, "Generations,
+/// claims and fencing").
 #[derive(Debug)]
-pub struct Claims(Vec<AtomicU64>);
+pub struct Claims(Vec<(AtomicU64, AtomicU64)>);
 
 impl Claims {
     pub fn new(partitions: u32) -> Self {
-        Claims((0..partitions).map(|_| AtomicU64::new(0)).collect())
+        Claims(
+            (0..partitions)
+                .map(|_| (AtomicU64::new(0), AtomicU64::new(0)))
+                .collect(),
+        )
     }
 
-    fn set(&self, partition: i32, generation: u64) {
-        if let Some(g) = usize::try_from(partition).ok().and_then(|p| self.0.get(p)) {
+    fn slot(&self, partition: i32) -> Option<&(AtomicU64, AtomicU64)> {
+        usize::try_from(partition).ok().and_then(|p| self.0.get(p))
+    }
+
+    /// Notes that a flush of `generation` closed just now.
+    fn closed(&self, partition: i32, generation: u64) {
+        if let Some((g, at)) = self.slot(partition) {
             g.store(generation, Ordering::Release);
+            at.store(u64::try_from(wall_now_ms()).unwrap_or(0), Ordering::Release);
         }
     }
 
-    fn get(&self, partition: i32) -> u64 {
-        usize::try_from(partition)
-            .ok()
-            .and_then(|p| self.0.get(p))
-            .map_or(0, |g| g.load(Ordering::Acquire))
+    /// The generation applied, and how long since a flush of it closed.
+    fn get(&self, partition: i32) -> (u64, Duration) {
+        self.slot(partition).map_or((0, Duration::MAX), |(g, at)| {
+            let since = u64::try_from(wall_now_ms())
+                .unwrap_or(0)
+                .saturating_sub(at.load(Ordering::Acquire));
+            (g.load(Ordering::Acquire), Duration::from_millis(since))
+        })
     }
 }
 
@@ -628,15 +645,19 @@ pub fn count(
                 .filter(|(_, at)| at.elapsed() >= TAKE_OVER_RETRY)
                 .map(|(&partition, _)| partition)
                 .collect();
-            // A partition another instance claimed (one that did not know
-            // it had lost it, or that heard of its assignment late) is
-            // claimed back while it is still given here.
+            // A partition another instance took over (one that heard of
+            // its assignment late) is claimed back while it is still given
+            // here, once that instance has stopped flushing it: while it
+            // flushes it counts the partition well, and taking it back
+            // then would set the answers back to the state read.
             let fenced: Vec<(i32, u64, u64)> = owners
                 .iter()
                 .map(|(&partition, owner)| {
-                    (partition, owner.flusher.generation(), claims.get(partition))
+                    let (newest, since) = claims.get(partition);
+                    (partition, owner.flusher.generation(), newest, since)
                 })
-                .filter(|&(_, ours, newest)| newest > ours)
+                .filter(|&(_, ours, newest, since)| newest > ours && since >= CLAIM_BACK_QUIET)
+                .map(|(partition, ours, newest, _)| (partition, ours, newest))
                 .collect();
             for &(partition, ours, newest) in &fenced {
                 warn!(
@@ -980,15 +1001,18 @@ pub fn replica(
         let partition = m.partition();
         let reader = readers.entry(partition).or_default();
         let stale = reader.stale();
-        if let Err(e) = reader.read(
+        match reader.read(
             engine,
             m.key().unwrap_or_default(),
             m.payload().unwrap_or_default(),
         ) {
-            warn!(partition, offset = m.offset(), error = %e, "cluster replica: changelog record skipped");
+            Ok(Read::Closed) => claims.closed(partition, reader.generation()),
+            Ok(_) => {}
+            Err(e) => {
+                warn!(partition, offset = m.offset(), error = %e, "cluster replica: changelog record skipped")
+            }
         }
         metrics.stale_records.inc_by(reader.stale() - stale);
-        claims.set(partition, reader.generation());
         if ends
             .get(&partition)
             .is_some_and(|&end| m.offset() + 1 >= end)
