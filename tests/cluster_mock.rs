@@ -142,6 +142,35 @@ fn wait_for_exact(instances: &[&Service], expected: &BTreeMap<u64, u64>, what: &
     }
 }
 
+/// [`wait_for_exact`] on every instance, then checks that their totals
+/// stay exact a second later (nothing counted twice after the fact).
+fn wait_for_exact_and_staying(instances: &[Service], expected: &BTreeMap<u64, u64>, what: &str) {
+    let all: Vec<&Service> = instances.iter().collect();
+    wait_for_exact(&all, expected, what);
+    for service in instances {
+        service.assert_totals_stay(
+            Duration::from_secs(1),
+            expected,
+            "nothing counted twice later",
+        );
+    }
+}
+
+/// Waits until `service` counts `partitions` routing partitions.
+fn wait_until_holding(service: &Service, partitions: i32, what: &str) {
+    let deadline = Instant::now() + CONVERGE_WITHIN;
+    let held = || service.metric("exposure_cluster_partitions_held");
+    while held() != Some(f64::from(partitions)) {
+        assert!(
+            Instant::now() < deadline,
+            "{what} holds {:?} of {partitions} partitions:\n{}",
+            held(),
+            service.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Produces `records` to `topic` from another thread, `wave` records at a
 /// time with `pause_ms` between waves, so that instances can be killed,
 /// stopped or added while records flow.
@@ -294,15 +323,7 @@ fn kill_9_sigterm_and_a_broker_outage_lose_and_double_nothing() {
     broker.down();
     std::thread::sleep(Duration::from_secs(1));
     broker.up();
-    let all: Vec<&Service> = instances.iter().collect();
-    wait_for_exact(&all, &expected, "after kill -9 and SIGTERM");
-    for service in &instances {
-        service.assert_totals_stay(
-            Duration::from_secs(1),
-            &expected,
-            "nothing counted twice later",
-        );
-    }
+    wait_for_exact_and_staying(&instances, &expected, "after kill -9 and SIGTERM");
 }
 
 #[test]
@@ -317,27 +338,10 @@ fn an_instance_paused_past_its_session_and_resumed_loses_and_doubles_nothing() {
     // first still holds what it counted and flushes it before it hears
     // that it lost them.
     instances[0].pause();
-    let taker = &instances[1];
-    let deadline = Instant::now() + CONVERGE_WITHIN;
-    while taker.metric("exposure_cluster_partitions_held") != Some(f64::from(PARTITIONS)) {
-        assert!(
-            Instant::now() < deadline,
-            "the running instance never took every partition:\n{}",
-            taker.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until_holding(&instances[1], PARTITIONS, "the running instance");
     instances[0].resume();
     producing.join().expect("every record produced");
-    let all: Vec<&Service> = instances.iter().collect();
-    wait_for_exact(&all, &expected, "after a pause past the session");
-    for service in &instances {
-        service.assert_totals_stay(
-            Duration::from_secs(1),
-            &expected,
-            "nothing counted twice later",
-        );
-    }
+    wait_for_exact_and_staying(&instances, &expected, "after a pause past the session");
 }
 
 #[test]
@@ -405,15 +409,7 @@ fn an_instance_joining_and_one_leaving_mid_stream_lose_and_double_nothing() {
     assert_eq!(code, Some(0), "SIGTERM exits 0:\n{}", instances[0].log());
     instances.remove(0);
     producing.join().expect("every record produced");
-    let all: Vec<&Service> = instances.iter().collect();
-    wait_for_exact(&all, &expected, "after a join and a leave");
-    for service in &instances {
-        service.assert_totals_stay(
-            Duration::from_secs(1),
-            &expected,
-            "nothing counted twice later",
-        );
-    }
+    wait_for_exact_and_staying(&instances, &expected, "after a join and a leave");
 }
 
 #[test]
@@ -436,16 +432,7 @@ fn the_partitions_of_a_stopped_instance_are_restored_at_once_with_no_new_record(
     // Nothing more is produced: the partitions that move must be restored
     // when given, not when their next record arrives.
     let taker = &instances[1];
-    let deadline = Instant::now() + CONVERGE_WITHIN;
-    while held(taker) != Some(f64::from(PARTITIONS)) {
-        assert!(
-            Instant::now() < deadline,
-            "the remaining instance holds {:?} of {PARTITIONS} partitions:\n{}",
-            held(taker),
-            taker.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until_holding(taker, PARTITIONS, "the remaining instance");
     assert_eq!(
         taker.metric("exposure_cluster_restores_total"),
         restores.map(|r| r + f64::from(PARTITIONS) - before),

@@ -652,12 +652,12 @@ pub fn count(
             // then would set the answers back to the state read.
             let fenced: Vec<(i32, u64, u64)> = owners
                 .iter()
-                .map(|(&partition, owner)| {
-                    let (newest, since) = claims.get(partition);
-                    (partition, owner.flusher.generation(), newest, since)
+                .filter_map(|(&partition, owner)| {
+                    let (ours, (newest, since)) =
+                        (owner.flusher.generation(), claims.get(partition));
+                    (newest > ours && since >= CLAIM_BACK_QUIET)
+                        .then_some((partition, ours, newest))
                 })
-                .filter(|&(_, ours, newest, since)| newest > ours && since >= CLAIM_BACK_QUIET)
-                .map(|(partition, ours, newest, _)| (partition, ours, newest))
                 .collect();
             for &(partition, ours, newest) in &fenced {
                 warn!(
@@ -669,9 +669,8 @@ pub fn count(
                 metrics.fenced.inc();
                 owners.remove(&partition);
             }
-            let due = due.into_iter().chain(fenced.into_iter().map(|(p, ..)| p));
-            for partition in due {
-                if !stopping {
+            if !stopping {
+                for partition in due.into_iter().chain(fenced.into_iter().map(|(p, ..)| p)) {
                     take_over(&mut owners, &mut untaken, partition);
                 }
             }
@@ -731,23 +730,17 @@ fn flush(
         owner
             .flusher
             .flush(&owner.engine, owner.next, &owner.applied, records);
-        for (key, value) in records.iter() {
-            let record = BaseRecord::to(&names.changelog)
-                .partition(partition)
-                .key(&key[..])
-                .payload(&value[..]);
-            if let Err(e) = send(producer, record) {
+        match queue(producer, names, partition, records) {
+            Ok(()) => flushed.push(partition),
+            Err(e) => {
                 warn!(partition, error = %e, "cluster count: flush not queued");
                 unqueued.push(partition);
-                break;
             }
         }
-        flushed.push(partition);
     }
     // A flush cut short never closes: its partition is taken over again.
     for partition in &unqueued {
         owners.remove(partition);
-        flushed.retain(|p| p != partition);
     }
     if !unqueued.is_empty() {
         metrics.flushes.with_label_values(&["failed"]).inc();
@@ -923,9 +916,9 @@ fn restore(
     })
 }
 
-/// Writes `records` (an empty value is a tombstone) to a changelog
-/// partition and waits until they are delivered.
-fn write(
+/// Queues `records` (an empty value is a tombstone) for a changelog
+/// partition, stopping at the first that cannot be.
+fn queue(
     producer: &BaseProducer<Deliveries>,
     names: &Names,
     partition: i32,
@@ -942,6 +935,18 @@ fn write(
         };
         send(producer, record)?;
     }
+    Ok(())
+}
+
+/// Writes `records` to a changelog partition and waits until they are
+/// delivered.
+fn write(
+    producer: &BaseProducer<Deliveries>,
+    names: &Names,
+    partition: i32,
+    records: &[Record],
+) -> anyhow::Result<()> {
+    queue(producer, names, partition, records)?;
     anyhow::ensure!(delivered(producer, "count"), "not delivered");
     Ok(())
 }

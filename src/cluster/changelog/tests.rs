@@ -369,11 +369,7 @@ impl Owner {
     /// Claims the partition as a new owner does (`node::restore`): reads
     /// the log and claims it (again, if a `rival` claim beats its first).
     fn claim(log: &mut Log, rival: bool) -> (Engine, Reader) {
-        let engine = testkit::engine();
-        let mut reader = Reader::for_restore();
-        for (key, value) in &log.stored {
-            reader.read(&engine, key, value).unwrap();
-        }
+        let (engine, mut reader) = restored(&log.stored);
         let mut first = true;
         loop {
             log.nonce += 1;
@@ -795,8 +791,6 @@ fn a_beaten_claim_keeps_the_winning_claim_through_compaction() {
 #[test]
 fn a_new_owner_writes_its_whole_state_under_its_generation_and_deletes_the_older_keys() {
     let (e, f) = (endpoint("203.0.113.5", 22), endpoint("203.0.113.6", 443));
-    let engine = testkit::engine();
-    let mut reader = Reader::for_restore();
     let mut log = flush_of_one(1, e, "198.51.100.8");
     // Generation 2's first flush: its whole state, e and f.
     let mut second = flush_of_one(2, f, "198.51.100.9");
@@ -805,9 +799,7 @@ fn a_new_owner_writes_its_whole_state_under_its_generation_and_deletes_the_older
     // A key deleted already is not deleted again.
     log.push((log[0].0.clone(), Vec::new()));
     log.push(claim_record(3, 5));
-    for (k, v) in &log {
-        reader.read(&engine, k, v).unwrap();
-    }
+    let (engine, reader) = restored(&log);
     let mut obsolete = reader.obsolete();
     obsolete.sort();
     let mut expected: Vec<Record> = log[1..5]
